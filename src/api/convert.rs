@@ -1,0 +1,190 @@
+//! Conversions between the protobuf API (`crate::pb`) and domain records.
+//!
+//! Inbound conversions copy input fields only (output-only fields are
+//! ignored, per AIP-203) and do not validate: that is the domain's job.
+
+use crate::domain::{self, rules, ClaimView, EventDetails};
+use crate::pb;
+
+use super::names::{claim_name, response_name};
+
+/// Protobuf timestamp to domain timestamp.
+pub fn time_in(t: Option<prost_types::Timestamp>) -> Option<domain::Timestamp> {
+    t.map(|t| domain::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    })
+}
+
+/// Domain timestamp to protobuf timestamp.
+pub fn time_out(t: Option<domain::Timestamp>) -> Option<prost_types::Timestamp> {
+    t.map(|t| prost_types::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos,
+    })
+}
+
+/// The input fields of a claim to register.
+pub fn claim_draft(claim: pb::Claim) -> domain::Claim {
+    domain::Claim {
+        claim_text: claim.claim_text,
+        claimant: claim.claimant,
+        language: claim.language,
+        appearance_urls: claim.appearance_urls,
+        first_seen_time: time_in(claim.first_seen_time),
+        tags: claim.tags,
+        image: claim.image.map(|i| domain::Image {
+            source_url: i.source_url,
+            sha256: i.sha256,
+            credit: i.credit,
+            publisher: i.publisher,
+            published_time: time_in(i.published_time),
+            captured_time: time_in(i.captured_time),
+            location: i.location,
+            caption: i.caption,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The input fields of a response to attach; `in_reply_to` is resolved by the
+/// caller because it is a resource name.
+pub fn response_draft(
+    response: pb::OfficialResponse,
+    in_reply_to: u64,
+) -> domain::OfficialResponse {
+    domain::OfficialResponse {
+        responder: response.responder.map(|r| domain::Responder {
+            organization: r.organization,
+            person: r.person,
+            role: r.role,
+        }),
+        kind: response.kind,
+        stance: response.stance,
+        text: response.text,
+        language: response.language,
+        source_url: response.source_url,
+        issue_time: time_in(response.issue_time),
+        in_reply_to,
+        ..Default::default()
+    }
+}
+
+/// A claim with its status, as the API returns it.
+pub fn claim_out(view: &ClaimView) -> pb::Claim {
+    let c = &view.claim;
+    pb::Claim {
+        name: claim_name(c.id),
+        claim_text: c.claim_text.clone(),
+        claimant: c.claimant.clone(),
+        language: c.language.clone(),
+        appearance_urls: c.appearance_urls.clone(),
+        first_seen_time: time_out(c.first_seen_time),
+        tags: c.tags.clone(),
+        image: c.image.as_ref().map(|i| pb::Image {
+            source_url: i.source_url.clone(),
+            sha256: i.sha256.clone(),
+            credit: i.credit.clone(),
+            publisher: i.publisher.clone(),
+            published_time: time_out(i.published_time),
+            captured_time: time_out(i.captured_time),
+            location: i.location.clone(),
+            caption: i.caption.clone(),
+        }),
+        create_time: time_out(c.create_time),
+        update_time: time_out(c.update_time),
+        etag: rules::etag(c),
+        verification_status: Some(status_out(view)),
+    }
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A claim's verification status, as the API returns it.
+pub fn status_out(view: &ClaimView) -> pb::VerificationStatus {
+    let c = &view.claim;
+    let evidence = c.evidence.clone().unwrap_or_default();
+    let verdict = c.verdict.clone().unwrap_or_default();
+    pb::VerificationStatus {
+        claim: claim_name(c.id),
+        state: c.state,
+        claim_rating: verdict.claim_rating,
+        media_authenticity: verdict.media_authenticity,
+        rationale: verdict.rationale,
+        reviewed_by: verdict.reviewed_by,
+        review_time: time_out(verdict.review_time),
+        official_response_count: count(evidence.total),
+        supporting_count: count(evidence.supporting),
+        refuting_count: count(evidence.refuting),
+        context_count: count(evidence.context),
+        latest_official_response: view.latest_response.as_ref().map(response_out),
+        update_time: time_out(c.update_time),
+        etag: rules::etag(c),
+    }
+}
+
+/// A stored response, as the API returns it.
+pub fn response_out(r: &domain::OfficialResponse) -> pb::OfficialResponse {
+    pb::OfficialResponse {
+        name: response_name(r.claim_id, r.id),
+        responder: r.responder.as_ref().map(|p| pb::Responder {
+            organization: p.organization.clone(),
+            person: p.person.clone(),
+            role: p.role,
+        }),
+        kind: r.kind,
+        stance: r.stance,
+        text: r.text.clone(),
+        language: r.language.clone(),
+        source_url: r.source_url.clone(),
+        issue_time: time_out(r.issue_time),
+        in_reply_to: if r.in_reply_to == 0 {
+            String::new()
+        } else {
+            response_name(r.claim_id, r.in_reply_to)
+        },
+        create_time: time_out(r.create_time),
+        attached_by: r.attached_by.clone(),
+    }
+}
+
+/// A stored event, as the API returns it.
+pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
+    use pb::claim_event::Details;
+    let details = e.details.as_ref().map(|d| match d {
+        EventDetails::Registered(r) => Details::ClaimRegistered(pb::ClaimRegistered {
+            claim_text: r.claim_text.clone(),
+            image_sha256: r.image_sha256.clone(),
+        }),
+        EventDetails::ResponseAttached(a) => {
+            Details::OfficialResponseAttached(pb::OfficialResponseAttached {
+                official_response: response_name(e.claim_id, a.response_id),
+                organization: a.organization.clone(),
+                stance: a.stance,
+                kind: a.kind,
+            })
+        }
+        EventDetails::VerdictSet(v) => {
+            let new = v.verdict.clone().unwrap_or_default();
+            let old = v.previous.clone().unwrap_or_default();
+            Details::VerdictSet(pb::VerdictSet {
+                claim_rating: new.claim_rating,
+                media_authenticity: new.media_authenticity,
+                rationale: new.rationale,
+                previous_claim_rating: old.claim_rating,
+                previous_media_authenticity: old.media_authenticity,
+            })
+        }
+    });
+    pb::ClaimEvent {
+        claim: claim_name(e.claim_id),
+        sequence: i64::try_from(e.sequence).unwrap_or(i64::MAX),
+        r#type: e.event_type,
+        actor: e.actor.clone(),
+        time: time_out(e.time),
+        state: e.state,
+        details,
+    }
+}

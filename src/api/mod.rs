@@ -1,0 +1,255 @@
+//! gRPC handlers for `photoclaim.v1.ClaimService`. Each one is thin: parse
+//! names and tokens, convert to domain drafts, validate, call the store,
+//! convert back. Errors go through [`status::to_status`].
+
+pub mod convert;
+pub mod names;
+pub mod status;
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::{validate, Timestamp, Verdict, VerificationState};
+use crate::pb::{self, claim_service_server::ClaimService};
+use crate::store::{NewClaim, NewResponse, NewVerdict, Store};
+use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
+use status::observe;
+
+/// The authenticated identity of a caller, placed in the request's
+/// extensions by an authentication layer. Without one, the caller is
+/// [`ANONYMOUS`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity(pub String);
+
+/// Actor recorded for calls that carry no [`Identity`].
+pub const ANONYMOUS: &str = "anonymous";
+
+fn actor<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Identity>()
+        .map(|i| i.0.clone())
+        .unwrap_or_else(|| ANONYMOUS.to_string())
+}
+
+/// `ClaimService` over any [`Store`].
+pub struct ClaimApi<S> {
+    /// Shared with the server, which flushes it at shutdown.
+    store: Arc<S>,
+}
+
+impl<S: Store> ClaimApi<S> {
+    /// A service backed by `store`.
+    pub fn new(store: Arc<S>) -> Self {
+        ClaimApi { store }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> ClaimService for ClaimApi<S> {
+    async fn register_claim(
+        &self,
+        request: Request<pb::RegisterClaimRequest>,
+    ) -> Result<Response<pb::RegisterClaimResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe("RegisterClaim", "", async {
+            validate::validate_request_id(&req.request_id)?;
+            let Some(claim) = req.claim else {
+                return Err(crate::domain::Error::invalid("claim", "is required"));
+            };
+            let draft = convert::claim_draft(claim);
+            validate::validate_new_claim(&draft, Timestamp::now())?;
+            let registered = self
+                .store
+                .register_claim(NewClaim {
+                    claim: draft,
+                    request_id: req.request_id,
+                    actor,
+                })
+                .await?;
+            let claim = convert::claim_out(&registered.claim);
+            tracing::Span::current().record("claim", claim.name.as_str());
+            Ok(pb::RegisterClaimResponse {
+                claim: Some(claim),
+                replayed: registered.replayed,
+                same_image_claims: registered
+                    .same_image
+                    .iter()
+                    .map(|view| pb::ImageMatch {
+                        claim: Some(convert::claim_out(view)),
+                        exact: true,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn get_claim(
+        &self,
+        request: Request<pb::GetClaimRequest>,
+    ) -> Result<Response<pb::Claim>, Status> {
+        let req = request.into_inner();
+        observe("GetClaim", &req.name, async {
+            let id = parse_claim_name(&req.name, "name")?;
+            let view = self.store.get_claim(id).await?;
+            let view = view.ok_or_else(|| crate::domain::Error::NotFound(req.name.clone()))?;
+            Ok(convert::claim_out(&view))
+        })
+        .await
+    }
+
+    async fn list_claims(
+        &self,
+        request: Request<pb::ListClaimsRequest>,
+    ) -> Result<Response<pb::ListClaimsResponse>, Status> {
+        let req = request.into_inner();
+        observe("ListClaims", "", async {
+            let limit = page_size(req.page_size)?;
+            let state = match VerificationState::try_from(req.state) {
+                Err(_) => {
+                    return Err(crate::domain::Error::invalid(
+                        "state",
+                        format!("{} is not a known value", req.state),
+                    ))
+                }
+                Ok(VerificationState::Unspecified) => None,
+                Ok(state) => Some(state),
+            };
+            let scope = req.state as u64;
+            let before = decode_page_token(&req.page_token, Listing::Claims, scope)?;
+            let page = self.store.list_claims(state, before, limit).await?;
+            Ok(pb::ListClaimsResponse {
+                claims: page.items.iter().map(convert::claim_out).collect(),
+                next_page_token: encode_page_token(Listing::Claims, scope, page.next_cursor),
+            })
+        })
+        .await
+    }
+
+    async fn attach_official_response(
+        &self,
+        request: Request<pb::AttachOfficialResponseRequest>,
+    ) -> Result<Response<pb::OfficialResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe("AttachOfficialResponse", &req.parent, async {
+            let claim_id = parse_claim_name(&req.parent, "parent")?;
+            validate::validate_request_id(&req.request_id)?;
+            let Some(response) = req.official_response else {
+                return Err(crate::domain::Error::invalid(
+                    "official_response",
+                    "is required",
+                ));
+            };
+            let in_reply_to = if response.in_reply_to.is_empty() {
+                0
+            } else {
+                let field = "official_response.in_reply_to";
+                let (reply_claim, reply_id) =
+                    names::parse_response_name(&response.in_reply_to, field)?;
+                if reply_claim != claim_id {
+                    return Err(crate::domain::Error::invalid(
+                        field,
+                        format!("must name a response of {}", req.parent),
+                    ));
+                }
+                reply_id
+            };
+            let draft = convert::response_draft(response, in_reply_to);
+            validate::validate_new_response(&draft, Timestamp::now())?;
+            let attached = self
+                .store
+                .attach_response(NewResponse {
+                    claim_id,
+                    response: draft,
+                    request_id: req.request_id,
+                    actor,
+                })
+                .await?;
+            Ok(convert::response_out(&attached.response))
+        })
+        .await
+    }
+
+    async fn list_official_responses(
+        &self,
+        request: Request<pb::ListOfficialResponsesRequest>,
+    ) -> Result<Response<pb::ListOfficialResponsesResponse>, Status> {
+        let req = request.into_inner();
+        observe("ListOfficialResponses", &req.parent, async {
+            let claim_id = parse_claim_name(&req.parent, "parent")?;
+            let limit = page_size(req.page_size)?;
+            let after = decode_page_token(&req.page_token, Listing::Responses, claim_id)?;
+            let page = self.store.list_responses(claim_id, after, limit).await?;
+            Ok(pb::ListOfficialResponsesResponse {
+                official_responses: page.items.iter().map(convert::response_out).collect(),
+                next_page_token: encode_page_token(Listing::Responses, claim_id, page.next_cursor),
+            })
+        })
+        .await
+    }
+
+    async fn get_verification_status(
+        &self,
+        request: Request<pb::GetVerificationStatusRequest>,
+    ) -> Result<Response<pb::VerificationStatus>, Status> {
+        let req = request.into_inner();
+        observe("GetVerificationStatus", &req.claim, async {
+            let id = parse_claim_name(&req.claim, "claim")?;
+            let view = self.store.get_claim(id).await?;
+            let view = view.ok_or_else(|| crate::domain::Error::NotFound(req.claim.clone()))?;
+            Ok(convert::status_out(&view))
+        })
+        .await
+    }
+
+    async fn set_verdict(
+        &self,
+        request: Request<pb::SetVerdictRequest>,
+    ) -> Result<Response<pb::VerificationStatus>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe("SetVerdict", &req.claim, async {
+            let claim_id = parse_claim_name(&req.claim, "claim")?;
+            let verdict = Verdict {
+                claim_rating: req.claim_rating,
+                media_authenticity: req.media_authenticity,
+                rationale: req.rationale,
+                ..Default::default()
+            };
+            validate::validate_verdict(&verdict)?;
+            let view = self
+                .store
+                .set_verdict(NewVerdict {
+                    claim_id,
+                    verdict,
+                    etag: (!req.etag.is_empty()).then_some(req.etag),
+                    actor,
+                })
+                .await?;
+            Ok(convert::status_out(&view))
+        })
+        .await
+    }
+
+    async fn list_claim_events(
+        &self,
+        request: Request<pb::ListClaimEventsRequest>,
+    ) -> Result<Response<pb::ListClaimEventsResponse>, Status> {
+        let req = request.into_inner();
+        observe("ListClaimEvents", &req.claim, async {
+            let claim_id = parse_claim_name(&req.claim, "claim")?;
+            let limit = page_size(req.page_size)?;
+            let after = decode_page_token(&req.page_token, Listing::Events, claim_id)?;
+            let page = self.store.list_events(claim_id, after, limit).await?;
+            Ok(pb::ListClaimEventsResponse {
+                events: page.items.iter().map(convert::event_out).collect(),
+                next_page_token: encode_page_token(Listing::Events, claim_id, page.next_cursor),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,56 @@
+//! The domain's error type. `crate::api::status` maps it to gRPC codes in one place.
+
+/// One offending field of a request, named by its path in the API message
+/// (e.g. `claim.image.sha256`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, as the API names it.
+    pub field: String,
+    /// What is wrong with it, in words a caller can act on.
+    pub description: String,
+}
+
+/// Everything that can go wrong in an operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request itself is malformed; nothing was changed.
+    #[error("{}", describe_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// A named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A `request_id` was reused with a different payload.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// An `etag` did not match: the resource changed since the caller read it.
+    #[error("{0}")]
+    Aborted(String),
+    /// The request is well-formed but the resource is not in a state that allows it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A fault of the service (storage, corruption). The text is for the log
+    /// only; callers get a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A single-field `InvalidArgument`.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+}
+
+fn describe_violations(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Short alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

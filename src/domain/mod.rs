@@ -1,0 +1,10 @@
+//! The domain: records, validation and status rules. No tonic, no sled: the
+//! API layer converts to and from these types, the store persists them.
+
+pub mod error;
+pub mod model;
+pub mod rules;
+pub mod validate;
+
+pub use error::{Error, FieldViolation, Result};
+pub use model::*;

@@ -1,0 +1,24 @@
+//! photoclaim: a gRPC service for newsroom verification desks.
+//!
+//! Data flows one way: a request reaches a handler in [`api`], which converts
+//! it to [`domain`] types and validates it; the [`store`] applies the domain's
+//! rules inside one transaction, makes the write durable, and the handler
+//! converts the result back to protobuf.
+//!
+//! - [`pb`]: generated code for `proto/photoclaim/v1` and the descriptor set.
+//! - [`domain`]: records, validation, status rules. No tonic, no sled.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation.
+//! - [`api`]: the `ClaimService` handlers, name parsing, page tokens, and the
+//!   one mapping from domain errors to `tonic::Status`.
+//! - [`server`]: builds the tonic server (our service, health, reflection),
+//!   runs it on a bound listener until a shutdown future resolves, drains,
+//!   flushes.
+//!
+//! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
+//! [`server::run`].
+
+pub mod api;
+pub mod domain;
+pub mod pb;
+pub mod server;
+pub mod store;

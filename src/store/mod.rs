@@ -1,0 +1,122 @@
+//! Storage: one trait, [`Store`], and its sled implementation, [`SledStore`].
+//!
+//! Every write method is one transaction across the trees it touches, and
+//! returns only once the write is durable. A miss on a read is `Ok(None)` (or
+//! `NotFound` where the operation names a parent that must exist). A later
+//! backend (PostgreSQL) implements the same trait and runs the same tests.
+
+mod group_commit;
+mod sled_store;
+
+use std::future::Future;
+
+use crate::domain::{
+    Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
+};
+
+pub use sled_store::{OpenError, SledStore};
+
+/// Most claims reported in `same_image_claims`.
+pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;
+
+/// Register a validated claim draft.
+#[derive(Clone, Debug)]
+pub struct NewClaim {
+    /// The draft; server-assigned fields are overwritten.
+    pub claim: Claim,
+    /// Idempotency key; empty for none.
+    pub request_id: String,
+    /// Authenticated identity making the change.
+    pub actor: String,
+}
+
+/// Result of a registration.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    /// The claim (for a replay: as it is now).
+    pub claim: ClaimView,
+    /// True when `request_id` matched an earlier registration.
+    pub replayed: bool,
+    /// Claims registered earlier on the same SHA-256, newest first.
+    pub same_image: Vec<ClaimView>,
+}
+
+/// Attach a validated response draft to a claim.
+#[derive(Clone, Debug)]
+pub struct NewResponse {
+    /// The claim to attach to.
+    pub claim_id: u64,
+    /// The draft; server-assigned fields are overwritten.
+    pub response: OfficialResponse,
+    /// Idempotency key; empty for none.
+    pub request_id: String,
+    /// Authenticated identity making the change.
+    pub actor: String,
+}
+
+/// Result of an attachment.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    /// The stored response.
+    pub response: OfficialResponse,
+    /// True when `request_id` matched an earlier attachment.
+    pub replayed: bool,
+}
+
+/// Set a validated verdict on a claim.
+#[derive(Clone, Debug)]
+pub struct NewVerdict {
+    /// The claim.
+    pub claim_id: u64,
+    /// The verdict (ratings and rationale; reviewer and time are set by the rules).
+    pub verdict: Verdict,
+    /// When given, the change applies only if the claim's etag still matches.
+    pub etag: Option<String>,
+    /// Authenticated identity making the change.
+    pub actor: String,
+}
+
+/// The operations photoclaim needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Registers a claim (or replays an earlier registration with the same request_id).
+    fn register_claim(&self, cmd: NewClaim) -> impl Future<Output = Result<Registered>> + Send;
+
+    /// Reads one claim.
+    fn get_claim(&self, id: u64) -> impl Future<Output = Result<Option<ClaimView>>> + Send;
+
+    /// Lists claims newest first, only those in `state` if given, starting
+    /// below the cursor `before`.
+    fn list_claims(
+        &self,
+        state: Option<VerificationState>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ClaimView>>> + Send;
+
+    /// Attaches a response (or replays an earlier attachment with the same request_id).
+    fn attach_response(&self, cmd: NewResponse) -> impl Future<Output = Result<Attached>> + Send;
+
+    /// Lists a claim's responses in attachment order after the cursor `after`.
+    /// `NotFound` if the claim does not exist.
+    fn list_responses(
+        &self,
+        claim_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<OfficialResponse>>> + Send;
+
+    /// Sets or replaces a claim's verdict.
+    fn set_verdict(&self, cmd: NewVerdict) -> impl Future<Output = Result<ClaimView>> + Send;
+
+    /// Lists a claim's events in sequence order after the cursor `after`.
+    /// `NotFound` if the claim does not exist.
+    fn list_events(
+        &self,
+        claim_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ClaimEvent>>> + Send;
+
+    /// Makes everything written so far durable; called once at shutdown.
+    fn close(&self) -> impl Future<Output = Result<()>> + Send;
+}

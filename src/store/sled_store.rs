@@ -1,0 +1,558 @@
+//! The sled implementation of [`Store`].
+//!
+//! Trees and key layouts (all integers big-endian, so keys sort numerically):
+//!
+//! | tree               | key                                   | value                         |
+//! |--------------------|---------------------------------------|-------------------------------|
+//! | `meta`             | `b"format_version"`                   | u32                           |
+//! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf)    |
+//! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
+//! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
+//! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
+//! | `claims_by_sha256` | sha256 (32 bytes)                     | claim_ids (u64 each), ascending |
+//! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
+//!
+//! Claim ids come from sled's id generator *inside* the (globally serialized)
+//! write transaction, so they increase in commit order: "newest first" is
+//! descending id, and "registered before" is a smaller id.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use super::group_commit::GroupCommit;
+use super::{
+    Attached, NewClaim, NewResponse, NewVerdict, Registered, Store, MAX_SAME_IMAGE_CLAIMS,
+};
+use crate::domain::{
+    rules, Claim, ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, Timestamp,
+    VerificationState, FORMAT_VERSION,
+};
+
+const META_FORMAT_VERSION: &[u8] = b"format_version";
+const OP_REGISTER: u8 = b'R';
+const OP_ATTACH: u8 = b'A';
+
+/// What a `request_id` was used for, so a retry can be answered without redoing it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct IdempotencyRecord {
+    /// Record layout version.
+    #[prost(uint32, tag = "1")]
+    format_version: u32,
+    /// SHA-256 of the request's payload; a retry must match it.
+    #[prost(bytes = "vec", tag = "2")]
+    fingerprint: Vec<u8>,
+    /// The claim created or attached to.
+    #[prost(uint64, tag = "3")]
+    claim_id: u64,
+    /// The response created, for attachments.
+    #[prost(uint64, tag = "4")]
+    response_id: u64,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory's lock.
+    #[error("data directory {0} is in use by another photoclaim process (sled holds an exclusive lock); stop it or choose another --data-dir")]
+    Locked(PathBuf),
+    /// The data was written by a newer photoclaim.
+    #[error("data directory {dir} has format version {found}, newer than this binary supports ({supported}); upgrade photoclaim")]
+    TooNew {
+        /// The directory.
+        dir: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Version this binary writes.
+        supported: u32,
+    },
+    /// Any other storage failure.
+    #[error("cannot open data directory {dir}: {cause}")]
+    Other {
+        /// The directory.
+        dir: PathBuf,
+        /// What sled said.
+        cause: String,
+    },
+}
+
+/// Claims, responses and events in an embedded sled database.
+pub struct SledStore {
+    /// Kept for the final flush; trees below share its storage.
+    db: sled::Db,
+    /// `claim_id -> Claim`.
+    claims: sled::Tree,
+    /// `state ‖ claim_id -> ()`, for ListClaims' state filter without a scan.
+    by_state: sled::Tree,
+    /// `claim_id ‖ response_id -> OfficialResponse`.
+    responses: sled::Tree,
+    /// `claim_id ‖ sequence -> ClaimEvent`.
+    events: sled::Tree,
+    /// `sha256 -> [claim_id]`, for same-image lookups without a scan.
+    by_sha256: sled::Tree,
+    /// `op ‖ request_id -> IdempotencyRecord`.
+    request_ids: sled::Tree,
+    /// Shares flushes between concurrent writers.
+    commit: GroupCommit,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn pair(a: u64, b: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&a.to_be_bytes());
+    key[8..].copy_from_slice(&b.to_be_bytes());
+    key
+}
+
+fn state_key(state: i32, id: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = state as u8;
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(buf)
+}
+
+fn sha_key(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn request_key(op: u8, request_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + request_id.len());
+    key.push(op);
+    key.extend_from_slice(request_id.as_bytes());
+    key
+}
+
+fn internal(err: impl std::fmt::Display) -> Error {
+    Error::Internal(err.to_string())
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
+    M::decode(bytes).map_err(|e| Error::Internal(format!("corrupt {what} record: {e}")))
+}
+
+fn fingerprint(parts: &[&[u8]]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().to_vec()
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+fn abort<T>(err: Error) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(err))
+}
+
+fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
+    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Looks up a request_id: `Ok(None)` if unused, the record if the payload
+/// matches, `AlreadyExists` if it was used for something else.
+fn check_request_id(
+    tree: &TransactionalTree,
+    key: &[u8],
+    fingerprint: &[u8],
+) -> TxResult<Option<IdempotencyRecord>> {
+    let Some(bytes) = tree.get(key)? else {
+        return Ok(None);
+    };
+    let record: IdempotencyRecord = tx_decode(&bytes, "idempotency")?;
+    if record.fingerprint != fingerprint {
+        return abort(Error::AlreadyExists(
+            "request_id was already used for a different request; use a new request_id for a new request"
+                .into(),
+        ));
+    }
+    Ok(Some(record))
+}
+
+fn finish_tx<T>(result: std::result::Result<T, TransactionError<Error>>) -> Result<T> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => internal(err),
+    })
+}
+
+/// Moves a claim's entry in the state index when its state changed.
+fn reindex_state(by_state: &TransactionalTree, claim: &Claim, old_state: i32) -> TxResult<()> {
+    if claim.state != old_state {
+        by_state.remove(&state_key(old_state, claim.id))?;
+        by_state.insert(&state_key(claim.state, claim.id), &[])?;
+    }
+    Ok(())
+}
+
+fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<Claim> {
+    match claims.get(be(id))? {
+        Some(bytes) => tx_decode(&bytes, "claim"),
+        None => abort(Error::NotFound(format!("claims/{id}"))),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
+    /// runtime (it starts the group-commit flusher).
+    pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
+        let other = |cause: sled::Error| OpenError::Other {
+            dir: dir.to_path_buf(),
+            cause: cause.to_string(),
+        };
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            let text = e.to_string();
+            if text.contains("could not acquire lock") {
+                OpenError::Locked(dir.to_path_buf())
+            } else {
+                other(e)
+            }
+        })?;
+        let meta = db.open_tree("meta").map_err(other)?;
+        match meta.get(META_FORMAT_VERSION).map_err(other)? {
+            Some(v) if v.len() == 4 => {
+                let found = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                if found > FORMAT_VERSION {
+                    return Err(OpenError::TooNew {
+                        dir: dir.to_path_buf(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+            Some(_) => {
+                return Err(OpenError::Other {
+                    dir: dir.to_path_buf(),
+                    cause: "corrupt format_version entry".into(),
+                })
+            }
+            None => {
+                meta.insert(META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())
+                    .map_err(other)?;
+                db.flush().map_err(other)?;
+            }
+        }
+        let tree = |name: &str| db.open_tree(name).map_err(other);
+        Ok(SledStore {
+            claims: tree("claims")?,
+            by_state: tree("claims_by_state")?,
+            responses: tree("responses")?,
+            events: tree("events")?,
+            by_sha256: tree("claims_by_sha256")?,
+            request_ids: tree("request_ids")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        })
+    }
+
+    /// Flushes performed by group commit so far (diagnostics and tests).
+    pub fn flush_count(&self) -> u64 {
+        self.commit.flush_count()
+    }
+
+    async fn durable(&self) -> Result<()> {
+        self.commit.durable().await.map_err(Error::Internal)
+    }
+
+    fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
+        let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
+            return Ok(None);
+        };
+        let claim: Claim = decode(&bytes, "claim")?;
+        let latest = claim.evidence.as_ref().map(|e| e.total).unwrap_or(0);
+        let latest_response = if latest > 0 {
+            self.responses
+                .get(pair(id, latest))
+                .map_err(internal)?
+                .map(|b| decode(&b, "official response"))
+                .transpose()?
+        } else {
+            None
+        };
+        Ok(Some(ClaimView {
+            claim,
+            latest_response,
+        }))
+    }
+
+    fn require_claim(&self, id: u64) -> Result<()> {
+        if self.claims.contains_key(be(id)).map_err(internal)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("claims/{id}")))
+        }
+    }
+
+    /// Claims registered on the same image before `claim`, newest first.
+    fn same_image(&self, claim: &Claim) -> Result<Vec<ClaimView>> {
+        let Some(key) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) else {
+            return Ok(Vec::new());
+        };
+        let Some(ids) = self.by_sha256.get(key).map_err(internal)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for chunk in ids.chunks_exact(8).rev() {
+            let id = u64_at(chunk, 0);
+            if id >= claim.id {
+                continue;
+            }
+            if out.len() == MAX_SAME_IMAGE_CLAIMS {
+                break;
+            }
+            if let Some(view) = self.read_claim(id)? {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads up to `limit` records from `iter`, decoding with `f`; the cursor
+    /// is taken from each key by `cursor_of` and returned if more may follow.
+    fn page<T>(
+        iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        limit: usize,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(u64, T)>,
+    ) -> Result<Page<T>> {
+        let mut items = Vec::new();
+        let mut next_cursor = None;
+        let mut last = None;
+        for entry in iter {
+            let (key, value) = entry.map_err(internal)?;
+            if items.len() == limit {
+                next_cursor = last;
+                break;
+            }
+            let (cursor, item) = f(&key, &value)?;
+            last = Some(cursor);
+            items.push(item);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    fn list_children<T: Message + Default>(
+        &self,
+        tree: &sled::Tree,
+        claim_id: u64,
+        after: Option<u64>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Page<T>> {
+        self.require_claim(claim_id)?;
+        let start = pair(claim_id, after.unwrap_or(0).saturating_add(1));
+        let end = pair(claim_id, u64::MAX);
+        Self::page(tree.range(start..=end), limit, |key, value| {
+            Ok((u64_at(key, 8), decode(value, what)?))
+        })
+    }
+}
+
+impl Store for SledStore {
+    async fn register_claim(&self, cmd: NewClaim) -> Result<Registered> {
+        let draft_bytes = cmd.claim.encode_to_vec();
+        let fp = fingerprint(&[&draft_bytes]);
+        let request_key =
+            (!cmd.request_id.is_empty()).then(|| request_key(OP_REGISTER, &cmd.request_id));
+        let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
+        let trees = (
+            &self.claims,
+            &self.by_state,
+            &self.events,
+            &self.by_sha256,
+            &self.request_ids,
+        );
+        let outcome = trees.transaction(|(claims, by_state, events, by_sha256, request_ids)| {
+            if let Some(key) = &request_key {
+                if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                    return Ok((record.claim_id, true));
+                }
+            }
+            let id = claims.generate_id()? + 1;
+            let mut claim = cmd.claim.clone();
+            let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
+            claims.insert(&be(id), claim.encode_to_vec())?;
+            by_state.insert(&state_key(claim.state, id), &[])?;
+            events.insert(&pair(id, event.sequence), event.encode_to_vec())?;
+            if let Some(sha) = &sha {
+                let mut ids = by_sha256.get(sha)?.map(|v| v.to_vec()).unwrap_or_default();
+                ids.extend_from_slice(&be(id));
+                by_sha256.insert(sha, ids)?;
+            }
+            if let Some(key) = &request_key {
+                let record = IdempotencyRecord {
+                    format_version: FORMAT_VERSION,
+                    fingerprint: fp.clone(),
+                    claim_id: id,
+                    response_id: 0,
+                };
+                request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+            }
+            Ok((id, false))
+        });
+        let (id, replayed) = finish_tx(outcome)?;
+        // A replay may race the first call's flush: wait for durability either way.
+        self.durable().await?;
+        let claim = self
+            .read_claim(id)?
+            .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?;
+        let same_image = self.same_image(&claim.claim)?;
+        Ok(Registered {
+            claim,
+            replayed,
+            same_image,
+        })
+    }
+
+    async fn get_claim(&self, id: u64) -> Result<Option<ClaimView>> {
+        self.read_claim(id)
+    }
+
+    async fn list_claims(
+        &self,
+        state: Option<VerificationState>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ClaimView>> {
+        let before = before.unwrap_or(u64::MAX);
+        let view = |id: u64| -> Result<(u64, ClaimView)> {
+            let view = self
+                .read_claim(id)?
+                .ok_or_else(|| Error::Internal(format!("index names missing claim {id}")))?;
+            Ok((id, view))
+        };
+        match state {
+            None => Self::page(self.claims.range(..be(before)).rev(), limit, |key, _| {
+                view(u64_at(key, 0))
+            }),
+            Some(state) => {
+                let start = state_key(state as i32, 0);
+                let end = state_key(state as i32, before);
+                Self::page(
+                    self.by_state
+                        .range((Bound::Included(start), Bound::Excluded(end)))
+                        .rev(),
+                    limit,
+                    |key, _| view(u64_at(key, 1)),
+                )
+            }
+        }
+    }
+
+    async fn attach_response(&self, cmd: NewResponse) -> Result<Attached> {
+        let draft_bytes = cmd.response.encode_to_vec();
+        let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
+        let request_key =
+            (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, &cmd.request_id));
+        let trees = (
+            &self.claims,
+            &self.by_state,
+            &self.responses,
+            &self.events,
+            &self.request_ids,
+        );
+        let outcome = trees.transaction(|(claims, by_state, responses, events, request_ids)| {
+            if let Some(key) = &request_key {
+                if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                    return Ok((record.claim_id, record.response_id, true));
+                }
+            }
+            let mut claim = load_claim(claims, cmd.claim_id)?;
+            let old_state = claim.state;
+            let mut response = cmd.response.clone();
+            let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
+                .map_err(ConflictableTransactionError::Abort)?;
+            claims.insert(&be(claim.id), claim.encode_to_vec())?;
+            reindex_state(by_state, &claim, old_state)?;
+            responses.insert(&pair(claim.id, response.id), response.encode_to_vec())?;
+            events.insert(&pair(claim.id, event.sequence), event.encode_to_vec())?;
+            if let Some(key) = &request_key {
+                let record = IdempotencyRecord {
+                    format_version: FORMAT_VERSION,
+                    fingerprint: fp.clone(),
+                    claim_id: claim.id,
+                    response_id: response.id,
+                };
+                request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+            }
+            Ok((claim.id, response.id, false))
+        });
+        let (claim_id, response_id, replayed) = finish_tx(outcome)?;
+        self.durable().await?;
+        let bytes = self
+            .responses
+            .get(pair(claim_id, response_id))
+            .map_err(internal)?
+            .ok_or_else(|| Error::Internal("response vanished after commit".into()))?;
+        Ok(Attached {
+            response: decode(&bytes, "official response")?,
+            replayed,
+        })
+    }
+
+    async fn list_responses(
+        &self,
+        claim_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<OfficialResponse>> {
+        self.list_children(&self.responses, claim_id, after, limit, "official response")
+    }
+
+    async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
+        let trees = (&self.claims, &self.by_state, &self.events);
+        let outcome = trees.transaction(|(claims, by_state, events)| {
+            let mut claim = load_claim(claims, cmd.claim_id)?;
+            let old_state = claim.state;
+            let event = rules::set_verdict(
+                &mut claim,
+                cmd.verdict.clone(),
+                cmd.etag.as_deref(),
+                &cmd.actor,
+                Timestamp::now(),
+            )
+            .map_err(ConflictableTransactionError::Abort)?;
+            claims.insert(&be(claim.id), claim.encode_to_vec())?;
+            reindex_state(by_state, &claim, old_state)?;
+            events.insert(&pair(claim.id, event.sequence), event.encode_to_vec())?;
+            Ok(())
+        });
+        finish_tx(outcome)?;
+        self.durable().await?;
+        self.read_claim(cmd.claim_id)?
+            .ok_or_else(|| Error::Internal("claim vanished after commit".into()))
+    }
+
+    async fn list_events(
+        &self,
+        claim_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ClaimEvent>> {
+        self.list_children(&self.events, claim_id, after, limit, "event")
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.db.flush_async().await.map(|_| ()).map_err(internal)
+    }
+}
