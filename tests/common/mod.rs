@@ -1,0 +1,307 @@
+//! Shared helpers for the integration tests: a real server in-process on
+//! 127.0.0.1:0 with a real sled directory, the real binary as a child
+//! process (for signals and kill -9), and the reference case.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use photoclaim::pb;
+use photoclaim::pb::claim_service_client::ClaimServiceClient;
+use photoclaim::server::{self, Options};
+use photoclaim::store::SledStore;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub type Client = ClaimServiceClient<Channel>;
+
+/// A server running inside the test process.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub store: Arc<SledStore>,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+impl InProcess {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("open store"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::run(listener, store.clone(), options, async {
+            let _ = rx.await;
+        }));
+        let client = connect(&addr.to_string()).await;
+        InProcess {
+            addr,
+            client,
+            store,
+            dir,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle)
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+/// Connects a client, retrying while the server comes up.
+pub async fn connect(addr: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ClaimServiceClient::connect(format!("http://{addr}")).await {
+            Ok(client) => return client,
+            Err(err) if Instant::now() > deadline => panic!("cannot connect to {addr}: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The real `photoclaim` binary, serving on an ephemeral port.
+pub struct Process {
+    pub child: Child,
+    pub addr: String,
+    /// Everything the server logged (stderr), for assertions.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `photoclaim serve` on `data_dir` and waits until it listens.
+    pub fn spawn(data_dir: &Path) -> Self {
+        Self::try_spawn(data_dir).unwrap_or_else(|(status, log)| {
+            panic!("server exited ({status:?}) before listening:\n{log}")
+        })
+    }
+
+    /// Like [`Process::spawn`], but returns the exit status and log if the
+    /// server exits before it listens.
+    pub fn try_spawn(data_dir: &Path) -> Result<Self, (Option<ExitStatus>, String)> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn photoclaim");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Option<String>>();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                if !sent && line.contains("photoclaim listening") {
+                    let addr = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                        .map(str::to_string);
+                    let _ = addr_tx.send(addr);
+                    sent = true;
+                }
+            }
+            if !sent {
+                let _ = addr_tx.send(None);
+            }
+        });
+        match addr_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(addr)) => Ok(Process { child, addr, log }),
+            _ => {
+                let status = child.wait().ok();
+                // Give the reader thread a moment to collect the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                let text = log.lock().unwrap().clone();
+                Err((status, text))
+            }
+        }
+    }
+
+    /// Sends a real SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait().expect("wait for server");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = self.log.lock().unwrap().clone();
+        (exit, log)
+    }
+
+    /// kill -9: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The reference case from `shared/cases/kazbat-2022.json`.
+pub fn kazbat() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/cases/kazbat-2022.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("reference case is JSON")
+}
+
+/// A SHA-256-shaped hex string derived from `seed` (tests need not hash real bytes).
+pub fn fake_sha256(seed: u64) -> String {
+    format!("{seed:064x}")
+}
+
+/// A small valid claim whose text is `text`.
+pub fn sample_claim(text: &str) -> pb::Claim {
+    pb::Claim {
+        claim_text: text.to_string(),
+        claimant: "social media posts".into(),
+        language: "en".into(),
+        image: Some(pb::Image {
+            source_url: "https://example.org/photo.jpg".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A small valid response with `stance`.
+pub fn sample_response(stance: pb::Stance) -> pb::OfficialResponse {
+    pb::OfficialResponse {
+        responder: Some(pb::Responder {
+            organization: "Ministry of Examples".into(),
+            role: pb::ResponderRole::Government as i32,
+            ..Default::default()
+        }),
+        kind: pb::ResponseKind::Statement as i32,
+        stance: stance as i32,
+        text: "A statement.".into(),
+        language: "en".into(),
+        ..Default::default()
+    }
+}
+
+pub async fn register(
+    client: &mut Client,
+    claim: pb::Claim,
+    request_id: &str,
+) -> pb::RegisterClaimResponse {
+    client
+        .register_claim(pb::RegisterClaimRequest {
+            request_id: request_id.into(),
+            claim: Some(claim),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+}
+
+pub async fn attach(
+    client: &mut Client,
+    parent: &str,
+    response: pb::OfficialResponse,
+    request_id: &str,
+) -> pb::OfficialResponse {
+    client
+        .attach_official_response(pb::AttachOfficialResponseRequest {
+            parent: parent.into(),
+            request_id: request_id.into(),
+            official_response: Some(response),
+        })
+        .await
+        .expect("attach")
+        .into_inner()
+}
+
+pub async fn status(client: &mut Client, claim: &str) -> pb::VerificationStatus {
+    client
+        .get_verification_status(pb::GetVerificationStatusRequest {
+            claim: claim.into(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
+}
+
+/// Every event of a claim, following page tokens.
+pub async fn all_events(client: &mut Client, claim: &str) -> Vec<pb::ClaimEvent> {
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_claim_events(pb::ListClaimEventsRequest {
+                claim: claim.into(),
+                page_size: 100,
+                page_token: token,
+            })
+            .await
+            .expect("list events")
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Every claim, newest first, following page tokens.
+pub async fn all_claims(client: &mut Client, state: pb::VerificationState) -> Vec<pb::Claim> {
+    let mut claims = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_claims(pb::ListClaimsRequest {
+                page_size: 1000,
+                page_token: token,
+                state: state as i32,
+            })
+            .await
+            .expect("list claims")
+            .into_inner();
+        claims.extend(page.claims);
+        if page.next_page_token.is_empty() {
+            return claims;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Asserts a claim's events are numbered 1..=n with no gap.
+pub fn assert_gapless(events: &[pb::ClaimEvent]) {
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    let expected: Vec<i64> = (1..=events.len() as i64).collect();
+    assert_eq!(
+        sequences, expected,
+        "event sequences must be gapless from 1"
+    );
+}
