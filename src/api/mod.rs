@@ -22,6 +22,37 @@ use status::observe;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity(pub String);
 
+/// Response metadata key set to `true` when AttachOfficialResponse replays
+/// an earlier call with the same `request_id`.
+pub const REPLAYED_METADATA: &str = "photoclaim-replayed";
+
+/// Largest encoded size of the items of one list page. Pages stop early
+/// (returning fewer than `page_size` items, as AIP-158 allows) so that a
+/// page of long texts stays under clients' default 4 MiB receive limit.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// Converts a page's items, stopping before the page would exceed
+/// [`MAX_PAGE_BYTES`] (always keeping the first item); returns the items and
+/// the cursor to continue after.
+fn fit_page<T, P: prost::Message>(
+    page: crate::domain::Page<T>,
+    to_pb: impl Fn(&T) -> P,
+    cursor_of: impl Fn(&T) -> u64,
+) -> (Vec<P>, Option<u64>) {
+    let mut out = Vec::with_capacity(page.items.len());
+    let mut bytes = 0;
+    for item in &page.items {
+        let message = to_pb(item);
+        bytes += message.encoded_len();
+        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+            let cursor = cursor_of(&page.items[out.len() - 1]);
+            return (out, Some(cursor));
+        }
+        out.push(message);
+    }
+    (out, page.next_cursor)
+}
+
 /// Actor recorded for calls that carry no [`Identity`].
 pub const ANONYMOUS: &str = "anonymous";
 
@@ -121,9 +152,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let scope = req.state as u64;
             let before = decode_page_token(&req.page_token, Listing::Claims, scope)?;
             let page = self.store.list_claims(state, before, limit).await?;
+            let (claims, next) = fit_page(page, convert::claim_out, |v| v.claim.id);
             Ok(pb::ListClaimsResponse {
-                claims: page.items.iter().map(convert::claim_out).collect(),
-                next_page_token: encode_page_token(Listing::Claims, scope, page.next_cursor),
+                claims,
+                next_page_token: encode_page_token(Listing::Claims, scope, next),
             })
         })
         .await
@@ -169,9 +201,21 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     actor,
                 })
                 .await?;
-            Ok(convert::response_out(&attached.response))
+            Ok((convert::response_out(&attached.response), attached.replayed))
         })
         .await
+        .map(|response| {
+            // OfficialResponse is a resource and has no `replayed` field, so
+            // a replay is signalled in the response metadata instead.
+            let (body, replayed) = response.into_inner();
+            let mut response = Response::new(body);
+            if replayed {
+                response
+                    .metadata_mut()
+                    .insert(REPLAYED_METADATA, "true".parse().expect("ASCII value"));
+            }
+            response
+        })
     }
 
     async fn list_official_responses(
@@ -184,9 +228,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let limit = page_size(req.page_size)?;
             let after = decode_page_token(&req.page_token, Listing::Responses, claim_id)?;
             let page = self.store.list_responses(claim_id, after, limit).await?;
+            let (official_responses, next) = fit_page(page, convert::response_out, |r| r.id);
             Ok(pb::ListOfficialResponsesResponse {
-                official_responses: page.items.iter().map(convert::response_out).collect(),
-                next_page_token: encode_page_token(Listing::Responses, claim_id, page.next_cursor),
+                official_responses,
+                next_page_token: encode_page_token(Listing::Responses, claim_id, next),
             })
         })
         .await
@@ -245,9 +290,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let limit = page_size(req.page_size)?;
             let after = decode_page_token(&req.page_token, Listing::Events, claim_id)?;
             let page = self.store.list_events(claim_id, after, limit).await?;
+            let (events, next) = fit_page(page, convert::event_out, |e| e.sequence);
             Ok(pb::ListClaimEventsResponse {
-                events: page.items.iter().map(convert::event_out).collect(),
-                next_page_token: encode_page_token(Listing::Events, claim_id, page.next_cursor),
+                events,
+                next_page_token: encode_page_token(Listing::Events, claim_id, next),
             })
         })
         .await
