@@ -50,7 +50,7 @@ pub async fn observe<T>(
         Err(status) => tracing::info!(
             code = ?status.code(),
             latency_us,
-            message = status.message(),
+            error = status.message(),
             "rpc done"
         ),
     }
