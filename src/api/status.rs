@@ -40,7 +40,10 @@ pub async fn observe<T>(
     claim: &str,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<Response<T>, Status> {
-    let span = tracing::info_span!("rpc", method, claim = %claim);
+    let span = tracing::info_span!("rpc", method, claim = tracing::field::Empty);
+    if !claim.is_empty() {
+        span.record("claim", claim);
+    }
     let started = Instant::now();
     let result = work.instrument(span.clone()).await.map_err(to_status);
     let latency_us = started.elapsed().as_micros() as u64;
