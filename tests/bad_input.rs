@@ -14,28 +14,6 @@ use tonic_types::StatusExt;
 
 type Call = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>;
 
-/// Everything a client can read back, to prove a refused request changed nothing.
-async fn snapshot(client: &mut Client) -> String {
-    let mut out = String::new();
-    for claim in all_claims(client, pb::VerificationState::Unspecified).await {
-        out.push_str(&format!("{claim:?}\n"));
-        for event in all_events(client, &claim.name).await {
-            out.push_str(&format!("{event:?}\n"));
-        }
-        let responses = client
-            .list_official_responses(pb::ListOfficialResponsesRequest {
-                parent: claim.name.clone(),
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.push_str(&format!("{responses:?}\n"));
-    }
-    out
-}
-
 fn long(n: usize) -> String {
     "x".repeat(n)
 }

@@ -161,28 +161,6 @@ async fn attach_call(
     Ok((response.into_inner(), replayed))
 }
 
-/// Every official response of a claim, following page tokens.
-async fn all_responses(client: &mut Client, parent: &str) -> Vec<pb::OfficialResponse> {
-    let mut responses = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_official_responses(pb::ListOfficialResponsesRequest {
-                parent: parent.into(),
-                page_size: 100,
-                page_token: token,
-            })
-            .await
-            .unwrap_or_else(|s| panic!("list responses of {parent}: {s}"))
-            .into_inner();
-        responses.extend(page.official_responses);
-        if page.next_page_token.is_empty() {
-            return responses;
-        }
-        token = page.next_page_token;
-    }
-}
-
 struct WriterCtx {
     w: usize,
     cycle: usize,

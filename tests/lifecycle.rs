@@ -12,26 +12,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-/// Everything a client can read about every claim.
-async fn everything(client: &mut Client) -> Vec<String> {
-    let mut out = Vec::new();
-    for claim in all_claims(client, pb::VerificationState::Unspecified).await {
-        let responses = client
-            .list_official_responses(pb::ListOfficialResponsesRequest {
-                parent: claim.name.clone(),
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.push(format!("{claim:?}"));
-        out.push(format!("{responses:?}"));
-        out.push(format!("{:?}", all_events(client, &claim.name).await));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_every_claim_response_verdict_and_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +47,7 @@ async fn restart_keeps_every_claim_response_verdict_and_event() {
         })
         .await
         .unwrap();
-    let before = everything(&mut client).await;
+    let before = snapshot(&mut client).await;
     assert_eq!(before.len(), 6);
     drop(client);
 
@@ -87,7 +67,7 @@ async fn restart_keeps_every_claim_response_verdict_and_event() {
 
     let server = Process::spawn(dir.path());
     let mut client = connect(&server.addr).await;
-    assert_eq!(everything(&mut client).await, before);
+    assert_eq!(snapshot(&mut client).await, before);
     // Indexes survived too: the request_id and sha256 indexes answer as before.
     let replay = register(&mut client, claim.clone(), "p-1").await;
     assert!(replay.replayed);

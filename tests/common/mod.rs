@@ -282,6 +282,40 @@ pub async fn all_events(client: &mut Client, claim: &str) -> Vec<pb::ClaimEvent>
     }
 }
 
+/// Every official response of a claim, following page tokens.
+pub async fn all_responses(client: &mut Client, parent: &str) -> Vec<pb::OfficialResponse> {
+    let mut responses = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_official_responses(pb::ListOfficialResponsesRequest {
+                parent: parent.into(),
+                page_size: 100,
+                page_token: token,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("list responses of {parent}: {s}"))
+            .into_inner();
+        responses.extend(page.official_responses);
+        if page.next_page_token.is_empty() {
+            return responses;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Everything a client can read: every claim with its responses and events,
+/// rendered for comparison (before/after a restart or a refused request).
+pub async fn snapshot(client: &mut Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for claim in all_claims(client, pb::VerificationState::Unspecified).await {
+        out.push(format!("{:?}", all_responses(client, &claim.name).await));
+        out.push(format!("{:?}", all_events(client, &claim.name).await));
+        out.push(format!("{claim:?}"));
+    }
+    out
+}
+
 /// Every claim, newest first, following page tokens.
 pub async fn all_claims(client: &mut Client, state: pb::VerificationState) -> Vec<pb::Claim> {
     let mut claims = Vec::new();
