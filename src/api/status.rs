@@ -59,3 +59,59 @@ pub async fn observe<T>(
     }
     result.map(Response::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldViolation;
+
+    #[test]
+    fn internal_errors_hide_their_cause_from_the_caller() {
+        let status = to_status(Error::Internal("sled: io error at /secret/path".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"), "{}", status.message());
+    }
+
+    #[test]
+    fn invalid_argument_names_every_field_in_message_and_details() {
+        let status = to_status(Error::InvalidArgument(vec![
+            FieldViolation {
+                field: "claim.language".into(),
+                description: "bad".into(),
+            },
+            FieldViolation {
+                field: "claim.tags[3]".into(),
+                description: "too long".into(),
+            },
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "claim.language: bad; claim.tags[3]: too long"
+        );
+        let fields: Vec<_> = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["claim.language", "claim.tags[3]"]);
+    }
+
+    #[test]
+    fn each_domain_error_has_its_code() {
+        let cases = [
+            (Error::NotFound("claims/1".into()), Code::NotFound),
+            (Error::AlreadyExists("x".into()), Code::AlreadyExists),
+            (Error::Aborted("x".into()), Code::Aborted),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(to_status(err).code(), code);
+        }
+    }
+}

@@ -556,3 +556,37 @@ impl Store for SledStore {
         self.db.flush_async().await.map(|_| ()).map_err(internal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_directory_written_by_a_newer_format_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(META_FORMAT_VERSION, &(FORMAT_VERSION + 1).to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(dir.path()).err().expect("must refuse");
+        assert!(matches!(err, OpenError::TooNew { found, .. } if found == FORMAT_VERSION + 1));
+        let text = err.to_string();
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        assert!(text.contains("newer"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_new_directory_records_the_current_format_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let meta = store.db.open_tree("meta").unwrap();
+        let v = meta
+            .get(META_FORMAT_VERSION)
+            .unwrap()
+            .expect("version written");
+        assert_eq!(v.as_ref(), FORMAT_VERSION.to_be_bytes());
+    }
+}
