@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::{validate, Timestamp, Verdict, VerificationState};
+use crate::domain::{validate, Error, Timestamp, Verdict, VerificationState};
 use crate::pb::{self, claim_service_server::ClaimService};
 use crate::store::{NewClaim, NewResponse, NewVerdict, Store};
 use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
@@ -88,7 +88,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         observe("RegisterClaim", "", async {
             validate::validate_request_id(&req.request_id)?;
             let Some(claim) = req.claim else {
-                return Err(crate::domain::Error::invalid("claim", "is required"));
+                return Err(Error::invalid("claim", "is required"));
             };
             let draft = convert::claim_draft(claim);
             validate::validate_new_claim(&draft, Timestamp::now())?;
@@ -126,7 +126,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         observe("GetClaim", &req.name, async {
             let id = parse_claim_name(&req.name, "name")?;
             let view = self.store.get_claim(id).await?;
-            let view = view.ok_or_else(|| crate::domain::Error::NotFound(req.name.clone()))?;
+            let view = view.ok_or_else(|| Error::NotFound(req.name.clone()))?;
             Ok(convert::claim_out(&view))
         })
         .await
@@ -141,7 +141,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let limit = page_size(req.page_size)?;
             let state = match VerificationState::try_from(req.state) {
                 Err(_) => {
-                    return Err(crate::domain::Error::invalid(
+                    return Err(Error::invalid(
                         "state",
                         format!("{} is not a known value", req.state),
                     ))
@@ -171,10 +171,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let claim_id = parse_claim_name(&req.parent, "parent")?;
             validate::validate_request_id(&req.request_id)?;
             let Some(response) = req.official_response else {
-                return Err(crate::domain::Error::invalid(
-                    "official_response",
-                    "is required",
-                ));
+                return Err(Error::invalid("official_response", "is required"));
             };
             let in_reply_to = if response.in_reply_to.is_empty() {
                 0
@@ -183,7 +180,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 let (reply_claim, reply_id) =
                     names::parse_response_name(&response.in_reply_to, field)?;
                 if reply_claim != claim_id {
-                    return Err(crate::domain::Error::invalid(
+                    return Err(Error::invalid(
                         field,
                         format!("must name a response of {}", req.parent),
                     ));
@@ -245,7 +242,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         observe("GetVerificationStatus", &req.claim, async {
             let id = parse_claim_name(&req.claim, "claim")?;
             let view = self.store.get_claim(id).await?;
-            let view = view.ok_or_else(|| crate::domain::Error::NotFound(req.claim.clone()))?;
+            let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
             Ok(convert::status_out(&view))
         })
         .await
