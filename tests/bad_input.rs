@@ -34,10 +34,7 @@ async fn bad_inputs_get_the_right_code_name_the_field_and_change_nothing() {
         "seed-response",
     )
     .await;
-    let other = register(&mut client, sample_claim("other"), "")
-        .await
-        .claim
-        .unwrap();
+    let other = new_claim(&mut client, "other").await;
 
     let c = client.clone();
     let register_with = move |request_id: &str, edit: fn(&mut pb::Claim)| -> Call {

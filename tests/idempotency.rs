@@ -66,10 +66,7 @@ async fn request_id_reused_with_a_different_payload_is_already_exists_and_change
 async fn attach_retry_returns_the_same_response_flagged_as_replayed() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
-    let claim = register(&mut client, sample_claim("c"), "")
-        .await
-        .claim
-        .unwrap();
+    let claim = new_claim(&mut client, "c").await;
     let request = pb::AttachOfficialResponseRequest {
         parent: claim.name.clone(),
         request_id: "attach-once".into(),
@@ -99,10 +96,7 @@ async fn attach_retry_returns_the_same_response_flagged_as_replayed() {
 async fn stale_etag_is_aborted_and_changes_nothing_while_no_etag_applies() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
-    let claim = register(&mut client, sample_claim("c"), "")
-        .await
-        .claim
-        .unwrap();
+    let claim = new_claim(&mut client, "c").await;
     let stale = claim.etag.clone();
     attach(
         &mut client,
@@ -155,10 +149,7 @@ async fn stale_etag_is_aborted_and_changes_nothing_while_no_etag_applies() {
 async fn fifty_concurrent_attachments_are_all_stored_with_gapless_events_and_shared_flushes() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
-    let claim = register(&mut client, sample_claim("busy"), "")
-        .await
-        .claim
-        .unwrap();
+    let claim = new_claim(&mut client, "busy").await;
     let flushes_before = server.store.flush_count();
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -229,10 +220,7 @@ async fn fifty_concurrent_attachments_are_all_stored_with_gapless_events_and_sha
 async fn concurrent_verdicts_with_one_etag_exactly_one_wins() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
-    let claim = register(&mut client, sample_claim("contested"), "")
-        .await
-        .claim
-        .unwrap();
+    let claim = new_claim(&mut client, "contested").await;
     let mut tasks = Vec::new();
     for i in 0..10 {
         let mut client = server.client.clone();

@@ -233,6 +233,14 @@ pub async fn register(
         .into_inner()
 }
 
+/// Registers `sample_claim(text)` without a request_id and returns the claim.
+pub async fn new_claim(client: &mut Client, text: &str) -> pb::Claim {
+    register(client, sample_claim(text), "")
+        .await
+        .claim
+        .expect("registered claim")
+}
+
 pub async fn attach(
     client: &mut Client,
     parent: &str,
