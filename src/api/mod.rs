@@ -8,6 +8,7 @@ pub mod status;
 
 use std::sync::Arc;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{validate, Error, Timestamp, Verdict, VerificationState};
@@ -31,6 +32,25 @@ pub const REPLAYED_METADATA: &str = "photoclaim-replayed";
 /// page of long texts stays under clients' default 4 MiB receive limit.
 pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
 
+/// Takes messages while their encoded sizes add up to at most `budget`
+/// bytes; with `keep_first`, the first one is taken whatever its size.
+fn fitting<P: prost::Message>(
+    messages: impl Iterator<Item = P>,
+    budget: usize,
+    keep_first: bool,
+) -> Vec<P> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for message in messages {
+        bytes += message.encoded_len();
+        if bytes > budget && !(keep_first && out.is_empty()) {
+            break;
+        }
+        out.push(message);
+    }
+    out
+}
+
 /// Converts a page's items, stopping before the page would exceed
 /// [`MAX_PAGE_BYTES`] (always keeping the first item); returns the items and
 /// the cursor to continue after.
@@ -39,16 +59,10 @@ fn fit_page<T, P: prost::Message>(
     to_pb: impl Fn(&T) -> P,
     cursor_of: impl Fn(&T) -> u64,
 ) -> (Vec<P>, Option<u64>) {
-    let mut out = Vec::with_capacity(page.items.len());
-    let mut bytes = 0;
-    for item in &page.items {
-        let message = to_pb(item);
-        bytes += message.encoded_len();
-        if bytes > MAX_PAGE_BYTES && !out.is_empty() {
-            let cursor = cursor_of(&page.items[out.len() - 1]);
-            return (out, Some(cursor));
-        }
-        out.push(message);
+    let out = fitting(page.items.iter().map(to_pb), MAX_PAGE_BYTES, true);
+    if out.len() < page.items.len() {
+        let cursor = cursor_of(&page.items[out.len() - 1]);
+        return (out, Some(cursor));
     }
     (out, page.next_cursor)
 }
@@ -102,17 +116,18 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 .await?;
             let claim = convert::claim_out(&registered.claim);
             tracing::Span::current().record("claim", claim.name.as_str());
+            // Same budget as a list page, so that the reply stays under
+            // clients' default 4 MiB limit even when earlier claims on the
+            // image are long.
+            let matches = registered.same_image.iter().map(|view| pb::ImageMatch {
+                claim: Some(convert::claim_out(view)),
+                exact: true,
+            });
+            let budget = MAX_PAGE_BYTES.saturating_sub(claim.encoded_len());
             Ok(pb::RegisterClaimResponse {
+                same_image_claims: fitting(matches, budget, false),
                 claim: Some(claim),
                 replayed: registered.replayed,
-                same_image_claims: registered
-                    .same_image
-                    .iter()
-                    .map(|view| pb::ImageMatch {
-                        claim: Some(convert::claim_out(view)),
-                        exact: true,
-                    })
-                    .collect(),
             })
         })
         .await

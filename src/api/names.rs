@@ -1,7 +1,7 @@
 //! Resource names (`claims/{id}`, `claims/{id}/officialResponses/{id}`),
 //! page sizes and opaque page tokens (AIP-122, AIP-158).
 
-use crate::domain::{Error, Result};
+use crate::domain::{excerpt, Error, Result};
 
 /// Page size used when a request gives 0.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -51,7 +51,10 @@ pub fn parse_claim_name(name: &str, field: &str) -> Result<u64> {
         .ok_or_else(|| {
             Error::invalid(
                 field,
-                format!("{name:?} is not a claim name; expected \"claims/{{claim_id}}\""),
+                format!(
+                    "{} is not a claim name; expected \"claims/{{claim_id}}\"",
+                    excerpt(name)
+                ),
             )
         })
 }
@@ -66,7 +69,8 @@ pub fn parse_response_name(name: &str, field: &str) -> Result<(u64, u64)> {
         Error::invalid(
             field,
             format!(
-                "{name:?} is not an official response name; expected \"claims/{{claim_id}}/officialResponses/{{response_id}}\""
+                "{} is not an official response name; expected \"claims/{{claim_id}}/officialResponses/{{response_id}}\"",
+                excerpt(name)
             ),
         )
     })

@@ -41,7 +41,9 @@ pub async fn observe<T>(
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<Response<T>, Status> {
     let span = tracing::info_span!("rpc", method, claim = tracing::field::Empty);
-    if !claim.is_empty() {
+    // Only a well-formed name is logged: a caller's raw field could be a
+    // megabyte long or carry anything.
+    if super::names::parse_claim_name(claim, "").is_ok() {
         span.record("claim", claim);
     }
     let started = Instant::now();

@@ -52,5 +52,22 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
         .join("; ")
 }
 
+/// Longest excerpt of a caller's value quoted back in an error message.
+pub const MAX_EXCERPT_CHARS: usize = 64;
+
+/// A caller's value quoted for an error message: Debug-escaped (so control
+/// characters cannot forge log lines) and cut to [`MAX_EXCERPT_CHARS`], so a
+/// megabyte of garbage in a name field does not come back in the reply or
+/// land in the log.
+pub fn excerpt(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(MAX_EXCERPT_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{head:?}… ({} bytes)", value.len())
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// Short alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

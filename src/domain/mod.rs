@@ -6,5 +6,5 @@ pub mod model;
 pub mod rules;
 pub mod validate;
 
-pub use error::{Error, FieldViolation, Result};
+pub use error::{excerpt, Error, FieldViolation, Result};
 pub use model::*;

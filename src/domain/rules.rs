@@ -2,7 +2,7 @@
 //! functions: the store calls them inside its transaction with the record it
 //! read, and writes what they return.
 
-use super::error::{Error, Result};
+use super::error::{excerpt, Error, Result};
 use super::model::{
     Claim, ClaimEvent, ClaimEventType, ClaimRegistered, EventDetails, Evidence, OfficialResponse,
     ResponseAttached, Stance, Timestamp, Verdict, VerdictSet, VerificationState, FORMAT_VERSION,
@@ -133,7 +133,8 @@ pub fn set_verdict(
         let current = etag(claim);
         if expected != current {
             return Err(Error::Aborted(format!(
-                "etag {expected:?} is stale: claims/{} has changed (current etag {current:?}); read it again and retry",
+                "etag {} is stale: claims/{} has changed (current etag {current:?}); read it again and retry",
+                excerpt(expected),
                 claim.id
             )));
         }

@@ -2,7 +2,7 @@
 //! anything is stored. Every check names the offending field by its API path
 //! and all violations of a request are reported together.
 
-use super::error::{Error, FieldViolation, Result};
+use super::error::{excerpt, Error, FieldViolation, Result};
 use super::model::{
     Claim, ClaimRating, MediaAuthenticity, OfficialResponse, ResponderRole, ResponseKind, Stance,
     Timestamp, Verdict,
@@ -108,7 +108,8 @@ impl Checker {
             self.fail(
                 field,
                 format!(
-                    "{value:?} is not a BCP-47 language tag (e.g. \"en\", \"pt-BR\", \"zh-Hant\")"
+                    "{} is not a BCP-47 language tag (e.g. \"en\", \"pt-BR\", \"zh-Hant\")",
+                    excerpt(value)
                 ),
             );
         }
@@ -138,9 +139,12 @@ impl Checker {
     }
 }
 
-/// Checks an absolute http(s) URL: scheme, a host, no whitespace or control
-/// characters, bounded length. Non-ASCII paths (IRIs) are accepted because
-/// desks paste them from browsers.
+/// Checks an absolute http(s) URL: scheme, a well-formed host (a DNS name,
+/// which may be internationalized, an IPv4 address or a bracketed IPv6
+/// address), an optional numeric port, no credentials, no whitespace or
+/// control characters, bounded length. Non-ASCII paths (IRIs) are accepted
+/// because desks paste them from browsers. The value itself is never echoed
+/// back: URLs often carry session tokens.
 pub fn check_url(value: &str) -> std::result::Result<(), String> {
     if value.len() > MAX_URL_BYTES {
         return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
@@ -154,38 +158,79 @@ pub fn check_url(value: &str) -> std::result::Result<(), String> {
     } else if lower.starts_with("http://") {
         &value[7..]
     } else {
-        return Err(format!("{value:?} is not an absolute http(s) URL"));
+        return Err("is not an absolute URL starting with http:// or https://".into());
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = host.split(':').next().unwrap_or_default();
-    if host.is_empty() && !authority.starts_with('[') {
-        return Err(format!("{value:?} has no host"));
+    if authority.contains('@') {
+        return Err("must not contain credentials (user:password@)".into());
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((inside, after)) = bracketed.split_once(']') else {
+            return Err("has an unclosed '[' in its host".into());
+        };
+        if inside.is_empty()
+            || !inside
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err("has a malformed IPv6 host".into());
+        }
+        match after {
+            "" => (inside, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return Err("has characters after its IPv6 host".into()),
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let dns_char = |c: char| c.is_alphanumeric() || c == '-' || c == '.' || c == '_';
+    if !authority.starts_with('[')
+        && (!host.chars().all(dns_char) || host.starts_with(['.', '-']) || host.contains(".."))
+    {
+        return Err("has a malformed host name".into());
+    }
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| p <= 65_535);
+        if !valid {
+            return Err("has a port that is not a number from 0 to 65535".into());
+        }
     }
     Ok(())
 }
 
 /// Well-formedness per RFC 5646's syntax (not the registry): a primary
 /// language subtag of 2-8 letters (or `x`/`i` for private use and
-/// grandfathered tags) followed by subtags of 1-8 letters or digits.
+/// grandfathered tags) followed by subtags of 1-8 letters or digits; a
+/// single-character subtag (an extension or private-use singleton) must be
+/// followed by at least one more subtag.
 pub fn is_bcp47(tag: &str) -> bool {
     if tag.len() > 64 {
         return false;
     }
-    let mut subtags = tag.split('-');
-    let primary = subtags.next().unwrap_or_default();
+    let subtags: Vec<&str> = tag.split('-').collect();
+    let primary = subtags[0];
     let primary_ok = (primary.len() >= 2
         && primary.len() <= 8
         && primary.bytes().all(|b| b.is_ascii_alphabetic()))
         || primary.eq_ignore_ascii_case("x")
         || primary.eq_ignore_ascii_case("i");
-    let mut count = 0;
-    let rest_ok = subtags.all(|s| {
-        count += 1;
-        (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    let private_needs_more = primary.len() == 1 && count == 0;
-    primary_ok && rest_ok && !private_needs_more
+    let rest_ok = subtags[1..]
+        .iter()
+        .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    // A singleton, including a primary `x`/`i`, needs a subtag after it.
+    let dangling_singleton = subtags.last().is_some_and(|s| s.len() == 1);
+    primary_ok && rest_ok && !dangling_singleton
 }
 
 fn is_sha256_hex(value: &str) -> bool {
@@ -351,6 +396,9 @@ mod tests {
             "x",
             "en-toolongsubtag",
             "1a",
+            "en-x",
+            "en-a",
+            "de-u-",
         ] {
             assert!(!is_bcp47(bad), "{bad} should be refused");
         }
@@ -366,6 +414,33 @@ mod tests {
         assert!(check_url("/relative/path").is_err());
         assert!(check_url("https://exa mple.org").is_err());
         assert!(check_url(&format!("https://e.org/{}", "a".repeat(MAX_URL_BYTES))).is_err());
+        for ok in [
+            "https://[2001:db8::1]/photo.jpg",
+            "http://[::1]:8080/",
+            "https://192.0.2.7:443/a",
+            "https://xn--80ao21a.xn--p1ai/",
+            "https://пример.рф/фото",
+            "HTTPS://EXAMPLE.ORG",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in [
+            "https://<script>alert(1)</script>",
+            "https://[",
+            "https://[::1",
+            "https://[zz]/",
+            "https://[::1]x/",
+            "https://example.org:port/",
+            "https://example.org:99999/",
+            "https://example.org:/",
+            "https://user:secret@example.org/",
+            "https://.example.org/",
+            "https://-example.org/",
+            "https://a..b/",
+            "https://ex\"ample.org/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]
@@ -380,6 +455,22 @@ mod tests {
         };
         let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["claim.claim_text", "claim.image"]);
+    }
+
+    #[test]
+    fn refused_values_are_quoted_short_and_urls_not_at_all() {
+        let token_url = format!("https://user:tok3n@example.org/{}", "p".repeat(100));
+        let claim = Claim {
+            claim_text: "text".into(),
+            language: "l".repeat(5_000),
+            appearance_urls: vec![token_url, "ftp://tok3n.example/x".into()],
+            ..Default::default()
+        };
+        let err = validate_new_claim(&claim, Timestamp::now()).unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains("tok3n"), "{message}");
+        assert!(message.len() < 1_000, "{} bytes: {message}", message.len());
+        assert!(message.contains("claim.language"), "{message}");
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //!
 //! | tree               | key                                   | value                         |
 //! |--------------------|---------------------------------------|-------------------------------|
-//! | `meta`             | `b"format_version"`                   | u32                           |
+//! | `meta`             | `b"format_version"`                   | u32 ([`DIR_FORMAT_VERSION`])  |
 //! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf)    |
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
-//! | `claims_by_sha256` | sha256 (32 bytes)                     | claim_ids (u64 each), ascending |
+//! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
 //!
 //! Claim ids come from sled's id generator *inside* the (globally serialized)
@@ -34,6 +34,14 @@ use crate::domain::{
 };
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
+
+/// Layout of the data directory (trees and keys), recorded in `meta`.
+/// Version 1 kept one packed list of claim ids per SHA-256; version 2 keys
+/// the index by `sha256 ‖ claim_id` so that a registration never rewrites
+/// a value that grows with the number of claims on one image. Opening a
+/// version-1 directory migrates it. (Records carry their own
+/// [`FORMAT_VERSION`].)
+pub const DIR_FORMAT_VERSION: u32 = 2;
 const OP_REGISTER: u8 = b'R';
 const OP_ATTACH: u8 = b'A';
 
@@ -92,7 +100,7 @@ pub struct SledStore {
     responses: sled::Tree,
     /// `claim_id ‖ sequence -> ClaimEvent`.
     events: sled::Tree,
-    /// `sha256 -> [claim_id]`, for same-image lookups without a scan.
+    /// `sha256 ‖ claim_id -> ()`, for same-image lookups by prefix.
     by_sha256: sled::Tree,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
@@ -230,36 +238,42 @@ impl SledStore {
             }
         })?;
         let meta = db.open_tree("meta").map_err(other)?;
-        match meta.get(META_FORMAT_VERSION).map_err(other)? {
-            Some(v) if v.len() == 4 => {
-                let found = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
-                if found > FORMAT_VERSION {
-                    return Err(OpenError::TooNew {
-                        dir: dir.to_path_buf(),
-                        found,
-                        supported: FORMAT_VERSION,
-                    });
-                }
-            }
+        let by_sha256 = db.open_tree("claims_by_sha256").map_err(other)?;
+        let found = match meta.get(META_FORMAT_VERSION).map_err(other)? {
+            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
             Some(_) => {
                 return Err(OpenError::Other {
                     dir: dir.to_path_buf(),
                     cause: "corrupt format_version entry".into(),
                 })
             }
-            None => {
-                meta.insert(META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())
-                    .map_err(other)?;
-                db.flush().map_err(other)?;
-            }
+            None => DIR_FORMAT_VERSION,
+        };
+        if found > DIR_FORMAT_VERSION {
+            return Err(OpenError::TooNew {
+                dir: dir.to_path_buf(),
+                found,
+                supported: DIR_FORMAT_VERSION,
+            });
         }
+        if found < 2 {
+            migrate_sha256_index(&by_sha256).map_err(other)?;
+            tracing::info!(
+                from = found,
+                to = DIR_FORMAT_VERSION,
+                "migrated data directory"
+            );
+        }
+        meta.insert(META_FORMAT_VERSION, &DIR_FORMAT_VERSION.to_be_bytes())
+            .map_err(other)?;
+        db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
         Ok(SledStore {
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
             responses: tree("responses")?,
             events: tree("events")?,
-            by_sha256: tree("claims_by_sha256")?,
+            by_sha256,
             request_ids: tree("request_ids")?,
             commit: GroupCommit::start(db.clone()),
             db,
@@ -304,24 +318,24 @@ impl SledStore {
         }
     }
 
-    /// Claims registered on the same image before `claim`, newest first.
+    /// Claims registered on the same image before `claim`, newest first, at
+    /// most [`MAX_SAME_IMAGE_CLAIMS`]: a reverse range scan over the index
+    /// prefix, which reads only the entries it returns.
     fn same_image(&self, claim: &Claim) -> Result<Vec<ClaimView>> {
-        let Some(key) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) else {
-            return Ok(Vec::new());
-        };
-        let Some(ids) = self.by_sha256.get(key).map_err(internal)? else {
+        let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for chunk in ids.chunks_exact(8).rev() {
-            let id = u64_at(chunk, 0);
-            if id >= claim.id {
-                continue;
-            }
+        let entries = self
+            .by_sha256
+            .range(sha_index_key(&sha, 0)..sha_index_key(&sha, claim.id))
+            .rev();
+        for entry in entries {
             if out.len() == MAX_SAME_IMAGE_CLAIMS {
                 break;
             }
-            if let Some(view) = self.read_claim(id)? {
+            let (key, _) = entry.map_err(internal)?;
+            if let Some(view) = self.read_claim(u64_at(&key, 32))? {
                 out.push(view);
             }
         }
@@ -368,6 +382,31 @@ impl SledStore {
     }
 }
 
+fn sha_index_key(sha: &[u8; 32], id: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(sha);
+    key[32..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Rewrites version 1's packed `sha256 -> [claim_id]` entries as
+/// `sha256 ‖ claim_id` keys, in one atomic batch. Safe to repeat: a
+/// directory already migrated has no 32-byte keys.
+fn migrate_sha256_index(tree: &sled::Tree) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    for entry in tree.iter() {
+        let (key, ids) = entry?;
+        let Ok(sha) = <[u8; 32]>::try_from(key.as_ref()) else {
+            continue;
+        };
+        batch.remove(key);
+        for chunk in ids.chunks_exact(8) {
+            batch.insert(&sha_index_key(&sha, u64_at(chunk, 0))[..], &[]);
+        }
+    }
+    tree.apply_batch(batch)
+}
+
 impl Store for SledStore {
     async fn register_claim(&self, cmd: NewClaim) -> Result<Registered> {
         let draft_bytes = cmd.claim.encode_to_vec();
@@ -395,9 +434,7 @@ impl Store for SledStore {
             by_state.insert(&state_key(claim.state, id), &[])?;
             events.insert(&pair(id, event.sequence), event.encode_to_vec())?;
             if let Some(sha) = &sha {
-                let mut ids = by_sha256.get(sha)?.map(|v| v.to_vec()).unwrap_or_default();
-                ids.extend_from_slice(&be(id));
-                by_sha256.insert(sha, ids)?;
+                by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
             }
             if let Some(key) = &request_key {
                 let record = IdempotencyRecord {
@@ -567,12 +604,12 @@ mod tests {
         {
             let db = sled::open(dir.path()).unwrap();
             let meta = db.open_tree("meta").unwrap();
-            meta.insert(META_FORMAT_VERSION, &(FORMAT_VERSION + 1).to_be_bytes())
+            meta.insert(META_FORMAT_VERSION, &(DIR_FORMAT_VERSION + 1).to_be_bytes())
                 .unwrap();
             db.flush().unwrap();
         }
         let err = SledStore::open(dir.path()).err().expect("must refuse");
-        assert!(matches!(err, OpenError::TooNew { found, .. } if found == FORMAT_VERSION + 1));
+        assert!(matches!(err, OpenError::TooNew { found, .. } if found == DIR_FORMAT_VERSION + 1));
         let text = err.to_string();
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
         assert!(text.contains("newer"), "{text}");
@@ -587,6 +624,106 @@ mod tests {
             .get(META_FORMAT_VERSION)
             .unwrap()
             .expect("version written");
-        assert_eq!(v.as_ref(), FORMAT_VERSION.to_be_bytes());
+        assert_eq!(v.as_ref(), DIR_FORMAT_VERSION.to_be_bytes());
+    }
+
+    fn on_image(sha: &str, text: &str) -> NewClaim {
+        NewClaim {
+            claim: Claim {
+                claim_text: text.into(),
+                language: "en".into(),
+                image: Some(crate::domain::Image {
+                    sha256: sha.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            request_id: String::new(),
+            actor: "test".into(),
+        }
+    }
+
+    /// The flusher task holds the database until it sees the store dropped.
+    async fn open_when_released(dir: &Path) -> sled::Db {
+        for _ in 0..1000 {
+            if let Ok(db) = sled::open(dir) {
+                return db;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the dropped store still holds {}", dir.display());
+    }
+
+    fn texts(views: &[ClaimView]) -> Vec<&str> {
+        views.iter().map(|v| v.claim.claim_text.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_directory_is_migrated_and_keeps_its_same_image_links() {
+        let sha = "ab".repeat(32);
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for text in ["one", "two", "three"] {
+                ids.push(
+                    store
+                        .register_claim(on_image(&sha, text))
+                        .await
+                        .unwrap()
+                        .claim
+                        .claim
+                        .id,
+                );
+            }
+            store.close().await.unwrap();
+        }
+        // Rewrite the index and version as version 1 wrote them.
+        {
+            let db = open_when_released(dir.path()).await;
+            let index = db.open_tree("claims_by_sha256").unwrap();
+            index.clear().unwrap();
+            let packed: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+            index.insert(sha_key(&sha).unwrap(), packed).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(META_FORMAT_VERSION, &1u32.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let version = store
+            .db
+            .open_tree("meta")
+            .unwrap()
+            .get(META_FORMAT_VERSION)
+            .unwrap();
+        assert_eq!(version.unwrap().as_ref(), DIR_FORMAT_VERSION.to_be_bytes());
+        assert!(store.by_sha256.iter().all(|e| e.unwrap().0.len() == 40));
+        let fourth = store.register_claim(on_image(&sha, "four")).await.unwrap();
+        assert_eq!(texts(&fourth.same_image), ["three", "two", "one"]);
+    }
+
+    #[tokio::test]
+    async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (a, b) = ("0a".repeat(32), "0b".repeat(32));
+        let first = store.register_claim(on_image(&a, "a0")).await.unwrap();
+        assert!(first.same_image.is_empty());
+        store.register_claim(on_image(&b, "b0")).await.unwrap();
+        for i in 1..=MAX_SAME_IMAGE_CLAIMS + 2 {
+            store
+                .register_claim(on_image(&a, &format!("a{i}")))
+                .await
+                .unwrap();
+        }
+        let last = store.register_claim(on_image(&a, "last")).await.unwrap();
+        assert_eq!(last.same_image.len(), MAX_SAME_IMAGE_CLAIMS);
+        let newest = format!("a{}", MAX_SAME_IMAGE_CLAIMS + 2);
+        assert_eq!(texts(&last.same_image)[0], newest);
+        assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
+        // Looking from an older claim sees only what came before it.
+        let again = store.same_image(&first.claim.claim).unwrap();
+        assert!(again.is_empty());
     }
 }
