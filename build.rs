@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "photoclaim/v1/resources.proto",
         "photoclaim/v1/claim_service.proto",
+        "photoclaim/v1/admin_service.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

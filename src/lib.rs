@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod keys;
 pub mod pb;
 pub mod server;
 pub mod store;

@@ -2,14 +2,17 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use photoclaim::server::{self, Options};
-use photoclaim::store::SledStore;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use photoclaim::api::auth::AuthPolicy;
+use photoclaim::domain::access::Role;
+use photoclaim::keys::{self, ServerTarget, Target};
+use photoclaim::server::{self, Options, TlsFiles};
+use photoclaim::store::{SledStore, Store};
 
 /// photoclaim: claims about images, official responses and verification status, over gRPC.
 #[derive(Parser)]
@@ -30,23 +33,130 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Read claims, responses, statuses and events.
+    Reader,
+    /// Also register claims and attach official responses.
+    Ingest,
+    /// Also set verdicts.
+    Desk,
+    /// Also manage API keys.
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Reader => Role::Reader,
+            RoleArg::Ingest => Role::Ingest,
+            RoleArg::Desk => Role::Desk,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC server.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:50051", env = "PHOTOCLAIM_LISTEN")]
-        listen: SocketAddr,
-        /// Directory of the embedded sled database (created if missing).
-        #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
-        data_dir: PathBuf,
-        /// Largest request message accepted, in bytes.
-        #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
-        max_message_bytes: usize,
-        /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
-        #[arg(long, default_value_t = server::DEFAULT_SHUTDOWN_GRACE.as_secs(), env = "PHOTOCLAIM_SHUTDOWN_GRACE_SECONDS")]
-        shutdown_grace_seconds: u64,
+    Serve(Box<ServeArgs>),
+    /// Manage API keys (on the data directory, or through a running server with --server).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        #[command(flatten)]
+        target: TargetArgs,
     },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "PHOTOCLAIM_LISTEN")]
+    listen: SocketAddr,
+    /// Directory of the embedded sled database (created if missing).
+    #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
+    max_message_bytes: usize,
+    /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = server::DEFAULT_SHUTDOWN_GRACE.as_secs(), env = "PHOTOCLAIM_SHUTDOWN_GRACE_SECONDS")]
+    shutdown_grace_seconds: u64,
+    /// Serve callers without an API key on a non-loopback address while no key exists.
+    #[arg(long, env = "PHOTOCLAIM_INSECURE_ALLOW_ANONYMOUS")]
+    insecure_allow_anonymous: bool,
+    /// PEM certificate chain: serve TLS (needs --tls-key).
+    #[arg(long, env = "PHOTOCLAIM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PHOTOCLAIM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require every client to present a certificate issued by one (mutual TLS).
+    #[arg(long, env = "PHOTOCLAIM_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Role of callers identified only by a client certificate (no bearer token).
+    #[arg(long, value_enum, default_value_t = RoleArg::Reader, env = "PHOTOCLAIM_CLIENT_CERT_ROLE")]
+    client_cert_role: RoleArg,
+    /// Calls in flight across all connections before new ones get RESOURCE_EXHAUSTED (0: no limit).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT, env = "PHOTOCLAIM_MAX_IN_FLIGHT")]
+    max_in_flight: usize,
+    /// Concurrent calls on one connection; more wait.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CALLS_PER_CONNECTION, env = "PHOTOCLAIM_MAX_CALLS_PER_CONNECTION")]
+    max_calls_per_connection: usize,
+    /// Deadline, in seconds, of calls that send no grpc-timeout.
+    #[arg(long, default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(), env = "PHOTOCLAIM_REQUEST_TIMEOUT_SECONDS")]
+    request_timeout_seconds: u64,
+    /// Seconds between HTTP/2 keepalive pings.
+    #[arg(long, default_value_t = server::DEFAULT_KEEPALIVE_INTERVAL.as_secs(), env = "PHOTOCLAIM_KEEPALIVE_SECONDS")]
+    keepalive_seconds: u64,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print its token (shown only this once) on standard output.
+    Create {
+        /// The key's name; recorded as the actor of everything done with it.
+        #[arg(long)]
+        name: String,
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// List all keys, active and revoked (never their tokens).
+    List,
+    /// Revoke a key; calls with its token fail from then on.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Data directory to manage keys in (when no server is running on it).
+    #[arg(
+        long,
+        default_value = "./photoclaim-data",
+        env = "PHOTOCLAIM_DATA_DIR",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Manage keys through this running server instead (http://HOST:PORT or https://HOST:PORT).
+    #[arg(long, env = "PHOTOCLAIM_SERVER", global = true)]
+    server: Option<String>,
+    /// Token of an admin key, for --server. Prefer the environment variable.
+    #[arg(long, env = "PHOTOCLAIM_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// PEM CA certificate to verify an https --server with.
+    #[arg(long, env = "PHOTOCLAIM_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a --server that requires one (needs --client-key).
+    #[arg(long, env = "PHOTOCLAIM_CLIENT_CERT", global = true)]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "PHOTOCLAIM_CLIENT_KEY", global = true)]
+    client_key: Option<PathBuf>,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -71,48 +181,195 @@ async fn shutdown_signal() {
     }
 }
 
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("photoclaim: {message}");
+    ExitCode::FAILURE
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Serve {
-            listen,
-            data_dir,
-            max_message_bytes,
-            shutdown_grace_seconds,
-        } => {
-            let store = match SledStore::open(&data_dir) {
-                Ok(store) => Arc::new(store),
-                Err(err) => {
-                    tracing::error!(%err, "cannot start");
-                    eprintln!("photoclaim: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let listener = match tokio::net::TcpListener::bind(listen).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    eprintln!("photoclaim: cannot listen on {listen}: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let addr = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            tracing::info!(%addr, data_dir = %data_dir.display(), "photoclaim listening");
-            let options = Options {
-                max_message_bytes,
-                shutdown_grace: Duration::from_secs(shutdown_grace_seconds),
-            };
-            match server::run(listener, store, options, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    tracing::error!(%err, "server failed");
-                    ExitCode::FAILURE
-                }
+        Command::Serve(args) => serve(*args).await,
+        Command::Keys { action, target } => manage_keys(action, target).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = (|| -> Result<TlsFiles, String> {
+                Ok(TlsFiles {
+                    cert_pem: read(cert, "--tls-cert")?,
+                    key_pem: read(key, "--tls-key")?,
+                    client_ca_pem: match &args.tls_client_ca {
+                        Some(ca) => Some(read(ca, "--tls-client-ca")?),
+                        None => None,
+                    },
+                })
+            })();
+            match files {
+                Ok(files) => Some(files),
+                Err(err) => return fail(err),
             }
         }
+        _ => None,
+    };
+    let store = match SledStore::open(&args.data_dir) {
+        Ok(store) => Arc::new(store),
+        Err(err) => {
+            tracing::error!(%err, "cannot start");
+            return fail(err);
+        }
+    };
+    let keys_exist = match store.has_keys().await {
+        Ok(exist) => exist,
+        Err(err) => return fail(err),
+    };
+    let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some());
+    let allow_anonymous = match server::anonymous_access(
+        args.listen,
+        keys_exist,
+        mutual_tls,
+        args.insecure_allow_anonymous,
+    ) {
+        Ok(allow) => allow,
+        Err(why) => {
+            tracing::error!(listen = %args.listen, "{why}");
+            return fail(why);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(err) => return fail(format!("cannot listen on {}: {err}", args.listen)),
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if allow_anonymous {
+        tracing::warn!(
+            %addr,
+            "OPEN ACCESS: no API keys exist, so ANY caller that reaches {addr} may read, write, set verdicts and create keys, recorded as \"anonymous\". Create a key (photoclaim keys create --name NAME --role admin) to require keys from every caller."
+        );
+    }
+    tracing::info!(
+        %addr,
+        data_dir = %args.data_dir.display(),
+        tls = tls.is_some(),
+        mutual_tls,
+        api_keys = keys_exist,
+        "photoclaim listening"
+    );
+    let options = Options {
+        max_message_bytes: args.max_message_bytes,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        auth: AuthPolicy {
+            allow_anonymous,
+            client_cert_role: args.client_cert_role.into(),
+        },
+        tls,
+        max_in_flight: args.max_in_flight,
+        max_calls_per_connection: args.max_calls_per_connection.max(1),
+        request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
+        keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
+    };
+    match server::run(listener, store, options, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(%err, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
+    let target = match args.server {
+        None => Target::DataDir(args.data_dir),
+        Some(url) => {
+            let identity = match (&args.client_cert, &args.client_key) {
+                (Some(cert), Some(key)) => {
+                    match (read(cert, "--client-cert"), read(key, "--client-key")) {
+                        (Ok(cert), Ok(key)) => Some((cert, key)),
+                        (Err(err), _) | (_, Err(err)) => return fail(err),
+                    }
+                }
+                (None, None) => None,
+                _ => return fail("--client-cert and --client-key go together"),
+            };
+            let ca_cert = match args
+                .ca_cert
+                .as_deref()
+                .map(|p| read(p, "--ca-cert"))
+                .transpose()
+            {
+                Ok(ca) => ca,
+                Err(err) => return fail(err),
+            };
+            Target::Server(ServerTarget {
+                url,
+                token: args.token.unwrap_or_default(),
+                ca_cert,
+                client_identity: identity,
+            })
+        }
+    };
+    match action {
+        KeysAction::Create { name, role } => {
+            match keys::create(&target, &name, role.into()).await {
+                Ok((key, token)) => {
+                    eprintln!(
+                    "created API key {:?} with role {}; its token follows and is shown only now:",
+                    key.name,
+                    keys::role_name(key.role)
+                );
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(err),
+            }
+        }
+        KeysAction::List => match keys::list(&target).await {
+            Ok(list) => {
+                println!(
+                    "{:<24} {:<8} {:<8} {:<21} {:<16} TOKEN PREFIX",
+                    "NAME", "ROLE", "STATUS", "CREATED", "CREATED BY"
+                );
+                for key in list {
+                    let status = if key.revoke_time.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<24} {:<8} {:<8} {:<21} {:<16} {}",
+                        key.name,
+                        keys::role_name(key.role),
+                        status,
+                        keys::format_time(key.create_time.as_ref()),
+                        key.created_by,
+                        key.token_prefix
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(err),
+        },
+        KeysAction::Revoke { name } => match keys::revoke(&target, &name).await {
+            Ok(key) => {
+                eprintln!(
+                    "revoked API key {:?} at {}",
+                    key.name,
+                    keys::format_time(key.revoke_time.as_ref())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(err),
+        },
     }
 }

@@ -1,17 +1,23 @@
-//! Builds and runs the gRPC server: `ClaimService`, `grpc.health.v1.Health`
-//! and server reflection (v1 and v1alpha: grpcurl before 1.8.8 only speaks
-//! v1alpha), on a listener the caller has already bound.
+//! Builds and runs the gRPC server: `ClaimService`, `AdminService`,
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha: grpcurl
+//! before 1.8.8 only speaks v1alpha), on a listener the caller has already
+//! bound, behind the guard of [`crate::api::auth`] and optionally TLS.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::api::admin::AdminApi;
+use crate::api::auth::{AuthPolicy, GuardLayer};
 use crate::api::ClaimApi;
+use crate::domain::access::Role;
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
 use crate::store::Store;
 
@@ -19,6 +25,15 @@ use crate::store::Store;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long in-flight calls may take to finish after shutdown begins, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Calls in flight across all connections before new ones are shed, by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// Concurrent calls on one connection, by default.
+pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 64;
+/// Deadline for a call that brings none of its own (`grpc-timeout`), by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval of HTTP/2 keepalive pings, by default.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Server settings that are not the listener or the store.
 #[derive(Clone, Debug)]
@@ -28,15 +43,85 @@ pub struct Options {
     /// Bound on the drain after the shutdown signal; connections still open
     /// then are closed.
     pub shutdown_grace: Duration,
+    /// Who may call without an API key.
+    pub auth: AuthPolicy,
+    /// Serve TLS (and require client certificates) when set.
+    pub tls: Option<TlsFiles>,
+    /// Guarded calls in flight at once, across connections; more are refused
+    /// with `RESOURCE_EXHAUSTED`. Health checks do not count. 0: no limit.
+    pub max_in_flight: usize,
+    /// Concurrent calls on one connection; more wait for a slot.
+    pub max_calls_per_connection: usize,
+    /// Deadline of calls without their own `grpc-timeout`.
+    pub request_timeout: Duration,
+    /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
+    /// 10 s is dropped).
+    pub keepalive_interval: Duration,
 }
 
 impl Default for Options {
+    /// Open to anonymous callers (until a key exists), plaintext: what tests
+    /// and a developer's loopback server use.
     fn default() -> Self {
         Options {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            auth: AuthPolicy {
+                allow_anonymous: true,
+                client_cert_role: Role::Reader,
+            },
+            tls: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
         }
     }
+}
+
+/// PEM contents for TLS.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The server's private key.
+    pub key_pem: Vec<u8>,
+    /// CA certificates that client certificates must chain to; when set,
+    /// every client must present one (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides whether callers without credentials may be served, from where
+/// the server listens and what protects it; `Err` explains why the server
+/// must not start. Anonymous access only ever applies while no API key
+/// exists.
+pub fn anonymous_access(
+    listen: SocketAddr,
+    keys_exist: bool,
+    mutual_tls: bool,
+    insecure_allow_anonymous: bool,
+) -> Result<bool, String> {
+    if keys_exist || mutual_tls {
+        return Ok(false);
+    }
+    if listen.ip().is_loopback() || insecure_allow_anonymous {
+        return Ok(true);
+    }
+    Err(format!(
+        "refusing to serve {listen} without API keys: anyone who can reach it could write verdicts. \
+         Create a key first (photoclaim keys create --name NAME --role admin), require client \
+         certificates (--tls-client-ca), listen on a loopback address, or pass \
+         --insecure-allow-anonymous if this really is a private network"
+    ))
 }
 
 /// Any failure that stops the server.
@@ -68,15 +153,34 @@ pub async fn run<S: Store>(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let claims = ClaimServiceServer::new(ClaimApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);
+    let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
+        .max_decoding_message_size(options.max_message_bytes);
+    let guard = GuardLayer::new(store.clone(), options.auth.clone(), options.max_in_flight);
+
+    let mut builder = Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config = ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            &tls.cert_pem,
+            &tls.key_pem,
+        ));
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+    let serve = builder
+        .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(options.max_calls_per_connection)
+        .timeout(options.request_timeout)
+        .layer(guard)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(claims)
+        .add_service(admin)
         // Small unary replies must not wait for Nagle's algorithm (~40 ms stalls).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

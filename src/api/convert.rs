@@ -188,3 +188,16 @@ pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
         details,
     }
 }
+
+/// An API key as the admin API shows it (never its secret hash).
+pub fn key_out(key: &domain::access::ApiKey) -> pb::ApiKey {
+    pb::ApiKey {
+        name: key.name.clone(),
+        role: key.role,
+        create_time: time_out(key.create_time),
+        created_by: key.created_by.clone(),
+        revoke_time: time_out(key.revoke_time),
+        revoked_by: key.revoked_by.clone(),
+        token_prefix: key.token_prefix(),
+    }
+}

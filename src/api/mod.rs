@@ -2,6 +2,8 @@
 //! names and tokens, convert to domain drafts, validate, call the store,
 //! convert back. Errors go through [`status::to_status`].
 
+pub mod admin;
+pub mod auth;
 pub mod convert;
 pub mod names;
 pub mod status;

@@ -1,6 +1,7 @@
 //! The domain: records, validation and status rules. No tonic, no sled: the
 //! API layer converts to and from these types, the store persists them.
 
+pub mod access;
 pub mod error;
 pub mod model;
 pub mod rules;

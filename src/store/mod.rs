@@ -10,6 +10,7 @@ mod sled_store;
 
 use std::future::Future;
 
+use crate::domain::access::ApiKey;
 use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
 };
@@ -116,6 +117,25 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<ClaimEvent>>> + Send;
+
+    /// Stores a new API key. `AlreadyExists` if its name is taken (also by
+    /// a revoked key).
+    fn create_key(&self, key: ApiKey) -> impl Future<Output = Result<ApiKey>> + Send;
+
+    /// All API keys, active and revoked, in creation order.
+    fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKey>>> + Send;
+
+    /// Revokes the key named `name` (a revoked key is returned unchanged).
+    /// `NotFound` if there is none.
+    fn revoke_key(&self, name: &str, actor: &str) -> impl Future<Output = Result<ApiKey>> + Send;
+
+    /// The key with this id, if any (revoked or not). Called on every
+    /// authenticated request, so it must be a point lookup.
+    fn find_key(&self, id: u64) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+
+    /// Whether any key was ever created. Once one was, the service never
+    /// serves anonymous callers again, even if all keys are revoked.
+    fn has_keys(&self) -> impl Future<Output = Result<bool>> + Send;
 
     /// Makes everything written so far durable; called once at shutdown.
     fn close(&self) -> impl Future<Output = Result<()>> + Send;

@@ -11,6 +11,8 @@
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
 //! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
+//! | `api_keys`         | key id (u64)                          | `domain::access::ApiKey`      |
+//! | `api_key_names`    | key name (UTF-8)                      | key id (u64)                  |
 //!
 //! Claim ids come from sled's id generator *inside* the (globally serialized)
 //! write transaction, so they increase in commit order: "newest first" is
@@ -28,6 +30,7 @@ use super::group_commit::GroupCommit;
 use super::{
     Attached, NewClaim, NewResponse, NewVerdict, Registered, Store, MAX_SAME_IMAGE_CLAIMS,
 };
+use crate::domain::access::ApiKey;
 use crate::domain::{
     rules, Claim, ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, Timestamp,
     VerificationState, FORMAT_VERSION,
@@ -104,6 +107,10 @@ pub struct SledStore {
     by_sha256: sled::Tree,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
+    /// `key_id -> ApiKey`.
+    keys: sled::Tree,
+    /// `key name -> key_id`, so names are unique and revocation finds a key by name.
+    key_names: sled::Tree,
     /// Shares flushes between concurrent writers.
     commit: GroupCommit,
 }
@@ -275,6 +282,8 @@ impl SledStore {
             events: tree("events")?,
             by_sha256,
             request_ids: tree("request_ids")?,
+            keys: tree("api_keys")?,
+            key_names: tree("api_key_names")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -587,6 +596,70 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Page<ClaimEvent>> {
         self.list_children(&self.events, claim_id, after, limit, "event")
+    }
+
+    async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {
+        let outcome = (&self.keys, &self.key_names).transaction(|(keys, names)| {
+            if names.get(key.name.as_bytes())?.is_some() {
+                return abort(Error::AlreadyExists(format!(
+                    "an API key named {:?} exists (names of revoked keys stay taken)",
+                    key.name
+                )));
+            }
+            if keys.get(be(key.id))?.is_some() {
+                // 64 random bits collided: vanishingly rare; the caller may retry.
+                return abort(Error::Internal("API key id collision".into()));
+            }
+            keys.insert(&be(key.id), key.encode_to_vec())?;
+            names.insert(key.name.as_bytes(), &be(key.id))?;
+            Ok(())
+        });
+        finish_tx(outcome)?;
+        self.durable().await?;
+        Ok(key)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        let mut keys = Vec::new();
+        for entry in self.keys.iter() {
+            let (_, value) = entry.map_err(internal)?;
+            keys.push(decode::<ApiKey>(&value, "API key")?);
+        }
+        keys.sort_by_key(|k| (k.create_time, k.name.clone()));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, name: &str, actor: &str) -> Result<ApiKey> {
+        let outcome = (&self.keys, &self.key_names).transaction(|(keys, names)| {
+            let Some(id) = names.get(name.as_bytes())? else {
+                return abort(Error::NotFound(format!("API key {name:?}")));
+            };
+            let Some(bytes) = keys.get(&id)? else {
+                return abort(Error::Internal(format!("API key {name:?} has no record")));
+            };
+            let mut key: ApiKey = tx_decode(&bytes, "API key")?;
+            if key.revoke_time.is_none() {
+                key.revoke_time = Some(Timestamp::now());
+                key.revoked_by = actor.to_string();
+                keys.insert(&id, key.encode_to_vec())?;
+            }
+            Ok(key)
+        });
+        let key = finish_tx(outcome)?;
+        self.durable().await?;
+        Ok(key)
+    }
+
+    async fn find_key(&self, id: u64) -> Result<Option<ApiKey>> {
+        self.keys
+            .get(be(id))
+            .map_err(internal)?
+            .map(|bytes| decode(&bytes, "API key"))
+            .transpose()
+    }
+
+    async fn has_keys(&self) -> Result<bool> {
+        Ok(!self.keys.is_empty())
     }
 
     async fn close(&self) -> Result<()> {

@@ -1,0 +1,92 @@
+//! `photoclaim.v1.AdminService`: API key management. The guard in
+//! [`super::auth`] lets only ADMIN callers reach these handlers.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::access::{validate_key_name, ApiKey, Role};
+use crate::domain::{Error, Timestamp};
+use crate::pb::{self, admin_service_server::AdminService};
+use crate::store::Store;
+
+use super::actor;
+use super::convert::key_out;
+use super::status::observe;
+
+/// `AdminService` over any [`Store`].
+pub struct AdminApi<S> {
+    store: Arc<S>,
+}
+
+impl<S: Store> AdminApi<S> {
+    /// A service backed by `store`.
+    pub fn new(store: Arc<S>) -> Self {
+        AdminApi { store }
+    }
+}
+
+fn role_in(value: i32) -> Result<Role, Error> {
+    match Role::try_from(value) {
+        Ok(Role::Unspecified) => Err(Error::invalid(
+            "role",
+            "is required: ROLE_READER, ROLE_INGEST, ROLE_DESK or ROLE_ADMIN",
+        )),
+        Ok(role) => Ok(role),
+        Err(_) => Err(Error::invalid(
+            "role",
+            format!("{value} is not a known value"),
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> AdminService for AdminApi<S> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe("CreateApiKey", "", async {
+            validate_key_name(&req.name)?;
+            let role = role_in(req.role)?;
+            let (key, token) = ApiKey::create(&req.name, role, &actor, Timestamp::now())?;
+            let key = self.store.create_key(key).await?;
+            tracing::info!(key = %key.name, role = role.as_str(), "API key created");
+            Ok(pb::CreateApiKeyResponse {
+                api_key: Some(key_out(&key)),
+                token,
+            })
+        })
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        _request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        observe("ListApiKeys", "", async {
+            let keys = self.store.list_keys().await?;
+            Ok(pb::ListApiKeysResponse {
+                api_keys: keys.iter().map(key_out).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe("RevokeApiKey", "", async {
+            validate_key_name(&req.name)?;
+            let key = self.store.revoke_key(&req.name, &actor).await?;
+            tracing::info!(key = %key.name, "API key revoked");
+            Ok(key_out(&key))
+        })
+        .await
+    }
+}

@@ -1,0 +1,343 @@
+//! The guard in front of every service: load shedding, authentication and
+//! authorization, as one tower layer.
+//!
+//! For each call it decides from the request path what the call needs:
+//! health checks and reflection need nothing and are never shed; every other
+//! call takes a slot of the global in-flight limit (or is refused with
+//! `RESOURCE_EXHAUSTED` at once), then must authenticate — an API key in
+//! `authorization: Bearer <token>`, else a verified client certificate, else
+//! (only while the server is open) nobody — and hold the role the RPC needs.
+//! The caller's [`Identity`] goes into the request's extensions, where the
+//! handlers take the actor from; no request field can set it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::Semaphore;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::Status;
+
+use crate::domain::access::{Role, Token};
+use crate::store::Store;
+
+use super::status::to_status;
+use super::{Identity, ANONYMOUS};
+
+/// What a call needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Health and reflection: no credentials, no load shedding.
+    Public,
+    /// An authenticated caller with at least this role.
+    Needs(Role),
+}
+
+/// The access the RPC at `path` (`/package.Service/Method`) needs. Paths of
+/// no known service need a reader, so that an unauthenticated caller cannot
+/// even probe for them.
+pub fn required_access(path: &str) -> Access {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or_default();
+    match service {
+        "grpc.health.v1.Health"
+        | "grpc.reflection.v1.ServerReflection"
+        | "grpc.reflection.v1alpha.ServerReflection" => Access::Public,
+        "photoclaim.v1.AdminService" => Access::Needs(Role::Admin),
+        "photoclaim.v1.ClaimService" => Access::Needs(match method {
+            "RegisterClaim" | "AttachOfficialResponse" => Role::Ingest,
+            "SetVerdict" => Role::Desk,
+            _ => Role::Reader,
+        }),
+        _ => Access::Needs(Role::Reader),
+    }
+}
+
+/// How callers without an API key are treated.
+#[derive(Clone, Debug)]
+pub struct AuthPolicy {
+    /// Serve callers without credentials (as [`ANONYMOUS`], with every role)
+    /// as long as no API key was ever created.
+    pub allow_anonymous: bool,
+    /// Role of callers identified only by a verified client certificate.
+    pub client_cert_role: Role,
+}
+
+/// Builds [`Guard`]s around the server's routes.
+pub struct GuardLayer<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for GuardLayer<S> {
+    fn clone(&self) -> Self {
+        GuardLayer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<S> {
+    store: Arc<S>,
+    policy: AuthPolicy,
+    /// Slots for calls in flight across all connections; `None`: unlimited.
+    in_flight: Option<(Arc<Semaphore>, usize)>,
+}
+
+impl<S: Store> GuardLayer<S> {
+    /// A guard checking callers against `store`'s keys under `policy`, with
+    /// at most `max_in_flight` guarded calls at once (0: no limit).
+    pub fn new(store: Arc<S>, policy: AuthPolicy, max_in_flight: usize) -> Self {
+        let in_flight =
+            (max_in_flight > 0).then(|| (Arc::new(Semaphore::new(max_in_flight)), max_in_flight));
+        GuardLayer {
+            shared: Arc::new(Shared {
+                store,
+                policy,
+                in_flight,
+            }),
+        }
+    }
+}
+
+impl<S, I> tower::Layer<I> for GuardLayer<S> {
+    type Service = Guard<S, I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        Guard {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The guard service; see the module docs.
+pub struct Guard<S, I> {
+    inner: I,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S, I: Clone> Clone for Guard<S, I> {
+    fn clone(&self) -> Self {
+        Guard {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, I, B, R> tower::Service<http::Request<B>> for Guard<S, I>
+where
+    S: Store,
+    I: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    I::Future: Send,
+    B: Send + 'static,
+    R: Default,
+{
+    type Response = http::Response<R>;
+    type Error = I::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone is the one that was not polled ready; call the ready one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            let Access::Needs(needed) = required_access(&path) else {
+                return inner.call(request).await;
+            };
+            let method = path.rsplit('/').next().unwrap_or_default().to_owned();
+            let _permit = match &shared.in_flight {
+                None => None,
+                Some((slots, limit)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        let status = Status::resource_exhausted(format!(
+                            "server busy: {limit} calls in flight; retry with backoff"
+                        ));
+                        return Ok(refuse(&method, status));
+                    }
+                },
+            };
+            let credentials = Credentials {
+                authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+                certificate_subject: client_certificate_subject(&request),
+            };
+            match shared.authorize(credentials, needed, &method).await {
+                Ok(identity) => {
+                    request.extensions_mut().insert(identity);
+                }
+                Err(status) => return Ok(refuse(&method, status)),
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+/// Logs a refused call (never its credentials) and turns the status into a
+/// gRPC response.
+fn refuse<R: Default>(method: &str, status: Status) -> http::Response<R> {
+    tracing::info!(method, code = ?status.code(), error = status.message(), "rpc refused");
+    status.into_http()
+}
+
+/// What a caller presented.
+struct Credentials {
+    authorization: Option<http::HeaderValue>,
+    certificate_subject: Option<String>,
+}
+
+impl<S: Store> Shared<S> {
+    async fn authorize(
+        &self,
+        credentials: Credentials,
+        needed: Role,
+        method: &str,
+    ) -> Result<Identity, Status> {
+        let (name, role) = self.authenticate(credentials).await?;
+        if role < needed {
+            return Err(Status::permission_denied(format!(
+                "{method} needs the {} role; {name:?} has the {} role",
+                needed.as_str(),
+                role.as_str()
+            )));
+        }
+        Ok(Identity(name))
+    }
+
+    async fn authenticate(&self, credentials: Credentials) -> Result<(String, Role), Status> {
+        if let Some(value) = &credentials.authorization {
+            return self.check_token(value).await;
+        }
+        if let Some(subject) = credentials.certificate_subject {
+            return Ok((subject, self.policy.client_cert_role));
+        }
+        if self.policy.allow_anonymous && !self.store.has_keys().await.map_err(to_status)? {
+            return Ok((ANONYMOUS.to_string(), Role::Admin));
+        }
+        Err(Status::unauthenticated(
+            "missing credentials: send the header `authorization: Bearer <token>` with a photoclaim API key",
+        ))
+    }
+
+    async fn check_token(&self, value: &http::HeaderValue) -> Result<(String, Role), Status> {
+        let malformed = || {
+            Status::unauthenticated(
+                "authorization must be `Bearer <token>` with a photoclaim API key token (pc1_...)",
+            )
+        };
+        let text = value.to_str().map_err(|_| malformed())?;
+        let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(malformed());
+        }
+        let token = Token::parse(token.trim()).ok_or_else(malformed)?;
+        let key = self.store.find_key(token.id).await.map_err(to_status)?;
+        match key {
+            Some(key) if key.matches(&token) => {
+                if key.is_revoked() {
+                    Err(Status::unauthenticated(format!(
+                        "API key {:?} has been revoked",
+                        key.name
+                    )))
+                } else {
+                    let role = key.role();
+                    Ok((key.name, role))
+                }
+            }
+            _ => Err(Status::unauthenticated("unknown API key")),
+        }
+    }
+}
+
+/// The subject of the verified client certificate (e.g. `CN=wire-bot,O=Example
+/// News`), when the connection is mutual TLS.
+fn client_certificate_subject<B>(request: &http::Request<B>) -> Option<String> {
+    let info = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certs = info.peer_certs()?;
+    let leaf = certs.first()?;
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
+    let subject = cert.tbs_certificate.subject.to_string();
+    (!subject.is_empty()).then_some(subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rpc_needs_its_role() {
+        let cases = [
+            ("/grpc.health.v1.Health/Check", Access::Public),
+            ("/grpc.health.v1.Health/Watch", Access::Public),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Access::Public,
+            ),
+            (
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                Access::Public,
+            ),
+            (
+                "/photoclaim.v1.ClaimService/GetClaim",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/ListClaims",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/ListOfficialResponses",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/GetVerificationStatus",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/ListClaimEvents",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/RegisterClaim",
+                Access::Needs(Role::Ingest),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/AttachOfficialResponse",
+                Access::Needs(Role::Ingest),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/SetVerdict",
+                Access::Needs(Role::Desk),
+            ),
+            (
+                "/photoclaim.v1.AdminService/CreateApiKey",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/photoclaim.v1.AdminService/ListApiKeys",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/photoclaim.v1.AdminService/RevokeApiKey",
+                Access::Needs(Role::Admin),
+            ),
+            ("/other.Service/Method", Access::Needs(Role::Reader)),
+            ("", Access::Needs(Role::Reader)),
+        ];
+        for (path, access) in cases {
+            assert_eq!(required_access(path), access, "{path}");
+        }
+    }
+}

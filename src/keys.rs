@@ -1,0 +1,211 @@
+//! `photoclaim keys ...`: API key management for operators, either directly
+//! on a data directory (while no server holds it) or through a running
+//! server's `AdminService`.
+
+use std::path::PathBuf;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::api::convert::key_out;
+use crate::domain::access::{validate_key_name, ApiKey, Role};
+use crate::domain::Timestamp;
+use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
+use crate::store::{OpenError, SledStore, Store};
+
+/// Actor recorded for key changes made on the data directory.
+pub const CLI_ACTOR: &str = "cli";
+
+/// Where keys are managed.
+pub enum Target {
+    /// The data directory itself; fails if a server holds it.
+    DataDir(PathBuf),
+    /// A running server's AdminService.
+    Server(ServerTarget),
+}
+
+/// How to reach a running server.
+pub struct ServerTarget {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// An admin key's token (empty: none, for a server still open).
+    pub token: String,
+    /// PEM CA certificate to verify an https server with.
+    pub ca_cert: Option<Vec<u8>>,
+    /// PEM client certificate and key, for servers that require one.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What went wrong, in words for an operator.
+pub type KeyError = String;
+
+/// Creates a key; returns it and its token.
+pub async fn create(
+    target: &Target,
+    name: &str,
+    role: Role,
+) -> Result<(pb::ApiKey, String), KeyError> {
+    match target {
+        Target::DataDir(dir) => {
+            let store = open(dir)?;
+            let (key, token) = ApiKey::create(name, role, CLI_ACTOR, Timestamp::now())
+                .map_err(|e| e.to_string())?;
+            let key = store.create_key(key).await.map_err(|e| e.to_string())?;
+            store.close().await.map_err(|e| e.to_string())?;
+            Ok((key_out(&key), token))
+        }
+        Target::Server(server) => {
+            let reply = client(server)
+                .await?
+                .create_api_key(request(
+                    server,
+                    pb::CreateApiKeyRequest {
+                        name: name.to_string(),
+                        role: role as i32,
+                    },
+                )?)
+                .await
+                .map_err(describe)?
+                .into_inner();
+            let key = reply.api_key.ok_or("the server sent no key")?;
+            Ok((key, reply.token))
+        }
+    }
+}
+
+/// Lists all keys, oldest first.
+pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
+    match target {
+        Target::DataDir(dir) => {
+            let store = open(dir)?;
+            let keys = store.list_keys().await.map_err(|e| e.to_string())?;
+            Ok(keys.iter().map(key_out).collect())
+        }
+        Target::Server(server) => Ok(client(server)
+            .await?
+            .list_api_keys(request(server, pb::ListApiKeysRequest {})?)
+            .await
+            .map_err(describe)?
+            .into_inner()
+            .api_keys),
+    }
+}
+
+/// Revokes the key named `name`.
+pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError> {
+    match target {
+        Target::DataDir(dir) => {
+            validate_key_name(name).map_err(|e| e.to_string())?;
+            let store = open(dir)?;
+            let key = store
+                .revoke_key(name, CLI_ACTOR)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await.map_err(|e| e.to_string())?;
+            Ok(key_out(&key))
+        }
+        Target::Server(server) => client(server)
+            .await?
+            .revoke_api_key(request(
+                server,
+                pb::RevokeApiKeyRequest {
+                    name: name.to_string(),
+                },
+            )?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(describe),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
+    SledStore::open(dir).map_err(|err| match err {
+        OpenError::Locked(_) => format!(
+            "{err}. While the server runs, manage keys through it: add --server http://HOST:PORT \
+             (and PHOTOCLAIM_TOKEN=<an admin key's token>)"
+        ),
+        other => other.to_string(),
+    })
+}
+
+async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
+    let mut endpoint =
+        Endpoint::from_shared(server.url.clone()).map_err(|e| format!("--server: {e}"))?;
+    if server.url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &server.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &server.client_identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS settings: {e}"))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", server.url))?;
+    Ok(AdminServiceClient::new(channel))
+}
+
+fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
+    let mut request = tonic::Request::new(body);
+    if !server.token.is_empty() {
+        let value = format!("Bearer {}", server.token)
+            .parse()
+            .map_err(|_| "PHOTOCLAIM_TOKEN is not a valid header value".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+fn describe(status: tonic::Status) -> KeyError {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// `2026-11-28T10:49:03Z` for a protobuf timestamp (UTC, whole seconds).
+pub fn format_time(t: Option<&prost_types::Timestamp>) -> String {
+    let Some(t) = t else {
+        return "-".to_string();
+    };
+    let days = t.seconds.div_euclid(86_400);
+    let secs = t.seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
+/// The lower-case name of a protobuf role value.
+pub fn role_name(value: i32) -> &'static str {
+    Role::try_from(value).unwrap_or(Role::Unspecified).as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_rfc3339_utc() {
+        let at = |seconds| format_time(Some(&prost_types::Timestamp { seconds, nanos: 0 }));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_294_943), "2026-12-03T10:49:03Z");
+        assert_eq!(at(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_time(None), "-");
+    }
+}
