@@ -6,16 +6,20 @@
 //! converts the result back to protobuf.
 //!
 //! - [`pb`]: generated code for `proto/photoclaim/v1` and the descriptor set.
-//! - [`domain`]: records, validation, status rules. No tonic, no sled.
+//! - [`domain`]: records, API keys and roles, validation, status rules. No
+//!   tonic, no sled.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
-//! - [`api`]: the `ClaimService` handlers, name parsing, page tokens, and the
-//!   one mapping from domain errors to `tonic::Status`.
-//! - [`server`]: builds the tonic server (our service, health, reflection),
-//!   runs it on a bound listener until a shutdown future resolves, drains,
-//!   flushes.
+//! - [`api`]: the `ClaimService` and `AdminService` handlers, the guard layer
+//!   (authentication, roles, load shedding), name parsing, page tokens, and
+//!   the one mapping from domain errors to `tonic::Status`.
+//! - [`server`]: builds the tonic server (our services, health, reflection,
+//!   the guard, TLS, limits), runs it on a bound listener until a shutdown
+//!   future resolves, drains, flushes.
+//! - [`keys`]: `photoclaim keys ...`, on a data directory or through a
+//!   running server.
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`].
+//! [`server::run`] or [`keys`].
 
 pub mod api;
 pub mod domain;
