@@ -77,7 +77,7 @@ pub async fn create(
 pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
     match target {
         Target::DataDir(dir) => {
-            let store = open(dir)?;
+            let store = open_existing(dir)?;
             let keys = store.list_keys().await.map_err(|e| e.to_string())?;
             Ok(keys.iter().map(key_out).collect())
         }
@@ -96,7 +96,7 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
     match target {
         Target::DataDir(dir) => {
             validate_key_name(name).map_err(|e| e.to_string())?;
-            let store = open(dir)?;
+            let store = open_existing(dir)?;
             let key = store
                 .revoke_key(name, CLI_ACTOR)
                 .await
@@ -116,6 +116,18 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
             .map(tonic::Response::into_inner)
             .map_err(describe),
     }
+}
+
+/// Like [`open`], but a mistyped path is an error instead of a new, empty
+/// database (only `create` may start a data directory).
+fn open_existing(dir: &std::path::Path) -> Result<SledStore, KeyError> {
+    if !dir.is_dir() {
+        return Err(format!(
+            "no data directory at {} (give --data-dir, or --server for a running server)",
+            dir.display()
+        ));
+    }
+    open(dir)
 }
 
 fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {

@@ -4,13 +4,23 @@
 #
 #   GRPCURL=/path/to/grpcurl bash tests/interop.sh     # or grpcurl on PATH
 #
-# It builds the debug binary, starts it on 127.0.0.1:0 with a fresh data
-# directory, checks reflection (list, describe with the proto comments),
-# health and an invalid request, then runs the README's grpcurl walkthrough
-# (the ```sh blocks between <!-- walkthrough:begin --> and
-# <!-- walkthrough:end -->, with localhost:50051 replaced by the real address)
-# and checks what each call returned. Last, it stops the server with SIGTERM
-# and expects exit code 0.
+# It builds the debug binary, creates API keys in a fresh data directory
+# (`photoclaim keys create`: a desk key for the checks and the walkthrough, a
+# reader key), starts the server on 127.0.0.1:0, checks what callers without
+# a token may do (health and reflection) and may not (Unauthenticated), that
+# a reader key cannot register claims (PermissionDenied), reflection (list,
+# describe with the proto comments), health and an invalid request, then runs
+# the README's grpcurl walkthrough (the ```sh blocks between
+# <!-- walkthrough:begin --> and <!-- walkthrough:end -->, with
+# localhost:50051 replaced by the real address, through a grpcurl shim that
+# adds the desk key's token) and checks what each call returned, and stops the
+# server with SIGTERM, expecting exit code 0. Last, it makes a CA and a server
+# certificate for localhost and 127.0.0.1 with openssl, starts a second server
+# with --tls-cert/--tls-key, checks that grpcurl trusting that CA is served and
+# that grpcurl without it (or in plaintext) is not, and stops it with SIGTERM.
+#
+# Tokens never appear on a command line or in the output: they go to grpcurl
+# in an environment variable, expanded into the header by -expand-headers.
 #
 # Prints `interop: N passed, 0 failed` on success; on failure prints
 # `interop: FAILED: <what>` (then `interop: N passed, 1 failed`) and exits 1.
@@ -23,7 +33,8 @@ cd "$ROOT"
 passed=0
 reported=""
 WORK=""
-SERVER_PID=""
+# Pids of the servers started and not yet stopped, for cleanup.
+SERVERS=()
 # Where an unexpected command failure happened (set -e then exits).
 error_at=""
 trap 'error_at="line $LINENO: $BASH_COMMAND"' ERR
@@ -56,17 +67,21 @@ cleanup() {
         echo "interop: FAILED: unexpected error (exit $rc)${error_at:+ at $error_at}" >&2
         echo "interop: $passed passed, 1 failed" >&2
     fi
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local pid
+    for pid in "${SERVERS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [[ $rc -ne 0 && -n "$WORK" ]]; then
         show "server log" "$WORK/server.log"
+        show "TLS server log" "$WORK/tls-server.log"
+        show "openssl output" "$WORK/openssl.log"
     fi
     if [[ -n "$WORK" ]]; then
         rm -rf "$WORK"
@@ -102,37 +117,142 @@ grpcurl_version=$("$REAL_GRPCURL" -version 2>&1) ||
     fail "$REAL_GRPCURL -version does not run: $grpcurl_version"
 echo "interop: using $REAL_GRPCURL ($grpcurl_version)"
 
-# --- build and start the server ---------------------------------------------
+# --- build, keys, and start the server -----------------------------------------
 
 echo "interop: cargo build"
 cargo build || fail "cargo build failed"
 BIN="$ROOT/target/debug/photoclaim"
 [[ -x "$BIN" ]] || fail "$BIN was not built"
 
+# The environment's PHOTOCLAIM_* settings (flags of `serve` and `keys`, such as
+# PHOTOCLAIM_SERVER or PHOTOCLAIM_TLS_CLIENT_CA) must not change what the
+# binary does here; RUST_LOG is set for the servers, whose port is read from
+# their text log.
+while IFS= read -r var; do
+    unset "$var"
+done < <(compgen -e | grep '^PHOTOCLAIM_' || true)
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/photoclaim-interop.XXXXXX")
-mkdir "$WORK/run" "$WORK/shim" "$WORK/calls"
+mkdir "$WORK/run" "$WORK/shim" "$WORK/calls" "$WORK/tls"
 
-# The environment's PHOTOCLAIM_* and RUST_LOG settings must not change how the
-# server starts or what it logs: the port is read from its text log.
-env -u PHOTOCLAIM_LISTEN -u PHOTOCLAIM_DATA_DIR -u PHOTOCLAIM_LOG_FORMAT RUST_LOG=info \
-    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
-    </dev/null >"$WORK/server.out" 2>"$WORK/server.log" &
-SERVER_PID=$!
+# create_key DATA_DIR NAME ROLE: creates an API key in DATA_DIR (no server may
+# hold it) and sets KEY_TOKEN to its token, without printing it.
+create_key() {
+    local dir=$1 name=$2 role=$3
+    KEY_TOKEN=$("$BIN" keys create --name "$name" --role "$role" --data-dir "$dir" \
+        </dev/null 2>"$WORK/keys.err") ||
+        fail "photoclaim keys create --name $name --role $role failed: $(cat "$WORK/keys.err")"
+    [[ "$KEY_TOKEN" =~ ^pc1_[0-9a-f]{16}_[0-9a-f]{64}$ ]] ||
+        fail "photoclaim keys create --name $name did not print a token of the form pc1_<16 hex>_<64 hex> (not shown)"
+    grep -q "created API key \"$name\" with role $role" "$WORK/keys.err" ||
+        fail "photoclaim keys create --name $name did not confirm on stderr: $(cat "$WORK/keys.err")"
+}
 
-PORT=""
-for _ in $(seq 300); do
-    PORT=$(sed -n 's/.*photoclaim listening addr=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$WORK/server.log" | head -n 1)
-    [[ -n "$PORT" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited before listening"
-    sleep 0.1
-done
-[[ -n "$PORT" ]] || fail "no 'photoclaim listening addr=...' line in the server log within 30 s"
-ADDR="127.0.0.1:$PORT"
+create_key "$WORK/data" interop desk
+TOKEN=$KEY_TOKEN
+create_key "$WORK/data" interop-reader reader
+READER_TOKEN=$KEY_TOKEN
+KEY_TOKEN=""
+pass "API keys created with photoclaim keys create: interop (desk), interop-reader (reader)"
+
+# start_server LOG ARGS...: starts `photoclaim serve --listen 127.0.0.1:0
+# ARGS...` in the background with its log in LOG, waits until it listens and
+# sets STARTED_PID and STARTED_ADDR.
+start_server() {
+    local log=$1 pid port=""
+    shift
+    RUST_LOG=info "$BIN" serve --listen 127.0.0.1:0 "$@" </dev/null >"$log.out" 2>"$log" &
+    pid=$!
+    SERVERS+=("$pid")
+    for _ in $(seq 300); do
+        port=$(sed -n 's/.*photoclaim listening addr=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+        [[ -n "$port" ]] && break
+        kill -0 "$pid" 2>/dev/null || fail "the server exited before listening (log: $log)"
+        sleep 0.1
+    done
+    [[ -n "$port" ]] || fail "no 'photoclaim listening addr=...' line in $log within 30 s"
+    STARTED_PID=$pid
+    STARTED_ADDR="127.0.0.1:$port"
+}
+
+# stop_server PID WHAT: SIGTERM, then expects exit code 0 within 30 s.
+stop_server() {
+    local pid=$1 what=$2 rc=0 kept=() p
+    kill -TERM "$pid"
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && fail "$what did not exit within 30 s of SIGTERM"
+    wait "$pid" || rc=$?
+    for p in "${SERVERS[@]}"; do
+        [[ "$p" == "$pid" ]] || kept+=("$p")
+    done
+    SERVERS=("${kept[@]}")
+    [[ $rc -eq 0 ]] || fail "$what exited with code $rc after SIGTERM, expected 0"
+}
+
+start_server "$WORK/server.log" --data-dir "$WORK/data"
+SERVER_PID=$STARTED_PID
+ADDR=$STARTED_ADDR
 pass "server started on $ADDR (pid $SERVER_PID)"
+grep -q 'OPEN ACCESS' "$WORK/server.log" &&
+    fail "the server warns of open access although API keys exist"
+grep -q 'api_keys=true' "$WORK/server.log" ||
+    fail "the server's start-up line does not say api_keys=true: $(grep 'photoclaim listening' "$WORK/server.log")"
+pass "with keys in the data directory the server starts closed (api_keys=true, no OPEN ACCESS warning)"
 
-# --- reflection, health, errors ---------------------------------------------
+# --- grpcurl with and without a token -------------------------------------------
 
-gc() { "$REAL_GRPCURL" -plaintext "$@"; }
+# gc_as TOKEN ARGS...: grpcurl with `authorization: Bearer TOKEN`. The token
+# travels in the environment; -expand-headers puts it in the header, so it is
+# on no command line (ps) and in no output.
+gc_as() {
+    local token=$1
+    shift
+    # shellcheck disable=SC2016 # ${INTEROP_BEARER} is for grpcurl to expand.
+    INTEROP_BEARER=$token "$REAL_GRPCURL" -expand-headers -H 'authorization: Bearer ${INTEROP_BEARER}' "$@"
+}
+# gc ARGS...: plaintext grpcurl with the desk key's token.
+gc() { gc_as "$TOKEN" -plaintext "$@"; }
+# gc_anon ARGS...: plaintext grpcurl without any credentials.
+gc_anon() { "$REAL_GRPCURL" -plaintext "$@"; }
+
+health_out=$(gc_anon "$ADDR" grpc.health.v1.Health/Check 2>&1) ||
+    fail "health check without a token failed: $health_out"
+grep -q '"status": "SERVING"' <<<"$health_out" || fail "health check without a token is not SERVING: $health_out"
+list_out=$(gc_anon "$ADDR" list 2>&1) || fail "grpcurl list without a token failed: $list_out"
+grep -qx photoclaim.v1.ClaimService <<<"$list_out" ||
+    fail "grpcurl list without a token does not show photoclaim.v1.ClaimService: $list_out"
+pass "without a token: health check says SERVING and reflection lists the services"
+
+if anon_out=$(gc_anon -d '{}' "$ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1); then
+    fail "ListClaims without a token succeeded on a server with keys: $anon_out"
+fi
+grep -q 'Code: Unauthenticated' <<<"$anon_out" || fail "ListClaims without a token did not fail with Unauthenticated: $anon_out"
+grep -q 'authorization: Bearer' <<<"$anon_out" ||
+    fail "the Unauthenticated message does not say how to authenticate: $anon_out"
+pass "ListClaims without a token fails with Unauthenticated, saying to send authorization: Bearer <token>"
+
+unknown="pc1_$(printf '%016d' 0)_$(printf '%064d' 0)"
+if bad_out=$(gc_as "$unknown" -plaintext -d '{}' "$ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1); then
+    fail "ListClaims with an unknown token succeeded: $bad_out"
+fi
+grep -q 'Code: Unauthenticated' <<<"$bad_out" || fail "ListClaims with an unknown token did not fail with Unauthenticated: $bad_out"
+pass "ListClaims with a well-formed but unknown token fails with Unauthenticated"
+
+reader_out=$(gc_as "$READER_TOKEN" -plaintext -d '{}' "$ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1) ||
+    fail "ListClaims with the reader key failed: $reader_out"
+reader_claim='{"claim": {"claim_text": "A reader may not register this", "claimant": "interop", "language": "en", "image": {"source_url": "https://example.org/photo.jpg"}}}'
+if reader_out=$(gc_as "$READER_TOKEN" -plaintext -d "$reader_claim" "$ADDR" photoclaim.v1.ClaimService/RegisterClaim 2>&1); then
+    fail "RegisterClaim with a reader key succeeded: $reader_out"
+fi
+grep -q 'Code: PermissionDenied' <<<"$reader_out" ||
+    fail "RegisterClaim with a reader key did not fail with PermissionDenied: $reader_out"
+grep -q 'ingest' <<<"$reader_out" || fail "the PermissionDenied message does not name the ingest role: $reader_out"
+pass "the reader key may list claims but RegisterClaim fails with PermissionDenied naming the ingest role"
+
+# --- reflection, health, errors (with the desk key) -----------------------------
 
 list_out=$(gc "$ADDR" list 2>&1) || fail "grpcurl list failed: $list_out"
 for service in photoclaim.v1.ClaimService grpc.health.v1.Health; do
@@ -221,7 +341,9 @@ printf '%s\n' "${blocks//localhost:50051/$ADDR}" >"$WORK/walkthrough.sh"
 
 # A grpcurl first on PATH that records each call (arguments, output, exit
 # code) under $WORK/calls/NNN-<method>, so the checks below can look at
-# individual calls whatever the layout of the README's blocks.
+# individual calls whatever the layout of the README's blocks, and adds the
+# desk key's token to every call (from INTEROP_BEARER in its environment, so
+# the README's commands stay as they are and the token is on no command line).
 cat >"$WORK/shim/grpcurl" <<EOF
 #!/usr/bin/env bash
 calls=$(printf '%q' "$WORK/calls")
@@ -242,7 +364,8 @@ for arg in "$@"; do
     fi
     prev=$arg
 done
-"$real" "$@" <"$stdin" >"$f.out" 2>"$f.err"
+# shellcheck disable=SC2016 # ${INTEROP_BEARER} is for grpcurl to expand.
+"$real" -expand-headers -H 'authorization: Bearer ${INTEROP_BEARER}' "$@" <"$stdin" >"$f.out" 2>"$f.err"
 rc=$?
 echo "$rc" >"$f.rc"
 cat "$f.out"
@@ -252,7 +375,7 @@ EOF
 chmod +x "$WORK/shim/grpcurl"
 
 echo "interop: running $nblocks walkthrough blocks from README.md against $ADDR"
-if ! (cd "$WORK/run" && PATH="$WORK/shim:$PATH" bash -euo pipefail "$WORK/walkthrough.sh" \
+if ! (cd "$WORK/run" && INTEROP_BEARER=$TOKEN PATH="$WORK/shim:$PATH" bash -euo pipefail "$WORK/walkthrough.sh" \
     </dev/null >"$WORK/walkthrough.out" 2>"$WORK/walkthrough.err"); then
     show "walkthrough stdout" "$WORK/walkthrough.out"
     show "walkthrough stderr" "$WORK/walkthrough.err"
@@ -352,22 +475,90 @@ sequences=$(sed -n 's/.*"sequence": "\([0-9]*\)".*/\1/p' "$events.out" | paste -
 [[ "$sequences" == "1 2 3 4 5" ]] || fail "the event sequence numbers of $UN are [$sequences], expected 1 2 3 4 5"
 claims_in_events=$(sed -n 's/.*"claim": "\([^"]*\)".*/\1/p' "$events.out" | sort -u)
 [[ "$claims_in_events" == "$UN" ]] || fail "ListClaimEvents for $UN returned events of: $claims_in_events"
-[[ $(grep -c '"actor": "' "$events.out") -eq 5 && $(grep -c '"time": "' "$events.out") -eq 5 ]] ||
-    fail "not every event of $UN has an actor and a time"
-pass "ListClaimEvents of $UN: 5 events in order (registered, 3 attached, verdict set), each with actor and time"
+[[ $(grep -c '"actor": "interop"' "$events.out") -eq 5 && $(grep -c '"time": "' "$events.out") -eq 5 ]] ||
+    fail "not every event of $UN has the actor \"interop\" (the key's name) and a time: $(grep '"actor"' "$events.out")"
+pass "ListClaimEvents of $UN: 5 events in order (registered, 3 attached, verdict set), each by actor \"interop\" (the key) with a time"
 
 # --- graceful shutdown --------------------------------------------------------
 
-kill -TERM "$SERVER_PID"
-for _ in $(seq 300); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 "$SERVER_PID" 2>/dev/null && fail "the server did not exit within 30 s of SIGTERM"
-server_rc=0
-wait "$SERVER_PID" || server_rc=$?
-SERVER_PID=""
-[[ $server_rc -eq 0 ]] || fail "the server exited with code $server_rc after SIGTERM, expected 0"
+stop_server "$SERVER_PID" "the server"
 pass "SIGTERM: the server shut down with exit code 0"
+
+# --- TLS ------------------------------------------------------------------------
+
+command -v openssl >/dev/null || fail "openssl is not on PATH: it makes the TLS test's certificates"
+TLS="$WORK/tls"
+# A CA, and a server certificate for localhost and 127.0.0.1 that it signs
+# (the config file keeps this independent of the system's openssl.cnf).
+cat >"$TLS/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = photoclaim interop
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+{
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -config "$TLS/openssl.cnf" \
+        -subj "/CN=photoclaim interop CA" -extensions ca -keyout "$TLS/ca.key" -out "$TLS/ca.pem" &&
+        openssl req -new -newkey rsa:2048 -nodes -sha256 -config "$TLS/openssl.cnf" \
+            -subj "/CN=localhost" -keyout "$TLS/server.key" -out "$TLS/server.csr" &&
+        openssl x509 -req -sha256 -days 2 -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+            -set_serial 2 -extfile "$TLS/openssl.cnf" -extensions server -out "$TLS/server.pem" &&
+        openssl verify -CAfile "$TLS/ca.pem" "$TLS/server.pem"
+} </dev/null >"$WORK/openssl.log" 2>&1 || fail "openssl could not make the test certificates: $(tail -n 5 "$WORK/openssl.log")"
+pass "openssl made a CA and a server certificate for localhost and 127.0.0.1 ($(openssl version))"
+
+create_key "$WORK/tls-data" interop-tls ingest
+TLS_TOKEN=$KEY_TOKEN
+KEY_TOKEN=""
+start_server "$WORK/tls-server.log" --data-dir "$WORK/tls-data" \
+    --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key"
+TLS_PID=$STARTED_PID
+TLS_ADDR=$STARTED_ADDR
+grep 'photoclaim listening' "$WORK/tls-server.log" | grep -q 'tls=true' ||
+    fail "the TLS server's start-up line does not say tls=true: $(grep 'photoclaim listening' "$WORK/tls-server.log")"
+pass "TLS server started on $TLS_ADDR (pid $TLS_PID)"
+
+tls_claim='{"request_id": "interop-tls", "claim": {"claim_text": "Registered over TLS", "claimant": "interop", "language": "en", "image": {"source_url": "https://example.org/photo.jpg"}}}'
+tls_out=$(gc_as "$TLS_TOKEN" -cacert "$TLS/ca.pem" -d "$tls_claim" "$TLS_ADDR" photoclaim.v1.ClaimService/RegisterClaim 2>&1) ||
+    fail "RegisterClaim over TLS with -cacert failed: $tls_out"
+TLS_CLAIM=$(sed -n 's/.*"name": "\(claims\/[0-9]*\)".*/\1/p' <<<"$tls_out" | head -n 1)
+[[ -n "$TLS_CLAIM" ]] || fail "RegisterClaim over TLS returned no claim name: $tls_out"
+tls_out=$(gc_as "$TLS_TOKEN" -cacert "$TLS/ca.pem" "$TLS_ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1) ||
+    fail "ListClaims over TLS with -cacert failed: $tls_out"
+grep -q "\"name\": \"$TLS_CLAIM\"" <<<"$tls_out" || fail "ListClaims over TLS does not list $TLS_CLAIM: $tls_out"
+pass "grpcurl -cacert ca.pem with a token: RegisterClaim and ListClaims over TLS work ($TLS_CLAIM)"
+
+if tls_out=$(gc_as "$TLS_TOKEN" "$TLS_ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1); then
+    fail "ListClaims over TLS without -cacert (server certificate not trusted) succeeded: $tls_out"
+fi
+grep -qi 'certificate' <<<"$tls_out" ||
+    fail "ListClaims over TLS without -cacert failed, but not on the certificate: $tls_out"
+pass "grpcurl without -cacert refuses the server's certificate (unknown authority)"
+
+if tls_out=$(gc_as "$TLS_TOKEN" -plaintext "$TLS_ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1); then
+    fail "a plaintext ListClaims to the TLS server succeeded: $tls_out"
+fi
+pass "grpcurl -plaintext gets no answer from the TLS server"
+
+if tls_out=$("$REAL_GRPCURL" -cacert "$TLS/ca.pem" "$TLS_ADDR" photoclaim.v1.ClaimService/ListClaims 2>&1); then
+    fail "ListClaims over TLS without a token succeeded on a server with keys: $tls_out"
+fi
+grep -q 'Code: Unauthenticated' <<<"$tls_out" || fail "ListClaims over TLS without a token did not fail with Unauthenticated: $tls_out"
+pass "over TLS, ListClaims without a token still fails with Unauthenticated"
+
+stop_server "$TLS_PID" "the TLS server"
+pass "SIGTERM: the TLS server shut down with exit code 0"
 
 echo "interop: $passed passed, 0 failed"

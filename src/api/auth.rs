@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::domain::access::{Role, Token};
 use crate::store::Store;
@@ -171,13 +172,15 @@ where
                 authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
                 certificate_subject: client_certificate_subject(&request),
             };
-            match shared.authorize(credentials, needed, &method).await {
-                Ok(identity) => {
-                    request.extensions_mut().insert(identity);
-                }
+            let identity = match shared.authorize(credentials, needed, &method).await {
+                Ok(identity) => identity,
                 Err(status) => return Ok(refuse(&method, status)),
-            }
-            inner.call(request).await
+            };
+            // The handler's `rpc` span nests in this one, so every log line
+            // of the call says who made it.
+            let span = tracing::info_span!("caller", actor = %identity.0);
+            request.extensions_mut().insert(identity);
+            inner.call(request).instrument(span).await
         })
     }
 }

@@ -155,17 +155,23 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// Parses `pc1_<16 hex>_<64 hex>`; `None` for anything else.
+    /// Parses `pc1_<16 hex>_<64 hex>` (lower-case hex only, so each token
+    /// has exactly one spelling); `None` for anything else.
     pub fn parse(text: &str) -> Option<Token> {
         let rest = text.strip_prefix(TOKEN_PREFIX)?;
         let (id, secret) = rest.split_once('_')?;
-        if id.len() != 16 || secret.len() != 2 * SECRET_BYTES {
+        let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if id.len() != 16
+            || secret.len() != 2 * SECRET_BYTES
+            || !lower_hex(id)
+            || !lower_hex(secret)
+        {
             return None;
         }
         let id = u64::from_str_radix(id, 16).ok()?;
         let mut bytes = [0u8; SECRET_BYTES];
         for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(secret.get(2 * i..2 * i + 2)?, 16).ok()?;
+            *byte = u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).ok()?;
         }
         Some(Token { id, secret: bytes })
     }
@@ -187,15 +193,16 @@ pub fn validate_key_name(name: &str) -> Result<()> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     let starts_ok = name.as_bytes()[0].is_ascii_alphanumeric();
     if name.len() > MAX_KEY_NAME_CHARS || !ok_chars || !starts_ok {
+        // The value is not quoted: a token pasted here by mistake must not
+        // come back in the reply or land in the log.
         return Err(Error::invalid(
             field,
             format!(
-                "{} is not a key name: 1-{MAX_KEY_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit",
-                super::excerpt(name)
+                "must be 1-{MAX_KEY_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit"
             ),
         ));
     }
-    if RESERVED_NAMES.contains(&name) {
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(Error::invalid(field, format!("{name:?} is reserved")));
     }
     Ok(())
@@ -245,6 +252,13 @@ mod tests {
             &format!("{token}0"),
             &token.replace("pc1_", "pc2_"),
             &token.replacen('_', "-", 2),
+            &token.to_uppercase().replace("PC1_", "pc1_"),
+            &format!("pc1_+{}", &token[5..]),
+            &format!(
+                "{}+{}",
+                &token[..token.len() - 64],
+                &token[token.len() - 63..]
+            ),
         ] {
             assert!(Token::parse(bad).is_none(), "{bad:?}");
         }
@@ -277,6 +291,8 @@ mod tests {
             "has space",
             "anonymous",
             "cli",
+            "Anonymous",
+            "CLI",
             &"a".repeat(65),
             "é",
         ] {

@@ -5,6 +5,7 @@
 //! | tree               | key                                   | value                         |
 //! |--------------------|---------------------------------------|-------------------------------|
 //! | `meta`             | `b"format_version"`                   | u32 ([`DIR_FORMAT_VERSION`])  |
+//! | `meta`             | `b"last_claim_id"`                    | u64                           |
 //! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf)    |
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
@@ -14,8 +15,9 @@
 //! | `api_keys`         | key id (u64)                          | `domain::access::ApiKey`      |
 //! | `api_key_names`    | key name (UTF-8)                      | key id (u64)                  |
 //!
-//! Claim ids come from sled's id generator *inside* the (globally serialized)
-//! write transaction, so they increase in commit order: "newest first" is
+//! Claim ids come from the `last_claim_id` counter, read and advanced *inside*
+//! the (globally serialized) write transaction, so they are dense (1, 2, 3,
+//! … across restarts) and increase in commit order: "newest first" is
 //! descending id, and "registered before" is a smaller id.
 
 use std::ops::Bound;
@@ -37,12 +39,16 @@ use crate::domain::{
 };
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
+const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 
 /// Layout of the data directory (trees and keys), recorded in `meta`.
-/// Version 1 kept one packed list of claim ids per SHA-256; version 2 keys
-/// the index by `sha256 ‖ claim_id` so that a registration never rewrites
-/// a value that grows with the number of claims on one image. Opening a
-/// version-1 directory migrates it. (Records carry their own
+/// Version 1 kept one packed list of claim ids per SHA-256 and took claim
+/// ids from sled's id generator (which jumps ahead after a restart); version
+/// 2 keys the index by `sha256 ‖ claim_id`, so that a registration never
+/// rewrites a value that grows with the number of claims on one image, and
+/// counts claim ids in `meta`. Opening a version-1 directory migrates it; a
+/// version-1 binary refuses a version-2 directory (its id generator could
+/// reuse ids). (Records carry their own
 /// [`FORMAT_VERSION`].)
 pub const DIR_FORMAT_VERSION: u32 = 2;
 const OP_REGISTER: u8 = b'R';
@@ -95,6 +101,8 @@ pub enum OpenError {
 pub struct SledStore {
     /// Kept for the final flush; trees below share its storage.
     db: sled::Db,
+    /// Format version and the claim id counter.
+    meta: sled::Tree,
     /// `claim_id -> Claim`.
     claims: sled::Tree,
     /// `state ‖ claim_id -> ()`, for ListClaims' state filter without a scan.
@@ -265,6 +273,11 @@ impl SledStore {
         }
         if found < 2 {
             migrate_sha256_index(&by_sha256).map_err(other)?;
+            let claims = db.open_tree("claims").map_err(other)?;
+            let last = claims.last().map_err(other)?;
+            let last_id = last.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
+            meta.insert(META_LAST_CLAIM_ID, &be(last_id))
+                .map_err(other)?;
             tracing::info!(
                 from = found,
                 to = DIR_FORMAT_VERSION,
@@ -276,6 +289,7 @@ impl SledStore {
         db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
         Ok(SledStore {
+            meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
             responses: tree("responses")?,
@@ -424,38 +438,42 @@ impl Store for SledStore {
             (!cmd.request_id.is_empty()).then(|| request_key(OP_REGISTER, &cmd.request_id));
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
         let trees = (
+            &self.meta,
             &self.claims,
             &self.by_state,
             &self.events,
             &self.by_sha256,
             &self.request_ids,
         );
-        let outcome = trees.transaction(|(claims, by_state, events, by_sha256, request_ids)| {
-            if let Some(key) = &request_key {
-                if let Some(record) = check_request_id(request_ids, key, &fp)? {
-                    return Ok((record.claim_id, true));
+        let outcome =
+            trees.transaction(|(meta, claims, by_state, events, by_sha256, request_ids)| {
+                if let Some(key) = &request_key {
+                    if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                        return Ok((record.claim_id, true));
+                    }
                 }
-            }
-            let id = claims.generate_id()? + 1;
-            let mut claim = cmd.claim.clone();
-            let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
-            claims.insert(&be(id), claim.encode_to_vec())?;
-            by_state.insert(&state_key(claim.state, id), &[])?;
-            events.insert(&pair(id, event.sequence), event.encode_to_vec())?;
-            if let Some(sha) = &sha {
-                by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
-            }
-            if let Some(key) = &request_key {
-                let record = IdempotencyRecord {
-                    format_version: FORMAT_VERSION,
-                    fingerprint: fp.clone(),
-                    claim_id: id,
-                    response_id: 0,
-                };
-                request_ids.insert(key.as_slice(), record.encode_to_vec())?;
-            }
-            Ok((id, false))
-        });
+                let last = meta.get(META_LAST_CLAIM_ID)?;
+                let id = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
+                meta.insert(META_LAST_CLAIM_ID, &be(id))?;
+                let mut claim = cmd.claim.clone();
+                let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
+                claims.insert(&be(id), claim.encode_to_vec())?;
+                by_state.insert(&state_key(claim.state, id), &[])?;
+                events.insert(&pair(id, event.sequence), event.encode_to_vec())?;
+                if let Some(sha) = &sha {
+                    by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
+                }
+                if let Some(key) = &request_key {
+                    let record = IdempotencyRecord {
+                        format_version: FORMAT_VERSION,
+                        fingerprint: fp.clone(),
+                        claim_id: id,
+                        response_id: 0,
+                    };
+                    request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+                }
+                Ok((id, false))
+            });
         let (id, replayed) = finish_tx(outcome)?;
         // A replay may race the first call's flush: wait for durability either way.
         self.durable().await?;
@@ -727,6 +745,18 @@ mod tests {
         panic!("the dropped store still holds {}", dir.display());
     }
 
+    /// Reopens the store once the dropped one has let go of the directory.
+    async fn reopen(dir: &Path) -> SledStore {
+        for _ in 0..1000 {
+            match SledStore::open(dir) {
+                Ok(store) => return store,
+                Err(OpenError::Locked(_)) => tokio::task::yield_now().await,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        panic!("the dropped store still holds {}", dir.display());
+    }
+
     fn texts(views: &[ClaimView]) -> Vec<&str> {
         views.iter().map(|v| v.claim.claim_text.as_str()).collect()
     }
@@ -761,6 +791,7 @@ mod tests {
             let meta = db.open_tree("meta").unwrap();
             meta.insert(META_FORMAT_VERSION, &1u32.to_be_bytes())
                 .unwrap();
+            meta.remove(META_LAST_CLAIM_ID).unwrap();
             db.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
@@ -772,8 +803,27 @@ mod tests {
             .unwrap();
         assert_eq!(version.unwrap().as_ref(), DIR_FORMAT_VERSION.to_be_bytes());
         assert!(store.by_sha256.iter().all(|e| e.unwrap().0.len() == 40));
+        // Version 1 took ids from sled's generator; simulate its jump.
         let fourth = store.register_claim(on_image(&sha, "four")).await.unwrap();
         assert_eq!(texts(&fourth.same_image), ["three", "two", "one"]);
+        assert_eq!(fourth.claim.claim.id, ids[2] + 1);
+    }
+
+    #[tokio::test]
+    async fn claim_ids_are_dense_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "cd".repeat(32);
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for (n, text) in ["a", "b"].into_iter().enumerate() {
+                let got = store.register_claim(on_image(&sha, text)).await.unwrap();
+                assert_eq!(got.claim.claim.id, n as u64 + 1);
+            }
+            store.close().await.unwrap();
+        }
+        let store = reopen(dir.path()).await;
+        let third = store.register_claim(on_image(&sha, "c")).await.unwrap();
+        assert_eq!(third.claim.claim.id, 3);
     }
 
     #[tokio::test]
