@@ -106,6 +106,21 @@ async fn create_key(admin: &mut Admin, name: &str, role: pb::Role) -> String {
 }
 
 /// `pc1_<16 hex>_<64 hex>`.
+/// A server whose first key, the admin key "ops", was created by an
+/// anonymous caller while the server was still open; from then on it is
+/// closed. Returns the server, a channel to it and the admin token.
+async fn secured_server() -> (InProcess, Channel, String) {
+    let server = InProcess::start().await;
+    let ch = channel(&server.addr.to_string()).await;
+    let admin_token = create_key(
+        &mut admin_as(&ch, Auth::header(None)),
+        "ops",
+        pb::Role::Admin,
+    )
+    .await;
+    (server, ch, admin_token)
+}
+
 fn assert_token_shape(token: &str) {
     let parts: Vec<&str> = token.split('_').collect();
     let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -649,14 +664,7 @@ async fn health_and_reflection_need_no_key_even_when_keys_exist() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-    let server = InProcess::start().await;
-    let ch = channel(&server.addr.to_string()).await;
-    let admin_token = create_key(
-        &mut admin_as(&ch, Auth::header(None)),
-        "ops",
-        pb::Role::Admin,
-    )
-    .await;
+    let (server, ch, admin_token) = secured_server().await;
     // Keys exist: the API itself is closed to callers without one.
     let err = claims_as(&ch, Auth::header(None))
         .list_claims(pb::ListClaimsRequest::default())
@@ -737,14 +745,7 @@ async fn health_and_reflection_need_no_key_even_when_keys_exist() {
 
 #[tokio::test]
 async fn the_record_names_the_key_that_made_each_change_whatever_the_request_says() {
-    let server = InProcess::start().await;
-    let ch = channel(&server.addr.to_string()).await;
-    let admin_token = create_key(
-        &mut admin_as(&ch, Auth::header(None)),
-        "ops",
-        pb::Role::Admin,
-    )
-    .await;
+    let (server, ch, admin_token) = secured_server().await;
     let mut admin = admin_as(&ch, Auth::bearer(&admin_token));
     let wire_bot = create_key(&mut admin, "wire-bot", pb::Role::Ingest).await;
     let desk_editor = create_key(&mut admin, "desk-editor", pb::Role::Desk).await;
@@ -838,14 +839,7 @@ async fn the_record_names_the_key_that_made_each_change_whatever_the_request_say
 
 #[tokio::test]
 async fn revocation_takes_effect_at_once_and_key_management_validates_its_input() {
-    let server = InProcess::start().await;
-    let ch = channel(&server.addr.to_string()).await;
-    let admin_token = create_key(
-        &mut admin_as(&ch, Auth::header(None)),
-        "ops",
-        pb::Role::Admin,
-    )
-    .await;
+    let (server, ch, admin_token) = secured_server().await;
     let mut admin = admin_as(&ch, Auth::bearer(&admin_token));
     let temp = create_key(&mut admin, "temp-ingest", pb::Role::Ingest).await;
 

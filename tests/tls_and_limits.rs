@@ -302,67 +302,58 @@ async fn registered_by(client: &mut common::Client, claim: &str) -> String {
 
 // --- TLS ----------------------------------------------------------------------
 
+/// Tries a ListClaims over TLS as a client trusting `ca` and presenting
+/// `identity`, and checks it is served exactly when `served` says so.
+async fn expect_handshake(
+    addr: SocketAddr,
+    who: &str,
+    ca: Option<&str>,
+    identity: Option<(&str, &str)>,
+    served: bool,
+) {
+    let result = try_list(tls_channel(addr, ClientTls { ca, identity })).await;
+    assert_eq!(result.is_ok(), served, "{who}: {result:?}");
+}
+
 #[tokio::test]
 async fn tls_serves_clients_that_trust_its_ca_and_only_them() {
     let server = Server::start(tls_options(false, Role::Reader)).await;
     let pki = pki();
-
-    let trusted = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.server_ca),
-            identity: None,
-        },
-    ))
+    let addr = server.addr;
+    let trusted = Some(pki.server_ca.as_str());
+    expect_handshake(
+        addr,
+        "a client trusting the server's CA",
+        trusted,
+        None,
+        true,
+    )
     .await;
-    assert!(
-        trusted.is_ok(),
-        "a client trusting the server's CA must be served: {trusted:?}"
-    );
-
-    let untrusted = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.other_ca),
-            identity: None,
-        },
-    ))
+    let other = Some(pki.other_ca.as_str());
+    expect_handshake(
+        addr,
+        "a client trusting only an unrelated CA",
+        other,
+        None,
+        false,
+    )
     .await;
-    assert!(
-        untrusted.is_err(),
-        "a client trusting only an unrelated CA must not get through: {untrusted:?}"
-    );
+    expect_handshake(addr, "a client trusting no CA", None, None, false).await;
 
-    let no_roots = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: None,
-            identity: None,
-        },
-    ))
-    .await;
-    assert!(
-        no_roots.is_err(),
-        "a client trusting no CA must not get through: {no_roots:?}"
-    );
-
-    let plaintext = try_list(plain_channel(server.addr)).await;
+    let plaintext = try_list(plain_channel(addr)).await;
     assert!(
         plaintext.is_err(),
         "a plaintext client must not be served by a TLS server: {plaintext:?}"
     );
-
     // Still serving the trusted client after the failed handshakes.
-    let again = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.server_ca),
-            identity: None,
-        },
-    ))
+    expect_handshake(
+        addr,
+        "the trusted client after refusals",
+        trusted,
+        None,
+        true,
+    )
     .await;
-    assert!(again.is_ok(), "trusted client after refusals: {again:?}");
-
     server.stop().await;
 }
 
@@ -386,46 +377,23 @@ async fn mtls_client(addr: SocketAddr) -> common::Client {
 async fn mtls_requires_a_client_certificate_from_the_client_ca() {
     let server = Server::start(tls_options(true, Role::Ingest)).await;
     let pki = pki();
-
-    let with_cert = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.server_ca),
-            identity: Some((&pki.client_cert, &pki.client_key)),
-        },
-    ))
-    .await;
-    assert!(
-        with_cert.is_ok(),
-        "a client with a certificate from the client CA must be served: {with_cert:?}"
-    );
-
-    let without_cert = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.server_ca),
-            identity: None,
-        },
-    ))
-    .await;
-    assert!(
-        without_cert.is_err(),
-        "a client without a certificate must not get through mutual TLS: {without_cert:?}"
-    );
-
-    let stranger = try_list(tls_channel(
-        server.addr,
-        ClientTls {
-            ca: Some(&pki.server_ca),
-            identity: Some((&pki.stranger_cert, &pki.stranger_key)),
-        },
-    ))
-    .await;
-    assert!(
-        stranger.is_err(),
-        "a client certificate from an unrelated CA must be refused: {stranger:?}"
-    );
-
+    let ca = Some(pki.server_ca.as_str());
+    let cases = [
+        (
+            "a client certificate from the client CA",
+            Some((pki.client_cert.as_str(), pki.client_key.as_str())),
+            true,
+        ),
+        ("no client certificate", None, false),
+        (
+            "a client certificate from an unrelated CA",
+            Some((pki.stranger_cert.as_str(), pki.stranger_key.as_str())),
+            false,
+        ),
+    ];
+    for (who, identity, served) in cases {
+        expect_handshake(server.addr, who, ca, identity, served).await;
+    }
     server.stop().await;
 }
 
