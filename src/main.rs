@@ -104,7 +104,7 @@ struct ServeArgs {
     /// Concurrent calls on one connection; more wait.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CALLS_PER_CONNECTION, env = "PHOTOCLAIM_MAX_CALLS_PER_CONNECTION")]
     max_calls_per_connection: usize,
-    /// Deadline, in seconds, of calls that send no grpc-timeout.
+    /// Longest any call may run, in seconds (a shorter grpc-timeout from the client wins).
     #[arg(long, default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(), env = "PHOTOCLAIM_REQUEST_TIMEOUT_SECONDS")]
     request_timeout_seconds: u64,
     /// Seconds between HTTP/2 keepalive pings.

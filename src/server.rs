@@ -30,10 +30,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 /// Concurrent calls on one connection, by default.
 pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 64;
-/// Deadline for a call that brings none of its own (`grpc-timeout`), by default.
+/// Longest any call may run, by default (a shorter `grpc-timeout` wins).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of HTTP/2 keepalive pings, by default.
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Longest a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server settings that are not the listener or the store.
 #[derive(Clone, Debug)]
@@ -43,7 +46,10 @@ pub struct Options {
     /// Bound on the drain after the shutdown signal; connections still open
     /// then are closed.
     pub shutdown_grace: Duration,
-    /// Who may call without an API key.
+    /// Who may call without an API key. `run` applies it as given: the
+    /// rule that only loopback servers may be open without keys is
+    /// [`anonymous_access`], which the binary applies before calling `run`;
+    /// embedders must do the same (the default is open, for tests).
     pub auth: AuthPolicy,
     /// Serve TLS (and require client certificates) when set.
     pub tls: Option<TlsFiles>,
@@ -52,7 +58,7 @@ pub struct Options {
     pub max_in_flight: usize,
     /// Concurrent calls on one connection; more wait for a slot.
     pub max_calls_per_connection: usize,
-    /// Deadline of calls without their own `grpc-timeout`.
+    /// Longest any call may run; a shorter `grpc-timeout` from the client wins.
     pub request_timeout: Duration,
     /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
     /// 10 s is dropped).
@@ -159,10 +165,13 @@ pub async fn run<S: Store>(
 
     let mut builder = Server::builder();
     if let Some(tls) = &options.tls {
-        let mut config = ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-            &tls.cert_pem,
-            &tls.key_pem,
-        ));
+        // A peer that opens a connection and stalls the handshake is dropped.
+        let mut config = ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &tls.cert_pem,
+                &tls.key_pem,
+            ))
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
         if let Some(ca) = &tls.client_ca_pem {
             config = config.client_ca_root(Certificate::from_pem(ca));
         }

@@ -642,10 +642,14 @@ async fn every_rpc_admits_exactly_the_roles_it_needs() {
         .collect();
     assert_eq!(revoked, allowed("RevokeApiKey"), "victim keys revoked");
 
-    // An unknown service is not even revealed to callers without a key.
+    // Unknown paths fail closed: not even revealed to callers without a
+    // key, admin-only for the rest (so a future RPC cannot inherit a lower
+    // role by accident).
     let status = call_unknown_service(&ch, None).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let status = call_unknown_service(&ch, Some(&format!("Bearer {}", token("reader")))).await;
+    let status = call_unknown_service(&ch, Some(&format!("Bearer {}", token("desk")))).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = call_unknown_service(&ch, Some(&format!("Bearer {}", token("admin")))).await;
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 
     server.stop().await;
@@ -880,15 +884,17 @@ async fn revocation_takes_effect_at_once_and_key_management_validates_its_input(
         .into_inner();
     assert_eq!(again, revoked);
 
-    // The name stays taken.
-    let err = admin
-        .create_api_key(pb::CreateApiKeyRequest {
-            name: "temp-ingest".into(),
-            role: pb::Role::Ingest as i32,
-        })
-        .await
-        .expect_err("name taken by a revoked key");
-    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    // The name stays taken, in any case.
+    for name in ["temp-ingest", "Temp-Ingest"] {
+        let err = admin
+            .create_api_key(pb::CreateApiKeyRequest {
+                name: name.into(),
+                role: pb::Role::Ingest as i32,
+            })
+            .await
+            .expect_err("name taken by a revoked key");
+        assert_eq!(err.code(), Code::AlreadyExists, "{name}: {err:?}");
+    }
 
     // Bad names and roles name their field.
     let long = "a".repeat(65);

@@ -35,26 +35,46 @@ pub enum Access {
     Needs(Role),
 }
 
-/// The access the RPC at `path` (`/package.Service/Method`) needs. Paths of
-/// no known service need a reader, so that an unauthenticated caller cannot
-/// even probe for them.
-pub fn required_access(path: &str) -> Access {
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or_default();
-    match service {
-        "grpc.health.v1.Health"
-        | "grpc.reflection.v1.ServerReflection"
-        | "grpc.reflection.v1alpha.ServerReflection" => Access::Public,
-        "photoclaim.v1.AdminService" => Access::Needs(Role::Admin),
-        "photoclaim.v1.ClaimService" => Access::Needs(match method {
+/// The access of each RPC this server defines, by exact path. Every method
+/// of our services is listed (a unit test checks that against the
+/// descriptor set), so a new RPC cannot silently inherit a role.
+fn known_access(path: &str) -> Option<Access> {
+    const CLAIMS: &str = "/photoclaim.v1.ClaimService/";
+    const ADMIN: &str = "/photoclaim.v1.AdminService/";
+    const PUBLIC_SERVICES: [&str; 3] = [
+        "/grpc.health.v1.Health/",
+        "/grpc.reflection.v1.ServerReflection/",
+        "/grpc.reflection.v1alpha.ServerReflection/",
+    ];
+    if let Some(method) = path.strip_prefix(CLAIMS) {
+        let role = match method {
+            "GetClaim"
+            | "ListClaims"
+            | "ListOfficialResponses"
+            | "GetVerificationStatus"
+            | "ListClaimEvents" => Role::Reader,
             "RegisterClaim" | "AttachOfficialResponse" => Role::Ingest,
             "SetVerdict" => Role::Desk,
-            _ => Role::Reader,
-        }),
-        _ => Access::Needs(Role::Reader),
+            _ => return None,
+        };
+        return Some(Access::Needs(role));
     }
+    if let Some(method) = path.strip_prefix(ADMIN) {
+        return matches!(method, "CreateApiKey" | "ListApiKeys" | "RevokeApiKey")
+            .then_some(Access::Needs(Role::Admin));
+    }
+    let public = PUBLIC_SERVICES.iter().any(|service| {
+        path.strip_prefix(service)
+            .is_some_and(|method| !method.is_empty() && !method.contains('/'))
+    });
+    public.then_some(Access::Public)
+}
+
+/// The access the call at `path` (`/package.Service/Method`) needs. Unknown
+/// paths need an admin: they fail closed, and a caller without a key cannot
+/// even probe for them.
+pub fn required_access(path: &str) -> Access {
+    known_access(path).unwrap_or(Access::Needs(Role::Admin))
 }
 
 /// How callers without an API key are treated.
@@ -155,7 +175,12 @@ where
             let Access::Needs(needed) = required_access(&path) else {
                 return inner.call(request).await;
             };
-            let method = path.rsplit('/').next().unwrap_or_default().to_owned();
+            // Only a known method is named in logs and messages as sent; an
+            // unknown path is the caller's text, so it is quoted in part.
+            let method = match known_access(&path) {
+                Some(_) => path.rsplit('/').next().unwrap_or_default().to_owned(),
+                None => crate::domain::excerpt(&path),
+            };
             let _permit = match &shared.in_flight {
                 None => None,
                 Some((slots, limit)) => match slots.clone().try_acquire_owned() {
@@ -336,11 +361,40 @@ mod tests {
                 "/photoclaim.v1.AdminService/RevokeApiKey",
                 Access::Needs(Role::Admin),
             ),
-            ("/other.Service/Method", Access::Needs(Role::Reader)),
-            ("", Access::Needs(Role::Reader)),
+            (
+                "/photoclaim.v1.ClaimService/NewWriteRpc",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/SetVerdict/",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/grpc.health.v1.Health/Check/../x",
+                Access::Needs(Role::Admin),
+            ),
+            ("/other.Service/Method", Access::Needs(Role::Admin)),
+            ("", Access::Needs(Role::Admin)),
         ];
         for (path, access) in cases {
             assert_eq!(required_access(path), access, "{path}");
         }
+    }
+
+    #[test]
+    fn every_method_of_our_services_has_an_explicit_entry() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let mut count = 0;
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    assert!(known_access(&path).is_some(), "{path} has no entry");
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, 11, "ClaimService's 8 and AdminService's 3 RPCs");
     }
 }

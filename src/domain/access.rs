@@ -140,8 +140,9 @@ impl ApiKey {
 }
 
 /// A token as presented by a caller, split into its parts. Its `Debug`
-/// hides the secret.
-#[derive(Clone, PartialEq, Eq)]
+/// hides the secret, and it has no `PartialEq`: compare with
+/// [`ApiKey::matches`], which is constant-time.
+#[derive(Clone)]
 pub struct Token {
     /// The key id.
     pub id: u64,

@@ -228,8 +228,12 @@ pub fn is_bcp47(tag: &str) -> bool {
     let rest_ok = subtags[1..]
         .iter()
         .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
-    // A singleton, including a primary `x`/`i`, needs a subtag after it.
-    let dangling_singleton = subtags.last().is_some_and(|s| s.len() == 1);
+    // A singleton, including a primary `x`/`i`, needs a subtag after it;
+    // after the private-use `x`, one-character subtags are allowed.
+    let private_use = subtags[..subtags.len() - 1]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case("x"));
+    let dangling_singleton = !private_use && subtags.last().is_some_and(|s| s.len() == 1);
     primary_ok && rest_ok && !dangling_singleton
 }
 
@@ -383,6 +387,9 @@ mod tests {
             "kk",
             "x-desk",
             "es-419",
+            "en-x-a",
+            "x-a",
+            "de-u-co-phonebk",
         ] {
             assert!(is_bcp47(ok), "{ok} should be accepted");
         }

@@ -13,7 +13,7 @@
 //! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
 //! | `api_keys`         | key id (u64)                          | `domain::access::ApiKey`      |
-//! | `api_key_names`    | key name (UTF-8)                      | key id (u64)                  |
+//! | `api_key_names`    | key name, lower-cased (ASCII)         | key id (u64)                  |
 //!
 //! Claim ids come from the `last_claim_id` counter, read and advanced *inside*
 //! the (globally serialized) write transaction, so they are dense (1, 2, 3,
@@ -117,7 +117,8 @@ pub struct SledStore {
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
     keys: sled::Tree,
-    /// `key name -> key_id`, so names are unique and revocation finds a key by name.
+    /// `lower-cased key name -> key_id`, so names are unique regardless of
+    /// case (actors stay unambiguous) and revocation finds a key by name.
     key_names: sled::Tree,
     /// Shares flushes between concurrent writers.
     commit: GroupCommit,
@@ -617,10 +618,11 @@ impl Store for SledStore {
     }
 
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {
+        let name_key = key.name.to_ascii_lowercase();
         let outcome = (&self.keys, &self.key_names).transaction(|(keys, names)| {
-            if names.get(key.name.as_bytes())?.is_some() {
+            if names.get(name_key.as_bytes())?.is_some() {
                 return abort(Error::AlreadyExists(format!(
-                    "an API key named {:?} exists (names of revoked keys stay taken)",
+                    "an API key named {:?} exists, in this or another case (names of revoked keys stay taken)",
                     key.name
                 )));
             }
@@ -629,7 +631,7 @@ impl Store for SledStore {
                 return abort(Error::Internal("API key id collision".into()));
             }
             keys.insert(&be(key.id), key.encode_to_vec())?;
-            names.insert(key.name.as_bytes(), &be(key.id))?;
+            names.insert(name_key.as_bytes(), &be(key.id))?;
             Ok(())
         });
         finish_tx(outcome)?;
@@ -648,8 +650,9 @@ impl Store for SledStore {
     }
 
     async fn revoke_key(&self, name: &str, actor: &str) -> Result<ApiKey> {
+        let name_key = name.to_ascii_lowercase();
         let outcome = (&self.keys, &self.key_names).transaction(|(keys, names)| {
-            let Some(id) = names.get(name.as_bytes())? else {
+            let Some(id) = names.get(name_key.as_bytes())? else {
                 return abort(Error::NotFound(format!("API key {name:?}")));
             };
             let Some(bytes) = keys.get(&id)? else {
