@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod imaging;
 pub mod keys;
 pub mod pb;
 pub mod server;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use photoclaim::api::auth::AuthPolicy;
+use photoclaim::api::ImageOptions;
 use photoclaim::domain::access::Role;
 use photoclaim::keys::{self, ServerTarget, Target};
 use photoclaim::server::{self, Options, TlsFiles};
@@ -77,9 +78,15 @@ struct ServeArgs {
     /// Directory of the embedded sled database (created if missing).
     #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
     data_dir: PathBuf,
-    /// Largest request message accepted, in bytes.
+    /// Largest request message accepted, in bytes (keep it above --max-image-bytes).
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
     max_message_bytes: usize,
+    /// Largest image accepted in `image.content` / `content`, in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_IMAGE_BYTES, env = "PHOTOCLAIM_MAX_IMAGE_BYTES")]
+    max_image_bytes: usize,
+    /// PDQ Hamming distance (0-64) that counts as a near duplicate by default.
+    #[arg(long, default_value_t = server::DEFAULT_SIMILARITY_DISTANCE, env = "PHOTOCLAIM_SIMILARITY_MAX_DISTANCE", value_parser = clap::value_parser!(u32).range(0..=64))]
+    similarity_max_distance: u32,
     /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = server::DEFAULT_SHUTDOWN_GRACE.as_secs(), env = "PHOTOCLAIM_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: u64,
@@ -269,6 +276,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let options = Options {
         max_message_bytes: args.max_message_bytes,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        images: ImageOptions {
+            max_image_bytes: args.max_image_bytes,
+            default_max_distance: args.similarity_max_distance,
+        },
         auth: AuthPolicy {
             allow_anonymous,
             client_cert_role: args.client_cert_role.into(),

@@ -15,14 +15,19 @@ use tonic_health::ServingStatus;
 
 use crate::api::admin::AdminApi;
 use crate::api::auth::{AuthPolicy, GuardLayer};
-use crate::api::ClaimApi;
+use crate::api::{ClaimApi, ImageOptions};
 use crate::domain::access::Role;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
 use crate::store::Store;
 
-/// Largest request message accepted by default (bytes).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest image (`image.content`) accepted by default (bytes).
+pub const DEFAULT_MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Largest request message accepted by default (bytes): the largest image
+/// plus 1 MiB for the rest of the request.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = DEFAULT_MAX_IMAGE_BYTES + 1024 * 1024;
+/// Largest PDQ distance that counts as a near duplicate by default.
+pub const DEFAULT_SIMILARITY_DISTANCE: u32 = 31;
 /// How long in-flight calls may take to finish after shutdown begins, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -46,6 +51,8 @@ pub struct Options {
     /// Bound on the drain after the shutdown signal; connections still open
     /// then are closed.
     pub shutdown_grace: Duration,
+    /// Images and near-duplicate matching.
+    pub images: ImageOptions,
     /// Who may call without an API key. `run` applies it as given: the
     /// rule that only loopback servers may be open without keys is
     /// [`anonymous_access`], which the binary applies before calling `run`;
@@ -72,6 +79,10 @@ impl Default for Options {
         Options {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            images: ImageOptions {
+                max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+                default_max_distance: DEFAULT_SIMILARITY_DISTANCE,
+            },
             auth: AuthPolicy {
                 allow_anonymous: true,
                 client_cert_role: Role::Reader,
@@ -157,7 +168,7 @@ pub async fn run<S: Store>(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let claims = ClaimServiceServer::new(ClaimApi::new(store.clone()))
+    let claims = ClaimServiceServer::new(ClaimApi::with_images(store.clone(), options.images))
         .max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);

@@ -216,12 +216,13 @@ async fn events_of(client: &mut Claims, claim: &str) -> Vec<pb::ClaimEvent> {
 // 1. The role × RPC matrix
 // ---------------------------------------------------------------------------
 
-const RPCS: [&str; 11] = [
+const RPCS: [&str; 12] = [
     "GetClaim",
     "ListClaims",
     "ListOfficialResponses",
     "GetVerificationStatus",
     "ListClaimEvents",
+    "FindSimilarClaims",
     "RegisterClaim",
     "AttachOfficialResponse",
     "SetVerdict",
@@ -239,7 +240,8 @@ fn needed(rpc: &str) -> (usize, &'static str) {
         | "ListClaims"
         | "ListOfficialResponses"
         | "GetVerificationStatus"
-        | "ListClaimEvents" => "reader",
+        | "ListClaimEvents"
+        | "FindSimilarClaims" => "reader",
         "RegisterClaim" | "AttachOfficialResponse" => "ingest",
         "SetVerdict" => "desk",
         "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" => "admin",
@@ -300,6 +302,13 @@ async fn call_rpc(
         "ListClaimEvents" => claims
             .list_claim_events(pb::ListClaimEventsRequest {
                 claim: claim.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "FindSimilarClaims" => claims
+            .find_similar_claims(pb::FindSimilarClaimsRequest {
+                pdq: "ab".repeat(32),
                 ..Default::default()
             })
             .await

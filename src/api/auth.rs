@@ -52,7 +52,8 @@ fn known_access(path: &str) -> Option<Access> {
             | "ListClaims"
             | "ListOfficialResponses"
             | "GetVerificationStatus"
-            | "ListClaimEvents" => Role::Reader,
+            | "ListClaimEvents"
+            | "FindSimilarClaims" => Role::Reader,
             "RegisterClaim" | "AttachOfficialResponse" => Role::Ingest,
             "SetVerdict" => Role::Desk,
             _ => return None,
@@ -338,6 +339,10 @@ mod tests {
                 Access::Needs(Role::Reader),
             ),
             (
+                "/photoclaim.v1.ClaimService/FindSimilarClaims",
+                Access::Needs(Role::Reader),
+            ),
+            (
                 "/photoclaim.v1.ClaimService/RegisterClaim",
                 Access::Needs(Role::Ingest),
             ),
@@ -395,6 +400,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 11, "ClaimService's 8 and AdminService's 3 RPCs");
+        assert_eq!(count, 12, "ClaimService's 9 and AdminService's 3 RPCs");
     }
 }

@@ -25,8 +25,15 @@ pub fn time_out(t: Option<domain::Timestamp>) -> Option<prost_types::Timestamp> 
 }
 
 /// The input fields of a claim to register.
-pub fn claim_draft(claim: pb::Claim) -> domain::Claim {
-    domain::Claim {
+/// Returns the draft and the image bytes (`image.content`), which are
+/// analysed, not stored.
+pub fn claim_draft(mut claim: pb::Claim) -> (domain::Claim, Vec<u8>) {
+    let content = claim
+        .image
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.content))
+        .unwrap_or_default();
+    let draft = domain::Claim {
         claim_text: claim.claim_text,
         claimant: claim.claimant,
         language: claim.language,
@@ -42,9 +49,13 @@ pub fn claim_draft(claim: pb::Claim) -> domain::Claim {
             captured_time: time_in(i.captured_time),
             location: i.location,
             caption: i.caption,
+            pdq: i.pdq,
+            pdq_quality: i.pdq_quality,
+            ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    (draft, content)
 }
 
 /// The input fields of a response to attach; `in_reply_to` is resolved by the
@@ -90,6 +101,22 @@ pub fn claim_out(view: &ClaimView) -> pb::Claim {
             captured_time: time_out(i.captured_time),
             location: i.location.clone(),
             caption: i.caption.clone(),
+            content: Vec::new(),
+            pdq: i.pdq.clone(),
+            pdq_quality: i.pdq_quality,
+            width: i.width,
+            height: i.height,
+            format: i.format.clone(),
+            exif: i.exif.as_ref().map(|e| pb::ImageExif {
+                capture_time: e.capture_time.clone(),
+                camera_make: e.camera_make.clone(),
+                camera_model: e.camera_model.clone(),
+                software: e.software.clone(),
+                orientation: e.orientation,
+                has_gps: e.has_gps,
+                gps_latitude: e.gps_latitude,
+                gps_longitude: e.gps_longitude,
+            }),
         }),
         create_time: time_out(c.create_time),
         update_time: time_out(c.update_time),

@@ -14,8 +14,9 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{validate, Error, Timestamp, Verdict, VerificationState};
+use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
-use crate::store::{NewClaim, NewResponse, NewVerdict, Store};
+use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
 use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
 use status::observe;
 
@@ -80,16 +81,70 @@ fn actor<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
+/// Image limits and similarity settings of `ClaimService`.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageOptions {
+    /// Largest `image.content` / `content`, in bytes.
+    pub max_image_bytes: usize,
+    /// PDQ distance that counts as a near duplicate when a request does not
+    /// say (FindSimilarClaims) and in RegisterClaim's `same_image_claims`.
+    pub default_max_distance: u32,
+}
+
+/// Largest `max_distance` a FindSimilarClaims request may ask for.
+pub const MAX_SIMILARITY_DISTANCE: i32 = 64;
+
 /// `ClaimService` over any [`Store`].
 pub struct ClaimApi<S> {
     /// Shared with the server, which flushes it at shutdown.
     store: Arc<S>,
+    images: ImageOptions,
 }
 
 impl<S: Store> ClaimApi<S> {
-    /// A service backed by `store`.
+    /// A service backed by `store`, with the default image settings.
     pub fn new(store: Arc<S>) -> Self {
-        ClaimApi { store }
+        Self::with_images(
+            store,
+            ImageOptions {
+                max_image_bytes: 20 * 1024 * 1024,
+                default_max_distance: 31,
+            },
+        )
+    }
+
+    /// A service backed by `store` with these image settings.
+    pub fn with_images(store: Arc<S>, images: ImageOptions) -> Self {
+        ClaimApi { store, images }
+    }
+
+    /// Analyses image bytes off the async runtime (decoding is CPU-bound).
+    async fn analyze(
+        &self,
+        content: Vec<u8>,
+        field: &'static str,
+    ) -> Result<imaging::ImageFacts, Error> {
+        if content.len() > self.images.max_image_bytes {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "is {} bytes; the largest image accepted is {} bytes",
+                    content.len(),
+                    self.images.max_image_bytes
+                ),
+            ));
+        }
+        tokio::task::spawn_blocking(move || imaging::analyze(&content, field))
+            .await
+            .map_err(|e| Error::Internal(format!("image analysis failed: {e}")))?
+    }
+}
+
+fn image_match(found: &Similar) -> pb::ImageMatch {
+    pb::ImageMatch {
+        claim: Some(convert::claim_out(&found.claim)),
+        exact: found.exact,
+        distance: found.distance as i32,
     }
 }
 
@@ -106,7 +161,37 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let Some(claim) = req.claim else {
                 return Err(Error::invalid("claim", "is required"));
             };
-            let draft = convert::claim_draft(claim);
+            let (mut draft, content) = convert::claim_draft(claim);
+            if !content.is_empty() {
+                let facts = self.analyze(content, "claim.image.content").await?;
+                let image = draft.image.get_or_insert_with(Default::default);
+                if !image.sha256.is_empty() && image.sha256 != facts.sha256 {
+                    return Err(Error::invalid(
+                        "claim.image.sha256",
+                        format!(
+                            "does not match image.content, whose SHA-256 is {}",
+                            facts.sha256
+                        ),
+                    ));
+                }
+                if !image.pdq.is_empty() {
+                    return Err(Error::invalid(
+                        "claim.image.pdq",
+                        "is computed from image.content; send one or the other",
+                    ));
+                }
+                image.sha256 = facts.sha256;
+                image.pdq = facts.pdq;
+                image.pdq_quality = facts.pdq_quality;
+                image.pdq_quality_known = true;
+                image.width = facts.width;
+                image.height = facts.height;
+                image.format = facts.format;
+                image.exif = facts.exif;
+            } else if let Some(image) = draft.image.as_mut() {
+                image.pdq = image.pdq.to_ascii_lowercase();
+                image.pdq_quality_known = image.pdq_quality != 0;
+            }
             validate::validate_new_claim(&draft, Timestamp::now())?;
             let registered = self
                 .store
@@ -114,6 +199,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     claim: draft,
                     request_id: req.request_id,
                     actor,
+                    near_distance: self.images.default_max_distance,
                 })
                 .await?;
             let claim = convert::claim_out(&registered.claim);
@@ -121,10 +207,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             // Same budget as a list page, so that the reply stays under
             // clients' default 4 MiB limit even when earlier claims on the
             // image are long.
-            let matches = registered.same_image.iter().map(|view| pb::ImageMatch {
-                claim: Some(convert::claim_out(view)),
-                exact: true,
-            });
+            let matches = registered.same_image.iter().map(image_match);
             let budget = MAX_PAGE_BYTES.saturating_sub(claim.encoded_len());
             Ok(pb::RegisterClaimResponse {
                 same_image_claims: fitting(matches, budget, false),
@@ -309,6 +392,67 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 events,
                 next_page_token: encode_page_token(Listing::Events, claim_id, next),
             })
+        })
+        .await
+    }
+
+    async fn find_similar_claims(
+        &self,
+        request: Request<pb::FindSimilarClaimsRequest>,
+    ) -> Result<Response<pb::FindSimilarClaimsResponse>, Status> {
+        let req = request.into_inner();
+        observe("FindSimilarClaims", "", async {
+            let given = [
+                !req.content.is_empty(),
+                !req.sha256.is_empty(),
+                !req.pdq.is_empty(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(Error::invalid(
+                    "content",
+                    "give exactly one of content, sha256 and pdq",
+                ));
+            }
+            let max_distance = match req.max_distance {
+                None => self.images.default_max_distance,
+                Some(d) if (0..=MAX_SIMILARITY_DISTANCE).contains(&d) => d as u32,
+                Some(d) => {
+                    return Err(Error::invalid(
+                        "max_distance",
+                        format!("{d} is out of range: 0 to {MAX_SIMILARITY_DISTANCE}"),
+                    ))
+                }
+            };
+            let limit = page_size(req.page_size)?;
+            let mut reply = pb::FindSimilarClaimsResponse::default();
+            let mut query = SimilarQuery {
+                max_distance,
+                include_low_quality: req.include_low_quality,
+                limit,
+                ..Default::default()
+            };
+            if !req.content.is_empty() {
+                let facts = self.analyze(req.content, "content").await?;
+                reply.query_pdq = facts.pdq.clone();
+                reply.query_pdq_quality = facts.pdq_quality;
+                reply.query_low_quality =
+                    facts.pdq_quality < crate::store::MIN_RELIABLE_PDQ_QUALITY;
+                query.sha256 = Some(facts.sha256);
+                query.pdq = crate::domain::pdq::Pdq::from_hex(&facts.pdq)
+                    .filter(|_| req.include_low_quality || !reply.query_low_quality);
+            } else if !req.sha256.is_empty() {
+                validate::validate_sha256(&req.sha256, "sha256")?;
+                query.sha256 = Some(req.sha256);
+            } else {
+                let pdq = crate::domain::pdq::Pdq::from_hex(&req.pdq).ok_or_else(|| {
+                    Error::invalid("pdq", "must be 64 hex characters (a 256-bit PDQ hash)")
+                })?;
+                reply.query_pdq = pdq.to_hex();
+                query.pdq = Some(pdq);
+            }
+            let found = self.store.find_similar(query).await?;
+            reply.matches = fitting(found.iter().map(image_match), MAX_PAGE_BYTES, false);
+            Ok(reply)
         })
         .await
     }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod error;
 pub mod model;
+pub mod pdq;
 pub mod rules;
 pub mod validate;
 

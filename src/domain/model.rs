@@ -185,6 +185,57 @@ pub struct Image {
     /// Caption as circulated.
     #[prost(string, tag = "8")]
     pub caption: String,
+    /// PDQ hash, 64 lowercase hex chars, or empty.
+    #[prost(string, tag = "9")]
+    pub pdq: String,
+    /// PDQ quality 0-100 (0 with a caller's hash: unknown).
+    #[prost(int32, tag = "10")]
+    pub pdq_quality: i32,
+    /// Width in pixels (0: not decoded here).
+    #[prost(int32, tag = "11")]
+    pub width: i32,
+    /// Height in pixels.
+    #[prost(int32, tag = "12")]
+    pub height: i32,
+    /// Decoded format ("jpeg", "png", "webp", "gif").
+    #[prost(string, tag = "13")]
+    pub format: String,
+    /// EXIF facts, when the image had any.
+    #[prost(message, optional, tag = "14")]
+    pub exif: Option<ImageExif>,
+    /// `pdq_quality` was computed here (or given by the caller); false for
+    /// a caller's hash without a quality, which is trusted.
+    #[prost(bool, tag = "15")]
+    pub pdq_quality_known: bool,
+}
+
+/// Facts from an image's EXIF metadata.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ImageExif {
+    /// DateTimeOriginal as written ("2022:01:07 14:03:11").
+    #[prost(string, tag = "1")]
+    pub capture_time: String,
+    /// Make.
+    #[prost(string, tag = "2")]
+    pub camera_make: String,
+    /// Model.
+    #[prost(string, tag = "3")]
+    pub camera_model: String,
+    /// Software.
+    #[prost(string, tag = "4")]
+    pub software: String,
+    /// Orientation 1-8, 0 when absent.
+    #[prost(int32, tag = "5")]
+    pub orientation: i32,
+    /// GPS coordinates present.
+    #[prost(bool, tag = "6")]
+    pub has_gps: bool,
+    /// Latitude, decimal degrees.
+    #[prost(double, tag = "7")]
+    pub gps_latitude: f64,
+    /// Longitude, decimal degrees.
+    #[prost(double, tag = "8")]
+    pub gps_longitude: f64,
 }
 
 /// The desk's verdict on a claim.

@@ -237,6 +237,15 @@ pub fn is_bcp47(tag: &str) -> bool {
     primary_ok && rest_ok && !dangling_singleton
 }
 
+/// Checks a SHA-256 given in `field`: 64 lowercase hex characters.
+pub fn validate_sha256(value: &str, field: &str) -> Result<()> {
+    if is_sha256_hex(value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, "must be 64 lowercase hex characters"))
+    }
+}
+
 fn is_sha256_hex(value: &str) -> bool {
     value.len() == 64
         && value
@@ -282,8 +291,20 @@ pub fn validate_new_claim(claim: &Claim, now: Timestamp) -> Result<()> {
     match &claim.image {
         None => c.fail("claim.image", "is required"),
         Some(image) => {
-            if image.source_url.is_empty() && image.sha256.is_empty() {
-                c.fail("claim.image", "give at least source_url or sha256");
+            if image.source_url.is_empty() && image.sha256.is_empty() && image.pdq.is_empty() {
+                c.fail(
+                    "claim.image",
+                    "give at least one of source_url, sha256, content or pdq",
+                );
+            }
+            if !image.pdq.is_empty() && crate::domain::pdq::Pdq::from_hex(&image.pdq).is_none() {
+                c.fail(
+                    "claim.image.pdq",
+                    "must be 64 hex characters (a 256-bit PDQ hash)",
+                );
+            }
+            if !(0..=100).contains(&image.pdq_quality) {
+                c.fail("claim.image.pdq_quality", "must be between 0 and 100");
             }
             c.url("claim.image.source_url", &image.source_url, false);
             if !image.sha256.is_empty() && !is_sha256_hex(&image.sha256) {

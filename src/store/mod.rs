@@ -11,6 +11,7 @@ mod sled_store;
 use std::future::Future;
 
 use crate::domain::access::ApiKey;
+use crate::domain::pdq::Pdq;
 use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
 };
@@ -19,6 +20,9 @@ pub use sled_store::{OpenError, SledStore};
 
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;
+
+/// PDQ quality below which a hash is unreliable (featureless images collide).
+pub const MIN_RELIABLE_PDQ_QUALITY: i32 = 50;
 
 /// Register a validated claim draft.
 #[derive(Clone, Debug)]
@@ -29,6 +33,37 @@ pub struct NewClaim {
     pub request_id: String,
     /// Authenticated identity making the change.
     pub actor: String,
+    /// Largest PDQ distance reported as a near duplicate in `same_image`.
+    pub near_distance: u32,
+}
+
+/// A claim found by its image.
+#[derive(Clone, Debug)]
+pub struct Similar {
+    /// The claim.
+    pub claim: ClaimView,
+    /// Same SHA-256 as the query.
+    pub exact: bool,
+    /// PDQ Hamming distance (0 for exact matches found without hashes).
+    pub distance: u32,
+}
+
+/// What to look for in [`Store::find_similar`].
+#[derive(Clone, Debug, Default)]
+pub struct SimilarQuery {
+    /// Claims on exactly this image (lowercase hex SHA-256).
+    pub sha256: Option<String>,
+    /// Claims whose PDQ hash is within `max_distance` of this one. When
+    /// absent but `sha256` finds a claim with a hash, that hash is used.
+    pub pdq: Option<Pdq>,
+    /// Largest Hamming distance that counts.
+    pub max_distance: u32,
+    /// Also match hashes below [`MIN_RELIABLE_PDQ_QUALITY`].
+    pub include_low_quality: bool,
+    /// Only claims with smaller ids (registered earlier).
+    pub before: Option<u64>,
+    /// Most results.
+    pub limit: usize,
 }
 
 /// Result of a registration.
@@ -38,8 +73,9 @@ pub struct Registered {
     pub claim: ClaimView,
     /// True when `request_id` matched an earlier registration.
     pub replayed: bool,
-    /// Claims registered earlier on the same SHA-256, newest first.
-    pub same_image: Vec<ClaimView>,
+    /// Claims registered earlier on the same SHA-256 or a near-duplicate
+    /// PDQ hash, nearest first, then newest.
+    pub same_image: Vec<Similar>,
 }
 
 /// Attach a validated response draft to a claim.
@@ -117,6 +153,14 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<ClaimEvent>>> + Send;
+
+    /// Claims whose image is the same or a near duplicate, nearest first,
+    /// then newest. Never scans the claims: SHA-256 by its index, PDQ by the
+    /// in-memory Hamming index.
+    fn find_similar(
+        &self,
+        query: SimilarQuery,
+    ) -> impl Future<Output = Result<Vec<Similar>>> + Send;
 
     /// Stores a new API key. `AlreadyExists` if its name is taken (also by
     /// a revoked key).

@@ -11,9 +11,13 @@
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
 //! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
+//! | `claims_by_pdq`    | claim_id (u64)                        | pdq (32 bytes) ‖ quality (u8, 255: unknown) |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
 //! | `api_keys`         | key id (u64)                          | `domain::access::ApiKey`      |
 //! | `api_key_names`    | key name, lower-cased (ASCII)         | key id (u64)                  |
+//!
+//! `claims_by_pdq` is read once at start-up to build the in-memory Hamming
+//! index ([`PdqIndex`]), which every registration updates after its commit.
 //!
 //! Claim ids come from the `last_claim_id` counter, read and advanced *inside*
 //! the (globally serialized) write transaction, so they are dense (1, 2, 3,
@@ -30,9 +34,11 @@ use sled::Transactional;
 
 use super::group_commit::GroupCommit;
 use super::{
-    Attached, NewClaim, NewResponse, NewVerdict, Registered, Store, MAX_SAME_IMAGE_CLAIMS,
+    Attached, NewClaim, NewResponse, NewVerdict, Registered, Similar, SimilarQuery, Store,
+    MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
 };
 use crate::domain::access::ApiKey;
+use crate::domain::pdq::{Pdq, PdqIndex};
 use crate::domain::{
     rules, Claim, ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, Timestamp,
     VerificationState, FORMAT_VERSION,
@@ -113,6 +119,10 @@ pub struct SledStore {
     events: sled::Tree,
     /// `sha256 ‖ claim_id -> ()`, for same-image lookups by prefix.
     by_sha256: sled::Tree,
+    /// `claim_id -> pdq ‖ quality`, the source of `pdq_index`.
+    by_pdq: sled::Tree,
+    /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
+    pdq_index: std::sync::RwLock<PdqIndexes>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -289,7 +299,11 @@ impl SledStore {
             .map_err(other)?;
         db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
+        let by_pdq = tree("claims_by_pdq")?;
+        let pdq_index = PdqIndexes::build(&by_pdq).map_err(other)?;
         Ok(SledStore {
+            by_pdq,
+            pdq_index: std::sync::RwLock::new(pdq_index),
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
@@ -342,25 +356,89 @@ impl SledStore {
         }
     }
 
-    /// Claims registered on the same image before `claim`, newest first, at
-    /// most [`MAX_SAME_IMAGE_CLAIMS`]: a reverse range scan over the index
+    /// Ids of the claims on the image with this SHA-256 below `before`,
+    /// newest first, at most `limit`: a reverse range read over the index
     /// prefix, which reads only the entries it returns.
-    fn same_image(&self, claim: &Claim) -> Result<Vec<ClaimView>> {
-        let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
+    fn exact_ids(&self, sha: &[u8; 32], before: u64, limit: usize) -> Result<Vec<u64>> {
         let entries = self
             .by_sha256
-            .range(sha_index_key(&sha, 0)..sha_index_key(&sha, claim.id))
-            .rev();
-        for entry in entries {
-            if out.len() == MAX_SAME_IMAGE_CLAIMS {
-                break;
+            .range(sha_index_key(sha, 0)..sha_index_key(sha, before))
+            .rev()
+            .take(limit);
+        entries
+            .map(|entry| Ok(u64_at(&entry.map_err(internal)?.0, 32)))
+            .collect()
+    }
+
+    /// Claims registered before `claim` on the same image or a near
+    /// duplicate of it (reliable hashes only), nearest first, then newest.
+    fn same_image(&self, claim: &Claim, near_distance: u32) -> Result<Vec<Similar>> {
+        let Some(image) = &claim.image else {
+            return Ok(Vec::new());
+        };
+        let reliable = is_reliable(stored_quality(image));
+        self.similar(&SimilarQuery {
+            sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
+            pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
+            max_distance: near_distance,
+            include_low_quality: false,
+            before: Some(claim.id),
+            limit: MAX_SAME_IMAGE_CLAIMS,
+        })
+    }
+
+    fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
+        let before = query.before.unwrap_or(u64::MAX);
+        let sha = query.sha256.as_deref().and_then(sha_key);
+        // id -> distance; exact matches first at distance 0.
+        let mut found: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut exact_views = Vec::new();
+        if let Some(sha) = &sha {
+            for id in self.exact_ids(sha, before, query.limit)? {
+                found.insert(id, 0);
+                if let Some(view) = self.read_claim(id)? {
+                    exact_views.push(view);
+                }
             }
-            let (key, _) = entry.map_err(internal)?;
-            if let Some(view) = self.read_claim(u64_at(&key, 32))? {
-                out.push(view);
+        }
+        // Searching by SHA-256 alone: near duplicates of that image's hash.
+        let pdq = query.pdq.or_else(|| {
+            exact_views.iter().find_map(|v| {
+                let image = v.claim.image.as_ref()?;
+                let usable = query.include_low_quality || is_reliable(stored_quality(image));
+                Pdq::from_hex(&image.pdq).filter(|_| usable)
+            })
+        });
+        if let Some(pdq) = pdq {
+            let indexes = self
+                .pdq_index
+                .read()
+                .map_err(|_| Error::Internal("PDQ index lock poisoned".into()))?;
+            let mut hits = indexes.reliable.query(&pdq, query.max_distance);
+            if query.include_low_quality {
+                hits.extend(indexes.low_quality.query(&pdq, query.max_distance));
+            }
+            for (id, distance) in hits {
+                if id < before {
+                    let entry = found.entry(id).or_insert(distance);
+                    *entry = (*entry).min(distance);
+                }
+            }
+        }
+        let mut ranked: Vec<(u64, u32)> = found.into_iter().collect();
+        ranked.sort_by_key(|&(id, distance)| (distance, std::cmp::Reverse(id)));
+        let mut out = Vec::new();
+        for (id, distance) in ranked.into_iter().take(query.limit) {
+            if let Some(claim) = self.read_claim(id)? {
+                let exact = query
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|s| claim.claim.image.as_ref().is_some_and(|i| i.sha256 == s));
+                out.push(Similar {
+                    claim,
+                    exact,
+                    distance,
+                });
             }
         }
         Ok(out)
@@ -406,6 +484,74 @@ impl SledStore {
     }
 }
 
+/// The two Hamming indexes over the claims' PDQ hashes.
+struct PdqIndexes {
+    /// Hashes of unknown quality (given by a caller) or at least
+    /// [`MIN_RELIABLE_PDQ_QUALITY`].
+    reliable: PdqIndex,
+    /// Hashes below [`MIN_RELIABLE_PDQ_QUALITY`]: searched only when asked.
+    low_quality: PdqIndex,
+}
+
+impl PdqIndexes {
+    /// Builds both indexes from `claims_by_pdq` (start-up).
+    fn build(tree: &sled::Tree) -> sled::Result<Self> {
+        let mut reliable = Vec::new();
+        let mut low_quality = Vec::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            if key.len() != 8 || value.len() != 33 {
+                continue;
+            }
+            let hash = Pdq(value[..32].try_into().expect("32 bytes"));
+            let target = if is_reliable(i32::from(value[32])) {
+                &mut reliable
+            } else {
+                &mut low_quality
+            };
+            target.push((u64_at(&key, 0), hash));
+        }
+        Ok(PdqIndexes {
+            reliable: PdqIndex::from_entries(reliable),
+            low_quality: PdqIndex::from_entries(low_quality),
+        })
+    }
+
+    fn insert(&mut self, id: u64, hash: Pdq, quality: i32) {
+        if is_reliable(quality) {
+            self.reliable.insert(id, hash);
+        } else {
+            self.low_quality.insert(id, hash);
+        }
+    }
+}
+
+/// Quality byte of `claims_by_pdq` meaning "not known" (a caller's hash).
+const UNKNOWN_QUALITY: i32 = 255;
+
+fn is_reliable(quality: i32) -> bool {
+    quality == UNKNOWN_QUALITY || quality >= MIN_RELIABLE_PDQ_QUALITY
+}
+
+fn stored_quality(image: &crate::domain::Image) -> i32 {
+    if image.pdq_quality_known {
+        image.pdq_quality.clamp(0, 100)
+    } else {
+        UNKNOWN_QUALITY
+    }
+}
+
+/// `claims_by_pdq` value: the hash and its quality, when the claim has one.
+fn pdq_entry(claim: &Claim) -> Option<(Pdq, i32, [u8; 33])> {
+    let image = claim.image.as_ref()?;
+    let hash = Pdq::from_hex(&image.pdq)?;
+    let quality = stored_quality(image);
+    let mut value = [0u8; 33];
+    value[..32].copy_from_slice(&hash.0);
+    value[32] = quality as u8;
+    Some((hash, quality, value))
+}
+
 fn sha_index_key(sha: &[u8; 32], id: u64) -> [u8; 40] {
     let mut key = [0u8; 40];
     key[..32].copy_from_slice(sha);
@@ -438,16 +584,18 @@ impl Store for SledStore {
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_REGISTER, &cmd.request_id));
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
+        let pdq = pdq_entry(&cmd.claim);
         let trees = (
             &self.meta,
             &self.claims,
             &self.by_state,
             &self.events,
             &self.by_sha256,
+            &self.by_pdq,
             &self.request_ids,
         );
-        let outcome =
-            trees.transaction(|(meta, claims, by_state, events, by_sha256, request_ids)| {
+        let outcome = trees.transaction(
+            |(meta, claims, by_state, events, by_sha256, by_pdq, request_ids)| {
                 if let Some(key) = &request_key {
                     if let Some(record) = check_request_id(request_ids, key, &fp)? {
                         return Ok((record.claim_id, true));
@@ -464,6 +612,9 @@ impl Store for SledStore {
                 if let Some(sha) = &sha {
                     by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
                 }
+                if let Some((_, _, value)) = &pdq {
+                    by_pdq.insert(&be(id), &value[..])?;
+                }
                 if let Some(key) = &request_key {
                     let record = IdempotencyRecord {
                         format_version: FORMAT_VERSION,
@@ -474,14 +625,21 @@ impl Store for SledStore {
                     request_ids.insert(key.as_slice(), record.encode_to_vec())?;
                 }
                 Ok((id, false))
-            });
+            },
+        );
         let (id, replayed) = finish_tx(outcome)?;
+        if let (Some((hash, quality, _)), false) = (pdq, replayed) {
+            self.pdq_index
+                .write()
+                .map_err(|_| Error::Internal("PDQ index lock poisoned".into()))?
+                .insert(id, hash, quality);
+        }
         // A replay may race the first call's flush: wait for durability either way.
         self.durable().await?;
         let claim = self
             .read_claim(id)?
             .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?;
-        let same_image = self.same_image(&claim.claim)?;
+        let same_image = self.same_image(&claim.claim, cmd.near_distance)?;
         Ok(Registered {
             claim,
             replayed,
@@ -617,6 +775,10 @@ impl Store for SledStore {
         self.list_children(&self.events, claim_id, after, limit, "event")
     }
 
+    async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
+        self.similar(&query)
+    }
+
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {
         let name_key = key.name.to_ascii_lowercase();
         let outcome = (&self.keys, &self.key_names).transaction(|(keys, names)| {
@@ -734,6 +896,7 @@ mod tests {
             },
             request_id: String::new(),
             actor: "test".into(),
+            near_distance: 31,
         }
     }
 
@@ -760,8 +923,11 @@ mod tests {
         panic!("the dropped store still holds {}", dir.display());
     }
 
-    fn texts(views: &[ClaimView]) -> Vec<&str> {
-        views.iter().map(|v| v.claim.claim_text.as_str()).collect()
+    fn texts(found: &[Similar]) -> Vec<&str> {
+        found
+            .iter()
+            .map(|s| s.claim.claim.claim_text.as_str())
+            .collect()
     }
 
     #[tokio::test]
@@ -849,7 +1015,65 @@ mod tests {
         assert_eq!(texts(&last.same_image)[0], newest);
         assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
         // Looking from an older claim sees only what came before it.
-        let again = store.same_image(&first.claim.claim).unwrap();
+        let again = store.same_image(&first.claim.claim, 31).unwrap();
         assert!(again.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_pdq_index_is_rebuilt_from_disk_and_matches_near_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "f0".repeat(32);
+        // One bit away from `base`, and a low-quality hash far from both.
+        let near = format!("f1{}", "f0".repeat(31));
+        let with_pdq = |text: &str, pdq: &str, quality: i32| {
+            let mut cmd = on_image("", text);
+            let image = cmd.claim.image.as_mut().unwrap();
+            image.pdq = pdq.to_string();
+            image.pdq_quality = quality;
+            image.pdq_quality_known = true;
+            cmd
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .register_claim(with_pdq("base", &base, 90))
+                .await
+                .unwrap();
+            store
+                .register_claim(with_pdq("junk", &"00".repeat(32), 10))
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+        }
+        let store = reopen(dir.path()).await;
+        let query = |pdq: &str, include_low_quality| SimilarQuery {
+            pdq: Pdq::from_hex(pdq),
+            max_distance: 31,
+            include_low_quality,
+            limit: 10,
+            ..Default::default()
+        };
+        let found = store.find_similar(query(&near, false)).await.unwrap();
+        assert_eq!(texts(&found), ["base"]);
+        assert_eq!(found[0].distance, 1);
+        let junk = store
+            .find_similar(query(&"00".repeat(32), false))
+            .await
+            .unwrap();
+        assert!(
+            junk.is_empty(),
+            "low quality hashes are not matched unless asked"
+        );
+        let junk = store
+            .find_similar(query(&"00".repeat(32), true))
+            .await
+            .unwrap();
+        assert_eq!(texts(&junk), ["junk"]);
+        // A registration after the restart sees the rebuilt index.
+        let again = store
+            .register_claim(with_pdq("again", &near, 80))
+            .await
+            .unwrap();
+        assert_eq!(texts(&again.same_image), ["base"]);
     }
 }
