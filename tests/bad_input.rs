@@ -624,7 +624,9 @@ async fn bad_inputs_get_the_right_code_name_the_field_and_change_nothing() {
         // Over the message size limit: refused by the transport before any handler runs.
         (
             "oversized message",
-            register_with("", |c| c.claim_text = long(5 * 1024 * 1024)),
+            register_with("", |c| {
+                c.claim_text = long(photoclaim::server::DEFAULT_MAX_MESSAGE_BYTES + 1)
+            }),
             Code::OutOfRange,
             "length too large",
         ),
