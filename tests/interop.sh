@@ -479,6 +479,57 @@ claims_in_events=$(sed -n 's/.*"claim": "\([^"]*\)".*/\1/p' "$events.out" | sort
     fail "not every event of $UN has the actor \"interop\" (the key's name) and a time: $(grep '"actor"' "$events.out")"
 pass "ListClaimEvents of $UN: 5 events in order (registered, 3 attached, verdict set), each by actor \"interop\" (the key) with a time"
 
+# --- images: bytes in, near duplicates out ----------------------------------------
+
+# The PDQ fixtures (shared/fixtures/pdq beside the repository): register the
+# original photo by its bytes (base64 in JSON), then ask with an edited copy.
+PDQ_FIXTURES="$ROOT/../shared/fixtures/pdq"
+[[ -f "$PDQ_FIXTURES/bridge-mods/aaa-orig.jpg" ]] ||
+    fail "the PDQ fixtures are missing: expected $PDQ_FIXTURES/bridge-mods/aaa-orig.jpg"
+image_request="$WORK/image-register.json"
+{
+    printf '{"claim": {"claimText": "A bridge photo circulating with a new caption", "language": "en", "image": {"content": "'
+    base64 -w0 "$PDQ_FIXTURES/bridge-mods/aaa-orig.jpg"
+    printf '"}}}'
+} >"$image_request"
+registered=$(gc -d @ "$ADDR" photoclaim.v1.ClaimService/RegisterClaim <"$image_request" 2>&1) ||
+    fail "RegisterClaim with image bytes failed: $registered"
+BRIDGE=$(sed -n 's/^    "name": "\(claims\/[0-9]*\)".*/\1/p' <<<"$registered" | head -n 1)
+bridge_pdq=$(sed -n 's/.*"pdq": "\([0-9a-f]*\)".*/\1/p' <<<"$registered" | head -n 1)
+[[ -n "$BRIDGE" && ${#bridge_pdq} -eq 64 ]] && grep -q '"format": "jpeg"' <<<"$registered" ||
+    fail "RegisterClaim with image bytes did not return a claim with a PDQ hash and format: $registered"
+pass "RegisterClaim with a base64 JPEG in image.content: $BRIDGE got sha256, pdq ${bridge_pdq:0:16}…, format jpeg"
+
+find_request="$WORK/image-find.json"
+{
+    printf '{"content": "'
+    base64 -w0 "$PDQ_FIXTURES/bridge-mods/shrink-a-lot.jpg"
+    printf '"}'
+} >"$find_request"
+found=$(gc -d @ "$ADDR" photoclaim.v1.ClaimService/FindSimilarClaims <"$find_request" 2>&1) ||
+    fail "FindSimilarClaims with image bytes failed: $found"
+grep -q "\"name\": \"$BRIDGE\"" <<<"$found" ||
+    fail "FindSimilarClaims with a shrunk copy did not find $BRIDGE: $found"
+distance=$(sed -n 's/^      "distance": \([0-9]*\).*/\1/p' <<<"$found" | head -n 1)
+[[ -n "$distance" && "$distance" -le 31 ]] ||
+    fail "FindSimilarClaims found $BRIDGE at distance '$distance', expected 31 or less: $found"
+pass "FindSimilarClaims with a shrunk copy (base64 JPEG) finds $BRIDGE at PDQ distance $distance"
+
+unrelated_request="$WORK/image-unrelated.json"
+{
+    printf '{"content": "'
+    base64 -w0 "$PDQ_FIXTURES/misc/c.png"
+    printf '"}'
+} >"$unrelated_request"
+unrelated=$(gc -d @ "$ADDR" photoclaim.v1.ClaimService/FindSimilarClaims <"$unrelated_request" 2>&1) ||
+    fail "FindSimilarClaims with an unrelated PNG failed: $unrelated"
+grep -q '"matches"' <<<"$unrelated" && fail "an unrelated PNG matched claims: $unrelated"
+bad_image=$(gc -d '{"content": "bm90IGFuIGltYWdl"}' "$ADDR" photoclaim.v1.ClaimService/FindSimilarClaims 2>&1) &&
+    fail "FindSimilarClaims with non-image bytes succeeded: $bad_image"
+grep -q "InvalidArgument" <<<"$bad_image" && grep -q "content" <<<"$bad_image" ||
+    fail "non-image bytes did not get InvalidArgument naming content: $bad_image"
+pass "an unrelated PNG finds nothing; non-image bytes get InvalidArgument naming content"
+
 # --- graceful shutdown --------------------------------------------------------
 
 stop_server "$SERVER_PID" "the server"
