@@ -55,7 +55,7 @@
 //! clears the live bit of an indexed entry (or drops a tail entry outright).
 //! When the tail grows past `max(8192, indexed / 64)` entries, or removed
 //! entries exceed a quarter of the indexed ones, the next update rebuilds the
-//! tables (about 0.1–0.2 s at 1M entries, so a few microseconds per update
+//! tables (about 0.25 s at 1M entries, so some 15 µs per update
 //! amortised). [`PdqIndex::compact`] rebuilds on demand.
 
 use std::cmp::Reverse;
