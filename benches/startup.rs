@@ -18,7 +18,8 @@ fn write_directory(dir: &Path) {
     let db = sled::open(dir).expect("sled");
     let meta = db.open_tree("meta").unwrap();
     meta.insert(b"format_version", &2u32.to_be_bytes()).unwrap();
-    meta.insert(b"last_claim_id", &ENTRIES.to_be_bytes()).unwrap();
+    meta.insert(b"last_claim_id", &ENTRIES.to_be_bytes())
+        .unwrap();
     let tree = db.open_tree("claims_by_pdq").unwrap();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut batch = sled::Batch::default();
@@ -63,9 +64,15 @@ fn startup(c: &mut Criterion) {
     write_directory(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("startup");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("open_with_1M_pdq_hashes", |b| {
-        b.iter_custom(|iterations| (0..iterations).map(|_| open_once(&runtime, dir.path())).sum())
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| open_once(&runtime, dir.path()))
+                .sum()
+        })
     });
     group.finish();
 }

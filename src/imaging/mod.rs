@@ -138,10 +138,16 @@ fn read_exif(bytes: &[u8], format: ImageFormat) -> std::result::Result<Option<Im
         }
         Err(err) => return Err(format!("has malformed EXIF metadata: {err}")),
     };
-    let text = |tag| {
-        exif.get_field(tag, exif::In::PRIMARY)
-            .map(|f| clean(&f.display_value().to_string()))
-            .unwrap_or_default()
+    // Text as written in the file (EXIF's own date form included).
+    let text = |tag| match exif.get_field(tag, exif::In::PRIMARY).map(|f| &f.value) {
+        Some(exif::Value::Ascii(parts)) => clean(
+            &parts
+                .iter()
+                .map(|p| String::from_utf8_lossy(p))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => String::new(),
     };
     let orientation = exif
         .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
@@ -180,12 +186,14 @@ fn read_exif(bytes: &[u8], format: ImageFormat) -> std::result::Result<Option<Im
     Ok((facts != ImageExif::default()).then_some(facts))
 }
 
-/// EXIF text as shown to desks: quotes from the display form removed,
-/// control characters dropped, length capped.
+/// EXIF text as shown to desks: control characters (and the NUL padding
+/// some cameras write) dropped, whitespace trimmed, length capped.
 fn clean(value: &str) -> String {
     value
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
         .trim()
-        .trim_matches('"')
         .chars()
         .filter(|c| !c.is_control())
         .take(MAX_EXIF_TEXT)
@@ -268,5 +276,107 @@ mod tests {
             }
         }
         !crc
+    }
+
+    /// A JPEG carrying an EXIF segment written by kamadak-exif's writer.
+    fn jpeg_with_exif(fields: &[exif::Field]) -> Vec<u8> {
+        let mut writer = exif::experimental::Writer::new();
+        for field in fields {
+            writer.push_field(field);
+        }
+        let mut tiff = Cursor::new(Vec::new());
+        writer.write(&mut tiff, false).unwrap();
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend_from_slice(tiff.get_ref());
+        let image = image::GrayImage::from_fn(64, 64, |x, y| image::Luma([((x * y) % 256) as u8]));
+        let mut jpeg = Cursor::new(Vec::new());
+        image.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+        let jpeg = jpeg.into_inner();
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xff, 0xe1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_facts_are_read_and_cleaned() {
+        use exif::{Field, In, Rational, Tag, Value};
+        let ascii = |tag, text: &str| Field {
+            tag,
+            ifd_num: In::PRIMARY,
+            value: Value::Ascii(vec![text.as_bytes().to_vec()]),
+        };
+        let rational = |tag, parts: [(u32, u32); 3]| Field {
+            tag,
+            ifd_num: In::PRIMARY,
+            value: Value::Rational(
+                parts
+                    .iter()
+                    .map(|&(num, denom)| Rational { num, denom })
+                    .collect(),
+            ),
+        };
+        let fields = [
+            ascii(Tag::Make, "Canon"),
+            ascii(Tag::Model, "EOS 5D\u{7}"),
+            ascii(Tag::Software, "Editor 2.0"),
+            ascii(Tag::DateTimeOriginal, "2022:01:07 14:03:11"),
+            Field {
+                tag: Tag::Orientation,
+                ifd_num: In::PRIMARY,
+                value: Value::Short(vec![6]),
+            },
+            ascii(Tag::GPSLatitudeRef, "N"),
+            rational(Tag::GPSLatitude, [(43, 1), (15, 1), (0, 1)]),
+            ascii(Tag::GPSLongitudeRef, "E"),
+            rational(Tag::GPSLongitude, [(76, 1), (54, 1), (36, 1)]),
+        ];
+        let facts = analyze(&jpeg_with_exif(&fields), FIELD).unwrap();
+        let exif = facts.exif.expect("EXIF read");
+        assert_eq!(exif.camera_make, "Canon");
+        assert_eq!(exif.camera_model, "EOS 5D", "control characters dropped");
+        assert_eq!(exif.software, "Editor 2.0");
+        assert_eq!(exif.capture_time, "2022:01:07 14:03:11");
+        assert_eq!(exif.orientation, 6);
+        assert!(exif.has_gps);
+        assert!(
+            (exif.gps_latitude - 43.25).abs() < 1e-9,
+            "{}",
+            exif.gps_latitude
+        );
+        assert!(
+            (exif.gps_longitude - 76.91).abs() < 1e-9,
+            "{}",
+            exif.gps_longitude
+        );
+    }
+
+    #[test]
+    fn absurd_exif_values_are_dropped_not_trusted() {
+        use exif::{Field, In, Rational, Tag, Value};
+        let fields = [
+            Field {
+                tag: Tag::Orientation,
+                ifd_num: In::PRIMARY,
+                value: Value::Short(vec![999]),
+            },
+            Field {
+                tag: Tag::GPSLatitude,
+                ifd_num: In::PRIMARY,
+                value: Value::Rational(vec![Rational { num: 1, denom: 0 }; 3]),
+            },
+            Field {
+                tag: Tag::Make,
+                ifd_num: In::PRIMARY,
+                value: Value::Ascii(vec![vec![b'A'; 10_000]]),
+            },
+        ];
+        let facts = analyze(&jpeg_with_exif(&fields), FIELD).unwrap();
+        let exif = facts.exif.expect("EXIF read");
+        assert_eq!(exif.orientation, 0);
+        assert!(!exif.has_gps);
+        assert_eq!(exif.camera_make.chars().count(), MAX_EXIF_TEXT);
     }
 }
