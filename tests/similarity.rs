@@ -318,6 +318,28 @@ async fn featureless_images_are_flagged_and_not_matched_unless_asked() {
     let reply = find(&mut client, by_content(solid_png(120, 90, 30))).await;
     assert!(reply.query_low_quality, "{reply:?}");
     assert!(reply.matches.is_empty(), "{:?}", reply.matches);
+
+    // A caller's all-zero hash (what flat images give) is low quality too:
+    // stored as such, and as a query it matches only when asked.
+    let zeros = "0".repeat(64);
+    let mut claim = claim_with_content("zeros", Vec::new());
+    let image = claim.image.get_or_insert_with(Default::default);
+    image.content.clear();
+    image.pdq = zeros.clone();
+    let second = register(&mut client, claim, "").await;
+    let stored = second.claim.as_ref().unwrap().image.clone().unwrap();
+    assert_eq!(stored.pdq_quality, 0, "{stored:?}");
+    assert!(second.same_image_claims.is_empty(), "{second:?}");
+    let by_zeros = |include_low_quality| pb::FindSimilarClaimsRequest {
+        pdq: zeros.clone(),
+        include_low_quality,
+        ..Default::default()
+    };
+    let reply = find(&mut client, by_zeros(false)).await;
+    assert!(reply.query_low_quality, "{reply:?}");
+    assert!(reply.matches.is_empty(), "{:?}", reply.matches);
+    let reply = find(&mut client, by_zeros(true)).await;
+    assert!(!reply.matches.is_empty(), "{reply:?}");
     server.stop().await;
 }
 

@@ -99,6 +99,9 @@ pub struct ClaimApi<S> {
     /// Shared with the server, which flushes it at shutdown.
     store: Arc<S>,
     images: ImageOptions,
+    /// One permit per core: image decodes wait for one, so memory and CPU
+    /// spent on images stay bounded however many calls send them.
+    decoders: Arc<tokio::sync::Semaphore>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -115,7 +118,12 @@ impl<S: Store> ClaimApi<S> {
 
     /// A service backed by `store` with these image settings.
     pub fn with_images(store: Arc<S>, images: ImageOptions) -> Self {
-        ClaimApi { store, images }
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        ClaimApi {
+            store,
+            images,
+            decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
     }
 
     /// Analyses image bytes off the async runtime (decoding is CPU-bound).
@@ -134,9 +142,19 @@ impl<S: Store> ClaimApi<S> {
                 ),
             ));
         }
-        tokio::task::spawn_blocking(move || imaging::analyze(&content, field))
+        let permit = self
+            .decoders
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("image analysis failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("image decoder slots closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let facts = imaging::analyze(&content, field);
+            drop(permit);
+            facts
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("image analysis failed: {e}")))?
     }
 }
 
@@ -165,6 +183,9 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             if !content.is_empty() {
                 let facts = self.analyze(content, "claim.image.content").await?;
                 let image = draft.image.get_or_insert_with(Default::default);
+                if !image.sha256.is_empty() {
+                    validate::validate_sha256(&image.sha256, "claim.image.sha256")?;
+                }
                 if !image.sha256.is_empty() && image.sha256 != facts.sha256 {
                     return Err(Error::invalid(
                         "claim.image.sha256",
@@ -191,6 +212,12 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             } else if let Some(image) = draft.image.as_mut() {
                 image.pdq = image.pdq.to_ascii_lowercase();
                 image.pdq_quality_known = image.pdq_quality != 0;
+                if image.pdq.bytes().all(|b| b == b'0') && !image.pdq.is_empty() {
+                    // The hash of a featureless (flat) image: it would match
+                    // every other flat image, so it is never reliable.
+                    image.pdq_quality = 0;
+                    image.pdq_quality_known = true;
+                }
             }
             validate::validate_new_claim(&draft, Timestamp::now())?;
             let registered = self
@@ -448,7 +475,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     Error::invalid("pdq", "must be 64 hex characters (a 256-bit PDQ hash)")
                 })?;
                 reply.query_pdq = pdq.to_hex();
-                query.pdq = Some(pdq);
+                // A flat image's hash (all zeros) matches every flat image.
+                reply.query_low_quality = pdq.0 == [0; 32];
+                query.pdq =
+                    Some(pdq).filter(|_| req.include_low_quality || !reply.query_low_quality);
             }
             let found = self.store.find_similar(query).await?;
             reply.matches = fitting(found.iter().map(image_match), MAX_PAGE_BYTES, false);

@@ -3,11 +3,15 @@
 //! [`analyze`] turns the bytes a caller sent into the facts a claim keeps:
 //! SHA-256, PDQ hash and quality, dimensions, format and EXIF facts. The
 //! bytes themselves are not kept. Hostile input is refused with
-//! `INVALID_ARGUMENT` before anything large is allocated: the format is
-//! sniffed from the first bytes (only JPEG, PNG, WebP and GIF), the header's
-//! dimensions are checked against [`MAX_DIMENSION`] and the decoder runs
-//! under an allocation limit, so a tiny file declaring 50,000 × 50,000 pixels
-//! is refused from its header.
+//! `INVALID_ARGUMENT` before the pixels are allocated: the format is sniffed
+//! from the first bytes (only JPEG, PNG, WebP and GIF), a JPEG's segments
+//! are walked to its end-of-image marker, and the header's dimensions are
+//! checked against [`MAX_DIMENSION`], [`MAX_PIXELS`] and the file's size
+//! ([`MAX_PIXELS_PER_BYTE`]) before decoding, which then runs under an
+//! allocation limit. So a tiny file declaring 50,000 × 50,000 pixels is
+//! refused from its header, and the most one decode can allocate is the
+//! pixels of a [`MAX_PIXELS`] image (about 200 MB as RGBA); the service
+//! runs at most one decode per core at a time.
 
 pub mod pdq_hash;
 
@@ -18,10 +22,19 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Error, ImageExif, Result};
 
-/// Largest width or height accepted, in pixels.
+/// Largest width or height accepted, in pixels (panoramas are wide).
 pub const MAX_DIMENSION: u32 = 16_384;
-/// Most memory a decoder may allocate for one image.
-pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+/// Most pixels accepted (50 megapixels: every common camera and phone).
+pub const MAX_PIXELS: u64 = 50_000_000;
+/// Images above [`SMALL_PIXELS`] may declare at most this many pixels per
+/// byte of file. Real photos and screenshots stay far below it (a flat
+/// 24-megapixel PNG is about 250 pixels a byte); compression bombs do not.
+pub const MAX_PIXELS_PER_BYTE: u64 = 1_000;
+/// Images up to this many pixels skip the pixels-per-byte check.
+const SMALL_PIXELS: u64 = 4_000_000;
+/// Most memory a decoder may allocate for one image: a [`MAX_PIXELS`]
+/// image as 16-bit RGBA would need more, and is refused.
+pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 /// Longest EXIF text kept, in characters.
 const MAX_EXIF_TEXT: usize = 200;
 
@@ -64,24 +77,42 @@ pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
             ))
         }
     };
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DIMENSION);
-    limits.max_image_height = Some(MAX_DIMENSION);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits);
-    if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
-        return Err(bad(
-            "is a truncated JPEG (no end-of-image marker): send the whole file".into(),
-        ));
+    if format == ImageFormat::Jpeg {
+        jpeg_structure(bytes).map_err(|why| bad(format!("{why}: send the whole file")))?;
     }
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => bad(format!(
-            "declares an image larger than the limits ({MAX_DIMENSION} pixels a side, {} MiB decoded)",
+    let too_large = || {
+        bad(format!(
+            "declares an image larger than the limits ({MAX_DIMENSION} pixels a side, {} megapixels, {} MiB decoded)",
+            MAX_PIXELS / 1_000_000,
             MAX_DECODE_BYTES / (1024 * 1024)
-        )),
+        ))
+    };
+    let undecodable = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => too_large(),
         other => bad(format!("cannot be decoded as {}: {other}", name(format))),
-    })?;
+    };
+    let reader = || {
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(MAX_DIMENSION);
+        limits.max_image_height = Some(MAX_DIMENSION);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        reader.limits(limits);
+        reader
+    };
+    // The header alone first: refuse before the decoder allocates pixels.
+    let (width, height) = reader().into_dimensions().map_err(undecodable)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if width > MAX_DIMENSION || height > MAX_DIMENSION || pixels > MAX_PIXELS {
+        return Err(too_large());
+    }
+    if pixels > SMALL_PIXELS && pixels > MAX_PIXELS_PER_BYTE * bytes.len() as u64 {
+        return Err(bad(format!(
+            "declares {width} x {height} pixels in only {} bytes (more than {MAX_PIXELS_PER_BYTE} pixels a byte): refused as a possible decompression bomb",
+            bytes.len()
+        )));
+    }
+    let image = reader().decode().map_err(undecodable)?;
     let exif = read_exif(bytes, format).map_err(bad)?;
     let hash = pdq_hash::pdq_hash(&image);
     Ok(ImageFacts {
@@ -95,12 +126,68 @@ pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
     })
 }
 
-/// Whether a JPEG's end-of-image marker (FF D9) is among its last 4 KiB
-/// (some writers pad after it). The JPEG decoder itself fills a truncated
-/// scan with grey instead of failing, which would hash half an image.
-fn has_end_marker(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    tail.windows(2).any(|w| w == [0xff, 0xd9])
+/// Walks a JPEG's segments and entropy-coded scans to the end-of-image
+/// marker (FF D9) that follows its last scan. The JPEG decoder fills a
+/// truncated scan with grey instead of failing, which would hash half an
+/// image, so truncation is caught here: an FF D9 pair cannot occur inside
+/// scan data, so a cut file never ends in one by chance. (A file cut and
+/// then given an end marker on purpose passes; its sender could as well
+/// send a half-grey image.) Bytes after the end-of-image marker (Motion
+/// Photo videos, padding) are allowed: the image itself is whole.
+fn jpeg_structure(bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    const TRUNCATED: &str = "is a truncated JPEG (no end-of-image marker after its image data)";
+    let mut at = 2; // after SOI (FF D8), which guess_format checked
+    let mut scans = 0;
+    loop {
+        // Fill bytes (FF FF ...) may precede a marker.
+        while bytes.get(at) == Some(&0xff) && bytes.get(at + 1) == Some(&0xff) {
+            at += 1;
+        }
+        let (Some(&0xff), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return Err(if at >= bytes.len() {
+                TRUNCATED
+            } else {
+                "is a malformed JPEG (a segment does not start with a marker)"
+            });
+        };
+        at += 2;
+        match marker {
+            0xd9 if scans > 0 => return Ok(()),
+            0xd9 => return Err("is a JPEG with no image data (it ends before its first scan)"),
+            // Standalone markers: restart markers and TEM carry no length.
+            0xd0..=0xd7 | 0x01 => continue,
+            0xd8 | 0x00 => return Err("is a malformed JPEG (unexpected marker)"),
+            _ => {}
+        }
+        let length = match bytes.get(at..at + 2) {
+            Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
+            None => return Err(TRUNCATED),
+        };
+        if length < 2 {
+            return Err("is a malformed JPEG (a segment length below 2)");
+        }
+        at += length;
+        if at > bytes.len() {
+            return Err(TRUNCATED);
+        }
+        if marker == 0xda {
+            scans += 1;
+            // Entropy-coded data runs to the next marker other than a
+            // stuffed zero (FF 00) or a restart marker (FF D0-D7).
+            loop {
+                let Some(ff) = bytes[at..].iter().position(|&b| b == 0xff) else {
+                    return Err(TRUNCATED);
+                };
+                at += ff;
+                match bytes.get(at + 1) {
+                    None => return Err(TRUNCATED),
+                    Some(0x00 | 0xd0..=0xd7) => at += 2,
+                    Some(0xff) => at += 1,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
 }
 
 fn name(format: ImageFormat) -> &'static str {
@@ -252,15 +339,81 @@ mod tests {
 
     #[test]
     fn a_png_declaring_50000_by_50000_pixels_is_refused_from_its_header() {
+        let why = refused(&png_declaring(50_000, 50_000));
+        assert!(why.contains("larger than the limits"), "{why}");
+    }
+
+    /// A PNG whose header declares `width` x `height` (CRC fixed up).
+    fn png_declaring(width: u32, height: u32) -> Vec<u8> {
         let mut bytes = png(1, 1);
         // IHDR starts at byte 8 (length), 12 (type); width and height follow.
-        bytes[16..20].copy_from_slice(&50_000u32.to_be_bytes());
-        bytes[20..24].copy_from_slice(&50_000u32.to_be_bytes());
-        // Fix the IHDR CRC so that only the size is wrong.
+        bytes[16..20].copy_from_slice(&width.to_be_bytes());
+        bytes[20..24].copy_from_slice(&height.to_be_bytes());
         let crc = crc32(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-        let why = refused(&bytes);
+        bytes
+    }
+
+    #[test]
+    fn too_many_pixels_are_refused_even_within_the_side_limit() {
+        // 10,000 x 6,000 = 60 megapixels: each side allowed, the area not.
+        let why = refused(&png_declaring(10_000, 6_000));
         assert!(why.contains("larger than the limits"), "{why}");
+    }
+
+    #[test]
+    fn a_gif_declaring_a_huge_canvas_in_a_few_bytes_is_refused_before_decoding() {
+        let image = image::RgbaImage::from_pixel(2, 2, image::Rgba([200, 10, 10, 255]));
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Gif).unwrap();
+        let mut bytes = out.into_inner();
+        // Logical screen width and height: bytes 6-9, little-endian.
+        bytes[6..8].copy_from_slice(&5_000u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&5_000u16.to_le_bytes());
+        let why = refused(&bytes);
+        assert!(why.contains("decompression bomb"), "{why}");
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([
+                (x * 3 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x + y) % 256) as u8,
+            ])
+        });
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn truncated_jpegs_are_refused_wherever_they_are_cut() {
+        let whole = jpeg(128, 96);
+        // Cut anywhere (in the headers, in the scan, just before the end
+        // marker): never accepted. An FF D9 pair cannot occur inside scan
+        // data, so a cut never leaves one behind by chance.
+        for cut in (4..whole.len() - 1).step_by(97).chain([whole.len() - 1]) {
+            let why = refused(&whole[..cut]);
+            assert!(why.contains("JPEG"), "cut at {cut}: {why}");
+        }
+        // Headers only: ends before the first scan.
+        let sos = whole.windows(2).position(|w| w == [0xff, 0xda]).unwrap();
+        let mut headers = whole[..sos].to_vec();
+        headers.extend_from_slice(&[0xff, 0xd9]);
+        assert!(refused(&headers).contains("no image data"));
+    }
+
+    #[test]
+    fn bytes_after_a_jpeg_end_marker_are_allowed() {
+        let whole = jpeg(128, 96);
+        let mut with_trailer = whole.clone();
+        // A Motion Photo style trailer, larger than any tail heuristic.
+        with_trailer.extend(std::iter::repeat_n(0x42u8, 64 * 1024));
+        let a = analyze(&whole, FIELD).unwrap();
+        let b = analyze(&with_trailer, FIELD).unwrap();
+        assert_eq!(a.pdq, b.pdq);
+        assert_ne!(a.sha256, b.sha256);
     }
 
     fn crc32(data: &[u8]) -> u32 {

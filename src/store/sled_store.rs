@@ -26,6 +26,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -122,7 +123,7 @@ pub struct SledStore {
     /// `claim_id -> pdq ‖ quality`, the source of `pdq_index`.
     by_pdq: sled::Tree,
     /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
-    pdq_index: std::sync::RwLock<PdqIndexes>,
+    pdq_index: Arc<RwLock<PdqIndexes>>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -303,7 +304,7 @@ impl SledStore {
         let pdq_index = PdqIndexes::build(&by_pdq).map_err(other)?;
         Ok(SledStore {
             by_pdq,
-            pdq_index: std::sync::RwLock::new(pdq_index),
+            pdq_index: Arc::new(RwLock::new(pdq_index)),
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
@@ -372,7 +373,7 @@ impl SledStore {
 
     /// Claims registered before `claim` on the same image or a near
     /// duplicate of it (reliable hashes only), nearest first, then newest.
-    fn same_image(&self, claim: &Claim, near_distance: u32) -> Result<Vec<Similar>> {
+    async fn same_image(&self, claim: &Claim, near_distance: u32) -> Result<Vec<Similar>> {
         let Some(image) = &claim.image else {
             return Ok(Vec::new());
         };
@@ -385,9 +386,42 @@ impl SledStore {
             before: Some(claim.id),
             limit: MAX_SAME_IMAGE_CLAIMS,
         })
+        .await
     }
 
-    fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
+    /// Runs `f` on the PDQ indexes off the async runtime: a query over a
+    /// million hashes takes a fraction of a millisecond, but an insert that
+    /// compacts the index takes a quarter of a second. A panic inside the
+    /// lock (none is known) leaves the indexes usable: every change to them
+    /// is a single insert, so the poisoned value is still consistent.
+    async fn with_indexes<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut PdqIndexes) -> T + Send + 'static,
+    ) -> Result<T> {
+        let indexes = Arc::clone(&self.pdq_index);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = indexes.write().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("PDQ index task failed: {e}")))
+    }
+
+    /// Like [`Self::with_indexes`], for readers (which run side by side).
+    async fn read_indexes<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
+    ) -> Result<T> {
+        let indexes = Arc::clone(&self.pdq_index);
+        tokio::task::spawn_blocking(move || {
+            let guard = indexes.read().unwrap_or_else(PoisonError::into_inner);
+            f(&guard)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("PDQ index task failed: {e}")))
+    }
+
+    async fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
         let before = query.before.unwrap_or(u64::MAX);
         let sha = query.sha256.as_deref().and_then(sha_key);
         // id -> distance; exact matches first at distance 0.
@@ -410,14 +444,16 @@ impl SledStore {
             })
         });
         if let Some(pdq) = pdq {
-            let indexes = self
-                .pdq_index
-                .read()
-                .map_err(|_| Error::Internal("PDQ index lock poisoned".into()))?;
-            let mut hits = indexes.reliable.query(&pdq, query.max_distance);
-            if query.include_low_quality {
-                hits.extend(indexes.low_quality.query(&pdq, query.max_distance));
-            }
+            let (radius, low_quality) = (query.max_distance, query.include_low_quality);
+            let hits = self
+                .read_indexes(move |indexes| {
+                    let mut hits = indexes.reliable.query(&pdq, radius);
+                    if low_quality {
+                        hits.extend(indexes.low_quality.query(&pdq, radius));
+                    }
+                    hits
+                })
+                .await?;
             for (id, distance) in hits {
                 if id < before {
                     let entry = found.entry(id).or_insert(distance);
@@ -425,8 +461,14 @@ impl SledStore {
                 }
             }
         }
+        let rank = |&(id, distance): &(u64, u32)| (distance, std::cmp::Reverse(id));
         let mut ranked: Vec<(u64, u32)> = found.into_iter().collect();
-        ranked.sort_by_key(|&(id, distance)| (distance, std::cmp::Reverse(id)));
+        if ranked.len() > query.limit && query.limit > 0 {
+            // Only the best `limit` are read: partition, then sort those.
+            ranked.select_nth_unstable_by_key(query.limit - 1, rank);
+            ranked.truncate(query.limit);
+        }
+        ranked.sort_by_key(rank);
         let mut out = Vec::new();
         for (id, distance) in ranked.into_iter().take(query.limit) {
             if let Some(claim) = self.read_claim(id)? {
@@ -501,6 +543,11 @@ impl PdqIndexes {
         for entry in tree.iter() {
             let (key, value) = entry?;
             if key.len() != 8 || value.len() != 33 {
+                tracing::error!(
+                    key_len = key.len(),
+                    value_len = value.len(),
+                    "skipping a malformed claims_by_pdq entry: its claim cannot be found by similarity"
+                );
                 continue;
             }
             let hash = Pdq(value[..32].try_into().expect("32 bytes"));
@@ -629,17 +676,15 @@ impl Store for SledStore {
         );
         let (id, replayed) = finish_tx(outcome)?;
         if let (Some((hash, quality, _)), false) = (pdq, replayed) {
-            self.pdq_index
-                .write()
-                .map_err(|_| Error::Internal("PDQ index lock poisoned".into()))?
-                .insert(id, hash, quality);
+            self.with_indexes(move |indexes| indexes.insert(id, hash, quality))
+                .await?;
         }
         // A replay may race the first call's flush: wait for durability either way.
         self.durable().await?;
         let claim = self
             .read_claim(id)?
             .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?;
-        let same_image = self.same_image(&claim.claim, cmd.near_distance)?;
+        let same_image = self.same_image(&claim.claim, cmd.near_distance).await?;
         Ok(Registered {
             claim,
             replayed,
@@ -776,7 +821,7 @@ impl Store for SledStore {
     }
 
     async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
-        self.similar(&query)
+        self.similar(&query).await
     }
 
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {
@@ -1015,7 +1060,7 @@ mod tests {
         assert_eq!(texts(&last.same_image)[0], newest);
         assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
         // Looking from an older claim sees only what came before it.
-        let again = store.same_image(&first.claim.claim, 31).unwrap();
+        let again = store.same_image(&first.claim.claim, 31).await.unwrap();
         assert!(again.is_empty());
     }
 
