@@ -7,3 +7,61 @@ tonic::include_proto!("photoclaim.v1");
 
 /// Encoded `FileDescriptorSet` of `proto/` (and its imports), for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("photoclaim_descriptor");
+
+/// The descriptor pool of [`FILE_DESCRIPTOR_SET`], decoded once.
+static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> = std::sync::LazyLock::new(|| {
+    prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set compiled into the binary decodes")
+});
+
+/// `message` (of protobuf type `full_name`, e.g. `photoclaim.v1.Claim`) in
+/// the canonical proto3 JSON mapping, the one grpcurl prints: lowerCamelCase
+/// field names, enum value names, RFC 3339 timestamps, base64 bytes, 64-bit
+/// integers as strings, fields at their default value left out.
+///
+/// # Panics
+/// If `full_name` is not a message of this package's descriptor set, or
+/// does not match `message`'s type: both are programming errors.
+pub fn to_json<M: prost::Message>(message: &M, full_name: &str) -> serde_json::Value {
+    let descriptor = POOL
+        .get_message_by_name(full_name)
+        .unwrap_or_else(|| panic!("{full_name} is not in the descriptor set"));
+    let dynamic =
+        prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .unwrap_or_else(|e| panic!("re-decoding a {full_name}: {e}"));
+    let options = prost_reflect::SerializeOptions::new();
+    dynamic
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap_or_else(|e| panic!("serializing a {full_name} to JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_print_in_the_proto3_json_mapping() {
+        let claim = Claim {
+            name: "claims/7".into(),
+            claim_text: "UN peacekeepers in Kazakhstan".into(),
+            first_seen_time: Some(prost_types::Timestamp {
+                seconds: 1_641_600_000,
+                nanos: 0,
+            }),
+            verification_status: Some(VerificationStatus {
+                state: VerificationState::Resolved as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json = to_json(&claim, "photoclaim.v1.Claim");
+        assert_eq!(json["name"], "claims/7");
+        assert_eq!(json["claimText"], "UN peacekeepers in Kazakhstan");
+        assert_eq!(json["firstSeenTime"], "2022-01-08T00:00:00Z");
+        assert_eq!(
+            json["verificationStatus"]["state"],
+            "VERIFICATION_STATE_RESOLVED"
+        );
+        assert!(json.get("claimant").is_none(), "defaults are left out");
+    }
+}

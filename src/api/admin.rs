@@ -42,6 +42,21 @@ fn role_in(value: i32) -> Result<Role, Error> {
 
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
+    type ExportClaimsStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<pb::ExportClaimsResponse, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
+
+    async fn export_claims(
+        &self,
+        _request: Request<pb::ExportClaimsRequest>,
+    ) -> Result<Response<Self::ExportClaimsStream>, Status> {
+        Err(Status::unimplemented("ExportClaims: in progress"))
+    }
+
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,

@@ -53,7 +53,9 @@ fn known_access(path: &str) -> Option<Access> {
             | "ListOfficialResponses"
             | "GetVerificationStatus"
             | "ListClaimEvents"
-            | "FindSimilarClaims" => Role::Reader,
+            | "FindSimilarClaims"
+            | "WatchClaimEvents"
+            | "ExportClaimReview" => Role::Reader,
             "RegisterClaim" | "AttachOfficialResponse" => Role::Ingest,
             "SetVerdict" => Role::Desk,
             _ => return None,
@@ -61,8 +63,11 @@ fn known_access(path: &str) -> Option<Access> {
         return Some(Access::Needs(role));
     }
     if let Some(method) = path.strip_prefix(ADMIN) {
-        return matches!(method, "CreateApiKey" | "ListApiKeys" | "RevokeApiKey")
-            .then_some(Access::Needs(Role::Admin));
+        return matches!(
+            method,
+            "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" | "ExportClaims"
+        )
+        .then_some(Access::Needs(Role::Admin));
     }
     let public = PUBLIC_SERVICES.iter().any(|service| {
         path.strip_prefix(service)
@@ -343,6 +348,14 @@ mod tests {
                 Access::Needs(Role::Reader),
             ),
             (
+                "/photoclaim.v1.ClaimService/WatchClaimEvents",
+                Access::Needs(Role::Reader),
+            ),
+            (
+                "/photoclaim.v1.ClaimService/ExportClaimReview",
+                Access::Needs(Role::Reader),
+            ),
+            (
                 "/photoclaim.v1.ClaimService/RegisterClaim",
                 Access::Needs(Role::Ingest),
             ),
@@ -364,6 +377,10 @@ mod tests {
             ),
             (
                 "/photoclaim.v1.AdminService/RevokeApiKey",
+                Access::Needs(Role::Admin),
+            ),
+            (
+                "/photoclaim.v1.AdminService/ExportClaims",
                 Access::Needs(Role::Admin),
             ),
             (

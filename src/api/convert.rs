@@ -212,6 +212,11 @@ pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
         actor: e.actor.clone(),
         time: time_out(e.time),
         state: e.state,
+        cursor: if e.log_position == 0 {
+            String::new()
+        } else {
+            e.log_position.to_string()
+        },
         details,
     }
 }

@@ -423,6 +423,24 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         .await
     }
 
+    type WatchClaimEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ClaimEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_claim_events(
+        &self,
+        _request: Request<pb::WatchClaimEventsRequest>,
+    ) -> Result<Response<Self::WatchClaimEventsStream>, Status> {
+        Err(Status::unimplemented("WatchClaimEvents: in progress"))
+    }
+
+    async fn export_claim_review(
+        &self,
+        _request: Request<pb::ExportClaimReviewRequest>,
+    ) -> Result<Response<pb::ExportClaimReviewResponse>, Status> {
+        Err(Status::unimplemented("ExportClaimReview: in progress"))
+    }
+
     async fn find_similar_claims(
         &self,
         request: Request<pb::FindSimilarClaimsRequest>,

@@ -467,6 +467,10 @@ pub struct ClaimEvent {
     /// What changed.
     #[prost(oneof = "EventDetails", tags = "10, 11, 12")]
     pub details: Option<EventDetails>,
+    /// Position in the service-wide event log (from 1, in commit order):
+    /// WatchClaimEvents' cursor. 0 only in records written before the log.
+    #[prost(uint64, tag = "8")]
+    pub log_position: u64,
 }
 
 /// A claim as read, with the latest attached response (for the status).

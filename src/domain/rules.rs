@@ -50,6 +50,7 @@ fn next_event(
         time: Some(now),
         state: state as i32,
         details: None,
+        log_position: 0,
     }
 }
 
