@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use photoclaim::api::auth::AuthPolicy;
-use photoclaim::api::ImageOptions;
+use photoclaim::api::{ImageOptions, WatchOptions};
 use photoclaim::domain::access::Role;
 use photoclaim::keys::{self, ServerTarget, Target};
 use photoclaim::server::{self, Options, TlsFiles};
@@ -117,6 +117,37 @@ struct ServeArgs {
     /// Seconds between HTTP/2 keepalive pings.
     #[arg(long, default_value_t = server::DEFAULT_KEEPALIVE_INTERVAL.as_secs(), env = "PHOTOCLAIM_KEEPALIVE_SECONDS")]
     keepalive_seconds: u64,
+    /// Browser origin allowed to call over gRPC-Web, e.g.
+    /// `https://desk.example.org` (repeatable; env: comma-separated). None by
+    /// default: browsers on other origins are refused.
+    #[arg(long = "cors-allow-origin", env = "PHOTOCLAIM_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    cors_allow_origins: Vec<String>,
+    /// Events WatchClaimEvents holds for a consumer that is not reading.
+    #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_BUFFER", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    watch_buffer: u32,
+    /// Seconds a watch stream's buffer may stay full before the stream ends
+    /// with RESOURCE_EXHAUSTED and a cursor to resume from.
+    #[arg(long, default_value_t = 10, env = "PHOTOCLAIM_WATCH_STALL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    watch_stall_seconds: u64,
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or(
+            "must start with https:// or http:// (an origin such as https://desk.example.org)",
+        )?;
+    let valid = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err("must be an origin: scheme://host[:port], with no path or trailing slash".into())
+    }
 }
 
 #[derive(Subcommand)]
@@ -289,6 +320,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_calls_per_connection: args.max_calls_per_connection.max(1),
         request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
         keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
+        watch: WatchOptions {
+            buffer: args.watch_buffer as usize,
+            stall_timeout: Duration::from_secs(args.watch_stall_seconds),
+        },
+        cors_allow_origins: args.cors_allow_origins.clone(),
     };
     match server::run(listener, store, options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use tonic_health::ServingStatus;
 
 use crate::api::admin::AdminApi;
 use crate::api::auth::{AuthPolicy, GuardLayer};
-use crate::api::{ClaimApi, ImageOptions};
+use crate::api::{ClaimApi, ImageOptions, WatchOptions};
 use crate::domain::access::Role;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
@@ -70,6 +70,11 @@ pub struct Options {
     /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
     /// 10 s is dropped).
     pub keepalive_interval: Duration,
+    /// WatchClaimEvents' per-stream buffer and stall timeout.
+    pub watch: WatchOptions,
+    /// Browser origins allowed to call over gRPC-Web (CORS). Empty: none
+    /// (gRPC-Web still works for same-origin and non-browser callers).
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -92,6 +97,8 @@ impl Default for Options {
             max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            watch: WatchOptions::default(),
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -168,11 +175,17 @@ pub async fn run<S: Store>(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let claims = ClaimServiceServer::new(ClaimApi::with_images(store.clone(), options.images))
-        .max_decoding_message_size(options.max_message_bytes);
+    // Becomes true when shutdown begins, so that watch streams end (with a
+    // cursor to resume from) instead of holding the drain open.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let claims = ClaimServiceServer::new(
+        ClaimApi::with_images(store.clone(), options.images).with_watch(options.watch, stopping),
+    )
+    .max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);
     let guard = GuardLayer::new(store.clone(), options.auth.clone(), options.max_in_flight);
+    let cors = cors_layer(&options.cors_allow_origins)?;
 
     let mut builder = Server::builder();
     if let Some(tls) = &options.tls {
@@ -195,6 +208,12 @@ pub async fn run<S: Store>(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .concurrency_limit_per_connection(options.max_calls_per_connection)
         .timeout(options.request_timeout)
+        // gRPC-Web (HTTP/1.1 or HTTP/2) on the same port: CORS answers
+        // browsers' preflights, the web layer translates to gRPC, and the
+        // guard then sees a gRPC call like any other.
+        .accept_http1(true)
+        .layer(tower::util::option_layer(cors))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(guard)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -217,6 +236,7 @@ pub async fn run<S: Store>(
             tracing::info!(grace_ms = options.shutdown_grace.as_millis() as u64, "shutdown requested: draining");
             health.set_not_serving::<ClaimServiceServer<ClaimApi<S>>>().await;
             health.set_service_status("", ServingStatus::NotServing).await;
+            let _ = stopping_tx.send(true);
             let _ = drain_tx.send(());
             match tokio::time::timeout(options.shutdown_grace, &mut serve).await {
                 Ok(result) => result?,
@@ -227,4 +247,42 @@ pub async fn run<S: Store>(
     store.close().await?;
     tracing::info!("stopped: all acknowledged writes are on disk");
     Ok(())
+}
+
+/// The CORS policy for gRPC-Web callers from these browser origins; none
+/// when the list is empty.
+fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>, ServeError> {
+    use http::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| {
+            http::HeaderValue::from_str(o).map_err(|_| {
+                ServeError::from(format!("--cors-allow-origin {o:?} is not a valid origin"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = HeaderName::from_static;
+    Ok(Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([http::Method::POST])
+            .allow_headers([
+                CONTENT_TYPE,
+                AUTHORIZATION,
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+                header("photoclaim-replayed"),
+                header(crate::api::watch::RESUME_CURSOR),
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod convert;
 pub mod names;
 pub mod status;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::pb::{self, claim_service_server::ClaimService};
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
 use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
 use status::observe;
+pub use watch::WatchOptions;
 
 /// The authenticated identity of a caller, placed in the request's
 /// extensions by an authentication layer. Without one, the caller is
@@ -102,6 +104,9 @@ pub struct ClaimApi<S> {
     /// One permit per core: image decodes wait for one, so memory and CPU
     /// spent on images stay bounded however many calls send them.
     decoders: Arc<tokio::sync::Semaphore>,
+    watch: WatchOptions,
+    /// Becomes true when the server starts shutting down: watch streams end.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -123,7 +128,22 @@ impl<S: Store> ClaimApi<S> {
             store,
             images,
             decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
+            watch: WatchOptions::default(),
+            // A sender that is never used: no shutdown until `with_watch`.
+            shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
         }
+    }
+
+    /// Sets WatchClaimEvents' buffer and stall timeout, and the signal that
+    /// ends every stream at shutdown.
+    pub fn with_watch(
+        mut self,
+        options: WatchOptions,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        self.watch = options;
+        self.shutdown = shutdown;
+        self
     }
 
     /// Analyses image bytes off the async runtime (decoding is CPU-bound).
@@ -423,15 +443,24 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         .await
     }
 
-    type WatchClaimEventsStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<pb::ClaimEvent, Status>> + Send + 'static>,
-    >;
+    type WatchClaimEventsStream = watch::EventStream;
 
     async fn watch_claim_events(
         &self,
-        _request: Request<pb::WatchClaimEventsRequest>,
+        request: Request<pb::WatchClaimEventsRequest>,
     ) -> Result<Response<Self::WatchClaimEventsStream>, Status> {
-        Err(Status::unimplemented("WatchClaimEvents: in progress"))
+        let req = request.into_inner();
+        let claim = req.claim.clone();
+        observe("WatchClaimEvents", &claim, async {
+            let request = watch::validate(self.store.as_ref(), req).await?;
+            Ok(watch::start(
+                self.store.clone(),
+                request,
+                self.watch,
+                self.shutdown.clone(),
+            ))
+        })
+        .await
     }
 
     async fn export_claim_review(

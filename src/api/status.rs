@@ -26,6 +26,7 @@ pub fn to_status(err: Error) -> Status {
         Error::AlreadyExists(msg) => Status::already_exists(msg),
         Error::Aborted(msg) => Status::aborted(msg),
         Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
+        Error::OutOfRange(msg) => Status::out_of_range(msg),
         Error::Internal(cause) => {
             tracing::error!(%cause, "internal error");
             Status::internal("internal error; the cause is in the server log")

@@ -28,6 +28,10 @@ pub enum Error {
     /// The request is well-formed but the resource is not in a state that allows it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A value is well-formed but outside what exists (e.g. a cursor beyond
+    /// the newest event).
+    #[error("{0}")]
+    OutOfRange(String),
     /// A fault of the service (storage, corruption). The text is for the log
     /// only; callers get a generic message.
     #[error("internal error: {0}")]

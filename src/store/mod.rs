@@ -113,6 +113,32 @@ pub struct NewVerdict {
     pub actor: String,
 }
 
+/// Which events of the log a watcher wants.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventFilter {
+    /// Only this claim's events.
+    pub claim_id: Option<u64>,
+    /// Only events of these types (`ClaimEventType` values); empty: all.
+    pub types: Vec<i32>,
+}
+
+impl EventFilter {
+    /// Whether an event of claim `claim_id` and type `event_type` passes.
+    pub fn accepts(&self, claim_id: u64, event_type: i32) -> bool {
+        self.claim_id.is_none_or(|id| id == claim_id)
+            && (self.types.is_empty() || self.types.contains(&event_type))
+    }
+}
+
+/// One read of the event log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogBatch {
+    /// Matching events in log order.
+    pub events: Vec<ClaimEvent>,
+    /// The last log position examined: continue after it.
+    pub examined_to: u64,
+}
+
 /// The operations photoclaim needs from storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a claim (or replays an earlier registration with the same request_id).
@@ -161,6 +187,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: SimilarQuery,
     ) -> impl Future<Output = Result<Vec<Similar>>> + Send;
+
+    /// Events from the service-wide log with positions in `(after, up_to]`,
+    /// in log order, that match `filter`: at most `limit`, examining a
+    /// bounded number of log entries per call. `up_to` must not pass
+    /// [`Store::durable_log`]'s value, so no event is ever shown that a
+    /// crash could still take back.
+    fn log_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> impl Future<Output = Result<LogBatch>> + Send;
+
+    /// The newest durable log position, updated as writes become durable.
+    fn durable_log(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Stores a new API key. `AlreadyExists` if its name is taken (also by
     /// a revoked key).

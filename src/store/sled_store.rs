@@ -6,10 +6,12 @@
 //! |--------------------|---------------------------------------|-------------------------------|
 //! | `meta`             | `b"format_version"`                   | u32 ([`DIR_FORMAT_VERSION`])  |
 //! | `meta`             | `b"last_claim_id"`                    | u64                           |
+//! | `meta`             | `b"last_log_position"`                | u64                           |
 //! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf)    |
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
+//! | `event_log`        | log position (u64)                    | claim_id (u64) ‖ sequence (u64) ‖ type (u8) |
 //! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
 //! | `claims_by_pdq`    | claim_id (u64)                        | pdq (32 bytes) ‖ quality (u8, 255: unknown) |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
@@ -22,7 +24,11 @@
 //! Claim ids come from the `last_claim_id` counter, read and advanced *inside*
 //! the (globally serialized) write transaction, so they are dense (1, 2, 3,
 //! … across restarts) and increase in commit order: "newest first" is
-//! descending id, and "registered before" is a smaller id.
+//! descending id, and "registered before" is a smaller id. Every event gets
+//! its position in the service-wide `event_log` the same way, so the log is
+//! in commit order with no holes; WatchClaimEvents reads it only up to the
+//! newest *durable* position ([`Store::durable_log`]), so a position it has
+//! shown is never reused after a crash.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -35,8 +41,8 @@ use sled::Transactional;
 
 use super::group_commit::GroupCommit;
 use super::{
-    Attached, NewClaim, NewResponse, NewVerdict, Registered, Similar, SimilarQuery, Store,
-    MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
+    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered, Similar,
+    SimilarQuery, Store, MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
 };
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
@@ -47,6 +53,9 @@ use crate::domain::{
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
+const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
+/// Log entries examined per [`Store::log_events`] call at most.
+const LOG_SCAN_LIMIT: usize = 4096;
 
 /// Layout of the data directory (trees and keys), recorded in `meta`.
 /// Version 1 kept one packed list of claim ids per SHA-256 and took claim
@@ -57,7 +66,7 @@ const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 /// version-1 binary refuses a version-2 directory (its id generator could
 /// reuse ids). (Records carry their own
 /// [`FORMAT_VERSION`].)
-pub const DIR_FORMAT_VERSION: u32 = 2;
+pub const DIR_FORMAT_VERSION: u32 = 3;
 const OP_REGISTER: u8 = b'R';
 const OP_ATTACH: u8 = b'A';
 
@@ -118,6 +127,10 @@ pub struct SledStore {
     responses: sled::Tree,
     /// `claim_id ‖ sequence -> ClaimEvent`.
     events: sled::Tree,
+    /// `log position -> claim_id ‖ sequence ‖ type`: every event in commit order.
+    event_log: sled::Tree,
+    /// The newest log position known durable; watchers subscribe to it.
+    durable_log: tokio::sync::watch::Sender<u64>,
     /// `sha256 ‖ claim_id -> ()`, for same-image lookups by prefix.
     by_sha256: sled::Tree,
     /// `claim_id -> pdq ‖ quality`, the source of `pdq_index`.
@@ -241,6 +254,76 @@ fn reindex_state(by_state: &TransactionalTree, claim: &Claim, old_state: i32) ->
     Ok(())
 }
 
+/// Stores `event` at the next position of the event log (read and advanced
+/// inside the transaction, so positions are dense and in commit order) and
+/// returns that position.
+fn append_event(
+    meta: &TransactionalTree,
+    events: &TransactionalTree,
+    log: &TransactionalTree,
+    mut event: ClaimEvent,
+) -> TxResult<u64> {
+    let last = meta.get(META_LAST_LOG_POSITION)?;
+    let position = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
+    meta.insert(META_LAST_LOG_POSITION, &be(position))?;
+    event.log_position = position;
+    events.insert(&pair(event.claim_id, event.sequence), event.encode_to_vec())?;
+    log.insert(&be(position), &log_entry(&event)[..])?;
+    Ok(position)
+}
+
+/// `event_log` value: claim id, sequence and type.
+fn log_entry(event: &ClaimEvent) -> [u8; 17] {
+    let mut value = [0u8; 17];
+    value[..16].copy_from_slice(&pair(event.claim_id, event.sequence));
+    value[16] = u8::try_from(event.event_type).unwrap_or(0);
+    value
+}
+
+/// Version 3: gives every stored event a log position, in the order the
+/// events were made (by time; a claim's own events keep their sequence order
+/// even if the clock went back), and writes `event_log`. Safe to repeat: it
+/// starts from an empty log each time. Returns the last position.
+fn build_event_log(events: &sled::Tree, log: &sled::Tree) -> sled::Result<u64> {
+    log.clear()?;
+    // (effective time, claim, sequence): about 40 bytes per event.
+    let mut order = Vec::new();
+    let mut previous: Option<(u64, (i64, i32))> = None;
+    for entry in events.iter() {
+        let (key, value) = entry?;
+        let Ok(event) = ClaimEvent::decode(value.as_ref()) else {
+            tracing::error!(key = ?key, "skipping an undecodable event while building the event log");
+            continue;
+        };
+        let time = event.time.map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+        let time = match previous {
+            Some((claim, before)) if claim == event.claim_id => time.max(before),
+            _ => time,
+        };
+        previous = Some((event.claim_id, time));
+        order.push((time, event.claim_id, event.sequence));
+    }
+    order.sort_unstable();
+    let mut log_batch = sled::Batch::default();
+    let mut event_batch = sled::Batch::default();
+    for (index, &(_, claim_id, sequence)) in order.iter().enumerate() {
+        let position = index as u64 + 1;
+        let key = pair(claim_id, sequence);
+        let Some(bytes) = events.get(key)? else {
+            continue;
+        };
+        let Ok(mut event) = ClaimEvent::decode(bytes.as_ref()) else {
+            continue;
+        };
+        event.log_position = position;
+        log_batch.insert(&be(position), &log_entry(&event)[..]);
+        event_batch.insert(&key, event.encode_to_vec());
+    }
+    events.apply_batch(event_batch)?;
+    log.apply_batch(log_batch)?;
+    Ok(order.len() as u64)
+}
+
 fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<Claim> {
     match claims.get(be(id))? {
         Some(bytes) => tx_decode(&bytes, "claim"),
@@ -290,6 +373,15 @@ impl SledStore {
             let last_id = last.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
             meta.insert(META_LAST_CLAIM_ID, &be(last_id))
                 .map_err(other)?;
+        }
+        let events = db.open_tree("events").map_err(other)?;
+        let event_log = db.open_tree("event_log").map_err(other)?;
+        if found < 3 {
+            let last = build_event_log(&events, &event_log).map_err(other)?;
+            meta.insert(META_LAST_LOG_POSITION, &be(last))
+                .map_err(other)?;
+        }
+        if found < DIR_FORMAT_VERSION {
             tracing::info!(
                 from = found,
                 to = DIR_FORMAT_VERSION,
@@ -302,14 +394,18 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(other);
         let by_pdq = tree("claims_by_pdq")?;
         let pdq_index = PdqIndexes::build(&by_pdq).map_err(other)?;
+        let last_log = event_log.last().map_err(other)?;
+        let durable = last_log.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
         Ok(SledStore {
+            durable_log: tokio::sync::watch::Sender::new(durable),
+            event_log,
             by_pdq,
             pdq_index: Arc::new(RwLock::new(pdq_index)),
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
             responses: tree("responses")?,
-            events: tree("events")?,
+            events,
             by_sha256,
             request_ids: tree("request_ids")?,
             keys: tree("api_keys")?,
@@ -326,6 +422,20 @@ impl SledStore {
 
     async fn durable(&self) -> Result<()> {
         self.commit.durable().await.map_err(Error::Internal)
+    }
+
+    /// Waits until everything committed is durable, then tells watchers that
+    /// the log is durable up to `position` (0: the write added no event).
+    /// Positions increase in commit order and a flush covers every earlier
+    /// commit, so everything up to `position` is durable too.
+    async fn durable_through(&self, position: u64) -> Result<()> {
+        self.durable().await?;
+        self.durable_log.send_if_modified(|newest| {
+            let advanced = position > *newest;
+            *newest = (*newest).max(position);
+            advanced
+        });
+        Ok(())
     }
 
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
@@ -637,15 +747,16 @@ impl Store for SledStore {
             &self.claims,
             &self.by_state,
             &self.events,
+            &self.event_log,
             &self.by_sha256,
             &self.by_pdq,
             &self.request_ids,
         );
         let outcome = trees.transaction(
-            |(meta, claims, by_state, events, by_sha256, by_pdq, request_ids)| {
+            |(meta, claims, by_state, events, log, by_sha256, by_pdq, request_ids)| {
                 if let Some(key) = &request_key {
                     if let Some(record) = check_request_id(request_ids, key, &fp)? {
-                        return Ok((record.claim_id, true));
+                        return Ok((record.claim_id, 0, true));
                     }
                 }
                 let last = meta.get(META_LAST_CLAIM_ID)?;
@@ -655,7 +766,7 @@ impl Store for SledStore {
                 let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
                 claims.insert(&be(id), claim.encode_to_vec())?;
                 by_state.insert(&state_key(claim.state, id), &[])?;
-                events.insert(&pair(id, event.sequence), event.encode_to_vec())?;
+                let position = append_event(meta, events, log, event)?;
                 if let Some(sha) = &sha {
                     by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
                 }
@@ -671,16 +782,16 @@ impl Store for SledStore {
                     };
                     request_ids.insert(key.as_slice(), record.encode_to_vec())?;
                 }
-                Ok((id, false))
+                Ok((id, position, false))
             },
         );
-        let (id, replayed) = finish_tx(outcome)?;
+        let (id, position, replayed) = finish_tx(outcome)?;
         if let (Some((hash, quality, _)), false) = (pdq, replayed) {
             self.with_indexes(move |indexes| indexes.insert(id, hash, quality))
                 .await?;
         }
         // A replay may race the first call's flush: wait for durability either way.
-        self.durable().await?;
+        self.durable_through(position).await?;
         let claim = self
             .read_claim(id)?
             .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?;
@@ -733,40 +844,44 @@ impl Store for SledStore {
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, &cmd.request_id));
         let trees = (
+            &self.meta,
             &self.claims,
             &self.by_state,
             &self.responses,
             &self.events,
+            &self.event_log,
             &self.request_ids,
         );
-        let outcome = trees.transaction(|(claims, by_state, responses, events, request_ids)| {
-            if let Some(key) = &request_key {
-                if let Some(record) = check_request_id(request_ids, key, &fp)? {
-                    return Ok((record.claim_id, record.response_id, true));
+        let outcome = trees.transaction(
+            |(meta, claims, by_state, responses, events, log, request_ids)| {
+                if let Some(key) = &request_key {
+                    if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                        return Ok((record.claim_id, record.response_id, 0, true));
+                    }
                 }
-            }
-            let mut claim = load_claim(claims, cmd.claim_id)?;
-            let old_state = claim.state;
-            let mut response = cmd.response.clone();
-            let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
-                .map_err(ConflictableTransactionError::Abort)?;
-            claims.insert(&be(claim.id), claim.encode_to_vec())?;
-            reindex_state(by_state, &claim, old_state)?;
-            responses.insert(&pair(claim.id, response.id), response.encode_to_vec())?;
-            events.insert(&pair(claim.id, event.sequence), event.encode_to_vec())?;
-            if let Some(key) = &request_key {
-                let record = IdempotencyRecord {
-                    format_version: FORMAT_VERSION,
-                    fingerprint: fp.clone(),
-                    claim_id: claim.id,
-                    response_id: response.id,
-                };
-                request_ids.insert(key.as_slice(), record.encode_to_vec())?;
-            }
-            Ok((claim.id, response.id, false))
-        });
-        let (claim_id, response_id, replayed) = finish_tx(outcome)?;
-        self.durable().await?;
+                let mut claim = load_claim(claims, cmd.claim_id)?;
+                let old_state = claim.state;
+                let mut response = cmd.response.clone();
+                let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
+                    .map_err(ConflictableTransactionError::Abort)?;
+                claims.insert(&be(claim.id), claim.encode_to_vec())?;
+                reindex_state(by_state, &claim, old_state)?;
+                responses.insert(&pair(claim.id, response.id), response.encode_to_vec())?;
+                let position = append_event(meta, events, log, event)?;
+                if let Some(key) = &request_key {
+                    let record = IdempotencyRecord {
+                        format_version: FORMAT_VERSION,
+                        fingerprint: fp.clone(),
+                        claim_id: claim.id,
+                        response_id: response.id,
+                    };
+                    request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+                }
+                Ok((claim.id, response.id, position, false))
+            },
+        );
+        let (claim_id, response_id, position, replayed) = finish_tx(outcome)?;
+        self.durable_through(position).await?;
         let bytes = self
             .responses
             .get(pair(claim_id, response_id))
@@ -788,8 +903,14 @@ impl Store for SledStore {
     }
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
-        let trees = (&self.claims, &self.by_state, &self.events);
-        let outcome = trees.transaction(|(claims, by_state, events)| {
+        let trees = (
+            &self.meta,
+            &self.claims,
+            &self.by_state,
+            &self.events,
+            &self.event_log,
+        );
+        let outcome = trees.transaction(|(meta, claims, by_state, events, log)| {
             let mut claim = load_claim(claims, cmd.claim_id)?;
             let old_state = claim.state;
             let event = rules::set_verdict(
@@ -802,11 +923,10 @@ impl Store for SledStore {
             .map_err(ConflictableTransactionError::Abort)?;
             claims.insert(&be(claim.id), claim.encode_to_vec())?;
             reindex_state(by_state, &claim, old_state)?;
-            events.insert(&pair(claim.id, event.sequence), event.encode_to_vec())?;
-            Ok(())
+            append_event(meta, events, log, event)
         });
-        finish_tx(outcome)?;
-        self.durable().await?;
+        let position = finish_tx(outcome)?;
+        self.durable_through(position).await?;
         self.read_claim(cmd.claim_id)?
             .ok_or_else(|| Error::Internal("claim vanished after commit".into()))
     }
@@ -822,6 +942,83 @@ impl Store for SledStore {
 
     async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
         self.similar(&query).await
+    }
+
+    async fn log_events(
+        &self,
+        after: u64,
+        up_to: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<LogBatch> {
+        let mut batch = LogBatch {
+            events: Vec::new(),
+            examined_to: after,
+        };
+        if after >= up_to {
+            return Ok(batch);
+        }
+        if let Some(claim_id) = filter.claim_id {
+            // One claim: its own events (tens), not the whole log.
+            for entry in self
+                .events
+                .range(pair(claim_id, 0)..=pair(claim_id, u64::MAX))
+            {
+                let (_, value) = entry.map_err(internal)?;
+                let event: ClaimEvent = decode(&value, "event")?;
+                let position = event.log_position;
+                if position <= after
+                    || position > up_to
+                    || !filter.accepts(claim_id, event.event_type)
+                {
+                    continue;
+                }
+                if batch.events.len() == limit {
+                    batch.examined_to = position - 1;
+                    return Ok(batch);
+                }
+                batch.events.push(event);
+            }
+            batch.examined_to = up_to;
+            return Ok(batch);
+        }
+        let mut examined = 0;
+        for entry in self.event_log.range(be(after + 1)..=be(up_to)) {
+            let (key, value) = entry.map_err(internal)?;
+            let position = u64_at(&key, 0);
+            if value.len() != 17 {
+                return Err(Error::Internal(format!(
+                    "malformed event_log entry at {position}"
+                )));
+            }
+            let (claim_id, sequence) = (u64_at(&value, 0), u64_at(&value, 8));
+            if filter.accepts(claim_id, i32::from(value[16])) {
+                if batch.events.len() == limit {
+                    break;
+                }
+                let bytes = self
+                    .events
+                    .get(pair(claim_id, sequence))
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        Error::Internal(format!("event_log {position} names a missing event"))
+                    })?;
+                batch.events.push(decode(&bytes, "event")?);
+            }
+            batch.examined_to = position;
+            examined += 1;
+            if examined == LOG_SCAN_LIMIT {
+                break;
+            }
+        }
+        if examined < LOG_SCAN_LIMIT && batch.events.len() < limit {
+            batch.examined_to = up_to;
+        }
+        Ok(batch)
+    }
+
+    fn durable_log(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable_log.subscribe()
     }
 
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {
