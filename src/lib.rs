@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod export;
 pub mod imaging;
 pub mod keys;
 pub mod pb;

@@ -17,6 +17,7 @@ use crate::api::admin::AdminApi;
 use crate::api::auth::{AuthPolicy, GuardLayer};
 use crate::api::{ClaimApi, ImageOptions};
 use crate::domain::access::Role;
+use crate::domain::review::Publisher;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
 use crate::store::Store;
@@ -70,6 +71,9 @@ pub struct Options {
     /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
     /// 10 s is dropped).
     pub keepalive_interval: Duration,
+    /// Author and page URLs of published reviews (ExportClaimReview);
+    /// checked with [`Publisher::validate`] by whoever builds the options.
+    pub publisher: Publisher,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
             max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            publisher: Publisher::default(),
         }
     }
 }
@@ -168,8 +173,11 @@ pub async fn run<S: Store>(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let claims = ClaimServiceServer::new(ClaimApi::with_images(store.clone(), options.images))
-        .max_decoding_message_size(options.max_message_bytes);
+    let claims = ClaimServiceServer::new(
+        ClaimApi::with_images(store.clone(), options.images)
+            .with_publisher(options.publisher.clone()),
+    )
+    .max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);
     let guard = GuardLayer::new(store.clone(), options.auth.clone(), options.max_in_flight);

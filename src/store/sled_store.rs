@@ -727,6 +727,26 @@ impl Store for SledStore {
         }
     }
 
+    async fn list_claims_oldest_first(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ClaimView>> {
+        let Some(start) = after.unwrap_or(0).checked_add(1) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        Self::page(self.claims.range(be(start)..), limit, |key, _| {
+            let id = u64_at(key, 0);
+            let view = self
+                .read_claim(id)?
+                .ok_or_else(|| Error::Internal(format!("claim {id} vanished while listed")))?;
+            Ok((id, view))
+        })
+    }
+
     async fn attach_response(&self, cmd: NewResponse) -> Result<Attached> {
         let draft_bytes = cmd.response.encode_to_vec();
         let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
