@@ -53,7 +53,8 @@ pub async fn claim_line<S: Store>(store: &S, view: &ClaimView) -> Result<String>
     let response_count = claim.evidence.as_ref().map_or(0, |e| e.total);
     let mut responses = Vec::new();
     let mut after = None;
-    while response_count > 0 {
+    let mut more = response_count > 0;
+    while more {
         let page = store
             .list_responses(claim.id, after, CHILDREN_PER_PAGE)
             .await?;
@@ -63,12 +64,13 @@ pub async fn claim_line<S: Store>(store: &S, view: &ClaimView) -> Result<String>
         }
         match page.next_cursor {
             Some(next) if next < response_count => after = Some(next),
-            _ => break,
+            _ => more = false,
         }
     }
     let mut events = Vec::new();
     let mut after = None;
-    while claim.last_sequence > 0 {
+    let mut more = claim.last_sequence > 0;
+    while more {
         let page = store
             .list_events(claim.id, after, CHILDREN_PER_PAGE)
             .await?;
@@ -84,7 +86,7 @@ pub async fn claim_line<S: Store>(store: &S, view: &ClaimView) -> Result<String>
         }
         match page.next_cursor {
             Some(next) if next < claim.last_sequence => after = Some(next),
-            _ => break,
+            _ => more = false,
         }
     }
     let line = json!({
