@@ -390,3 +390,81 @@ fn a_missing_data_dir_or_unwritable_out_fails_without_a_file() {
         stderr(&unwritable)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_with_more_responses_than_a_page_exports_them_all_in_order() {
+    let server = common::InProcess::start().await;
+    let mut client = server.client.clone();
+    let claim = common::new_claim(&mut client, "A much-discussed photo").await;
+    let id: u64 = claim.name.strip_prefix("claims/").unwrap().parse().unwrap();
+    // More than one store page (500) of responses and events.
+    const RESPONSES: u64 = 620;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..RESPONSES {
+        let store = server.store.clone();
+        tasks.spawn(async move {
+            store
+                .attach_response(NewResponse {
+                    claim_id: id,
+                    response: OfficialResponse {
+                        responder: Some(Responder {
+                            organization: format!("Organization {i}"),
+                            role: 1,
+                            ..Default::default()
+                        }),
+                        kind: 1,
+                        stance: 3,
+                        text: "Context.".into(),
+                        language: "en".into(),
+                        ..Default::default()
+                    },
+                    request_id: String::new(),
+                    actor: "test".into(),
+                })
+                .await
+                .expect("attach")
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = AdminServiceClient::new(channel)
+        .export_claims(pb::ExportClaimsRequest {})
+        .await
+        .expect("export")
+        .into_inner();
+    let mut lines = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        lines.extend(chunk.lines);
+    }
+    assert_eq!(lines.len(), 1);
+    let record: Value = serde_json::from_str(&lines[0]).unwrap();
+    let names: Vec<String> = record["officialResponses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (1..=RESPONSES)
+        .map(|n| format!("{}/officialResponses/{n}", claim.name))
+        .collect();
+    assert_eq!(names, expected);
+    let sequences: Vec<String> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (1..=RESPONSES + 1).map(|n| n.to_string()).collect();
+    assert_eq!(sequences, expected, "events 1..=621 in order");
+    assert_eq!(
+        record["claim"]["verificationStatus"]["officialResponseCount"],
+        RESPONSES
+    );
+    server.stop().await;
+}
