@@ -140,7 +140,7 @@ fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
     })
 }
 
-async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
+pub(crate) async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
     let mut endpoint =
         Endpoint::from_shared(server.url.clone()).map_err(|e| format!("--server: {e}"))?;
     if server.url.starts_with("https://") {
@@ -163,7 +163,7 @@ async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, Ke
     Ok(AdminServiceClient::new(channel))
 }
 
-fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
+pub(crate) fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
     let mut request = tonic::Request::new(body);
     if !server.token.is_empty() {
         let value = format!("Bearer {}", server.token)
@@ -174,7 +174,7 @@ fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyEr
     Ok(request)
 }
 
-fn describe(status: tonic::Status) -> KeyError {
+pub(crate) fn describe(status: tonic::Status) -> KeyError {
     format!("{:?}: {}", status.code(), status.message())
 }
 

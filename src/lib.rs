@@ -17,12 +17,17 @@
 //!   future resolves, drains, flushes.
 //! - [`keys`]: `photoclaim keys ...`, on a data directory or through a
 //!   running server.
+//! - [`export`]: `photoclaim export`, the JSON Lines archive (format in
+//!   [`api::archive`]), on a data directory or through a running server.
+//! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
+//!   resolved claim (ExportClaimReview).
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`] or [`keys`].
+//! [`server::run`], [`keys`] or [`export`].
 
 pub mod api;
 pub mod domain;
+pub mod export;
 pub mod imaging;
 pub mod keys;
 pub mod pb;

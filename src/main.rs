@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use photoclaim::api::auth::AuthPolicy;
 use photoclaim::api::{ImageOptions, WatchOptions};
 use photoclaim::domain::access::Role;
+use photoclaim::domain::review::Publisher;
+use photoclaim::export;
 use photoclaim::keys::{self, ServerTarget, Target};
 use photoclaim::server::{self, Options, TlsFiles};
 use photoclaim::store::{SledStore, Store};
@@ -65,6 +67,15 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Write every claim, with its official responses and events, as JSON Lines to a file
+    /// (from the data directory, or through a running server with --server).
+    Export {
+        /// The file to write; it appears only once the export is complete.
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -129,6 +140,16 @@ struct ServeArgs {
     /// with RESOURCE_EXHAUSTED and a cursor to resume from.
     #[arg(long, default_value_t = 10, env = "PHOTOCLAIM_WATCH_STALL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     watch_stall_seconds: u64,
+    /// Name of the organization publishing reviews: the `author` of ExportClaimReview's JSON-LD.
+    #[arg(long, default_value = "", env = "PHOTOCLAIM_PUBLISHER_NAME")]
+    publisher_name: String,
+    /// Home page (http or https) of the publishing organization.
+    #[arg(long, default_value = "", env = "PHOTOCLAIM_PUBLISHER_URL")]
+    publisher_url: String,
+    /// URL of a claim's review page, `{id}` standing for the claim id
+    /// (e.g. https://factcheck.example/claims/{id}); the reviews' `url`.
+    #[arg(long, default_value = "", env = "PHOTOCLAIM_REVIEW_URL_TEMPLATE")]
+    review_url_template: String,
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.
@@ -172,7 +193,7 @@ enum KeysAction {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// Data directory to manage keys in (when no server is running on it).
+    /// Data directory to work on (when no server is running on it).
     #[arg(
         long,
         default_value = "./photoclaim-data",
@@ -180,7 +201,7 @@ struct TargetArgs {
         global = true
     )]
     data_dir: PathBuf,
-    /// Manage keys through this running server instead (http://HOST:PORT or https://HOST:PORT).
+    /// Work through this running server instead (http://HOST:PORT or https://HOST:PORT).
     #[arg(long, env = "PHOTOCLAIM_SERVER", global = true)]
     server: Option<String>,
     /// Token of an admin key, for --server. Prefer the environment variable.
@@ -235,6 +256,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Keys { action, target } => manage_keys(action, target).await,
+        Command::Export { out, target } => export(out, target).await,
     }
 }
 
@@ -258,6 +280,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
         _ => None,
     };
+    let publisher = Publisher {
+        name: args.publisher_name.clone(),
+        url: args.publisher_url.clone(),
+        review_url_template: args.review_url_template.clone(),
+    };
+    if let Err(err) = publisher.validate() {
+        return fail(format!("invalid publisher settings: {err}"));
+    }
+    if publisher.name.is_empty() || publisher.review_url_template.is_empty() {
+        tracing::warn!(
+            "no --publisher-name or --review-url-template: ExportClaimReview's JSON-LD will lack `author` or `url`, which fact-check aggregators require"
+        );
+    }
     let store = match SledStore::open(&args.data_dir) {
         Ok(store) => Arc::new(store),
         Err(err) => {
@@ -325,6 +360,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             stall_timeout: Duration::from_secs(args.watch_stall_seconds),
         },
         cors_allow_origins: args.cors_allow_origins.clone(),
+        publisher,
     };
     match server::run(listener, store, options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -335,19 +371,43 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
-    let target = match args.server {
+async fn export(out: PathBuf, args: TargetArgs) -> ExitCode {
+    let source = match target(args) {
+        Ok(Target::DataDir(dir)) => export::Source::DataDir(dir),
+        Ok(Target::Server(server)) => export::Source::Server(server),
+        Err(code) => return code,
+    };
+    match export::export(&source, &out).await {
+        Ok(summary) => {
+            eprintln!(
+                "exported {} claims ({} bytes) to {}",
+                summary.claims,
+                summary.bytes,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!(
+            "export failed, {} not written: {err}",
+            out.display()
+        )),
+    }
+}
+
+/// Where `keys` and `export` work: the data directory, or a server.
+fn target(args: TargetArgs) -> Result<Target, ExitCode> {
+    Ok(match args.server {
         None => Target::DataDir(args.data_dir),
         Some(url) => {
             let identity = match (&args.client_cert, &args.client_key) {
                 (Some(cert), Some(key)) => {
                     match (read(cert, "--client-cert"), read(key, "--client-key")) {
                         (Ok(cert), Ok(key)) => Some((cert, key)),
-                        (Err(err), _) | (_, Err(err)) => return fail(err),
+                        (Err(err), _) | (_, Err(err)) => return Err(fail(err)),
                     }
                 }
                 (None, None) => None,
-                _ => return fail("--client-cert and --client-key go together"),
+                _ => return Err(fail("--client-cert and --client-key go together")),
             };
             let ca_cert = match args
                 .ca_cert
@@ -356,7 +416,7 @@ async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
                 .transpose()
             {
                 Ok(ca) => ca,
-                Err(err) => return fail(err),
+                Err(err) => return Err(fail(err)),
             };
             Target::Server(ServerTarget {
                 url,
@@ -365,6 +425,13 @@ async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
                 client_identity: identity,
             })
         }
+    })
+}
+
+async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
+    let target = match target(args) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
     match action {
         KeysAction::Create { name, role } => {

@@ -17,6 +17,7 @@ use crate::api::admin::AdminApi;
 use crate::api::auth::{AuthPolicy, GuardLayer};
 use crate::api::{ClaimApi, ImageOptions, WatchOptions};
 use crate::domain::access::Role;
+use crate::domain::review::Publisher;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
 use crate::store::Store;
@@ -75,6 +76,9 @@ pub struct Options {
     /// Browser origins allowed to call over gRPC-Web (CORS). Empty: none
     /// (gRPC-Web still works for same-origin and non-browser callers).
     pub cors_allow_origins: Vec<String>,
+    /// Author and page URLs of published reviews (ExportClaimReview);
+    /// checked with [`Publisher::validate`] by whoever builds the options.
+    pub publisher: Publisher,
 }
 
 impl Default for Options {
@@ -99,6 +103,7 @@ impl Default for Options {
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             watch: WatchOptions::default(),
             cors_allow_origins: Vec::new(),
+            publisher: Publisher::default(),
         }
     }
 }
@@ -179,7 +184,9 @@ pub async fn run<S: Store>(
     // cursor to resume from) instead of holding the drain open.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let claims = ClaimServiceServer::new(
-        ClaimApi::with_images(store.clone(), options.images).with_watch(options.watch, stopping),
+        ClaimApi::with_images(store.clone(), options.images)
+            .with_watch(options.watch, stopping)
+            .with_publisher(options.publisher.clone()),
     )
     .max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))

@@ -11,8 +11,12 @@ use crate::pb::{self, admin_service_server::AdminService};
 use crate::store::Store;
 
 use super::actor;
+use super::archive;
 use super::convert::key_out;
-use super::status::observe;
+use super::status::{observe, to_status};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tracing::Instrument;
 
 /// `AdminService` over any [`Store`].
 pub struct AdminApi<S> {
@@ -54,7 +58,19 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         _request: Request<pb::ExportClaimsRequest>,
     ) -> Result<Response<Self::ExportClaimsStream>, Status> {
-        Err(Status::unimplemented("ExportClaims: in progress"))
+        observe("ExportClaims", "", async {
+            let (tx, rx) = archive::channel();
+            tokio::spawn(
+                archive::produce(self.store.clone(), tx).instrument(tracing::info_span!("export")),
+            );
+            let chunks = ReceiverStream::new(rx).map(|chunk| {
+                chunk
+                    .map(|lines| pb::ExportClaimsResponse { lines })
+                    .map_err(to_status)
+            });
+            Ok(Box::pin(chunks) as Self::ExportClaimsStream)
+        })
+        .await
     }
 
     async fn create_api_key(

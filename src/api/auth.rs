@@ -417,6 +417,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 12, "ClaimService's 9 and AdminService's 3 RPCs");
+        assert_eq!(count, 15, "ClaimService's 11 and AdminService's 4 RPCs");
     }
 }

@@ -3,6 +3,7 @@
 //! convert back. Errors go through [`status::to_status`].
 
 pub mod admin;
+pub mod archive;
 pub mod auth;
 pub mod convert;
 pub mod names;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::domain::review::{self, Publisher};
 use crate::domain::{validate, Error, Timestamp, Verdict, VerificationState};
 use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
@@ -107,6 +109,8 @@ pub struct ClaimApi<S> {
     watch: WatchOptions,
     /// Becomes true when the server starts shutting down: watch streams end.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Author and page URLs of published reviews (ExportClaimReview).
+    publisher: Arc<Publisher>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -131,6 +135,7 @@ impl<S: Store> ClaimApi<S> {
             watch: WatchOptions::default(),
             // A sender that is never used: no shutdown until `with_watch`.
             shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
+            publisher: Arc::new(Publisher::default()),
         }
     }
 
@@ -143,6 +148,13 @@ impl<S: Store> ClaimApi<S> {
     ) -> Self {
         self.watch = options;
         self.shutdown = shutdown;
+        self
+    }
+
+    /// The same service, publishing reviews as `publisher` (checked by the
+    /// caller with [`Publisher::validate`]).
+    pub fn with_publisher(mut self, publisher: Publisher) -> Self {
+        self.publisher = Arc::new(publisher);
         self
     }
 
@@ -465,9 +477,23 @@ impl<S: Store> ClaimService for ClaimApi<S> {
 
     async fn export_claim_review(
         &self,
-        _request: Request<pb::ExportClaimReviewRequest>,
+        request: Request<pb::ExportClaimReviewRequest>,
     ) -> Result<Response<pb::ExportClaimReviewResponse>, Status> {
-        Err(Status::unimplemented("ExportClaimReview: in progress"))
+        let req = request.into_inner();
+        observe("ExportClaimReview", &req.claim, async {
+            let id = parse_claim_name(&req.claim, "claim")?;
+            let view = self.store.get_claim(id).await?;
+            let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
+            let reviews = review::reviews(&view.claim, &self.publisher)?;
+            Ok(pb::ExportClaimReviewResponse {
+                claim_review: reviews.claim_review.to_string(),
+                media_review: reviews
+                    .media_review
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .await
     }
 
     async fn find_similar_claims(

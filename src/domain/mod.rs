@@ -5,6 +5,7 @@ pub mod access;
 pub mod error;
 pub mod model;
 pub mod pdq;
+pub mod review;
 pub mod rules;
 pub mod validate;
 

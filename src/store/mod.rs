@@ -156,6 +156,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Page<ClaimView>>> + Send;
 
+    /// Lists claims oldest first (ascending id), starting above the cursor
+    /// `after`: archives page through every claim with it.
+    fn list_claims_oldest_first(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ClaimView>>> + Send;
+
     /// Attaches a response (or replays an earlier attachment with the same request_id).
     fn attach_response(&self, cmd: NewResponse) -> impl Future<Output = Result<Attached>> + Send;
 

@@ -52,6 +52,8 @@ use crate::domain::{
 };
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
+/// sled's page cache for a server: sled's own default, 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// Log entries examined per [`Store::log_events`] call at most.
@@ -335,18 +337,30 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`. Must be called inside a tokio
     /// runtime (it starts the group-commit flusher).
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`SledStore::open`], with sled's page cache bounded to
+    /// `cache_bytes`: a one-pass reader (an export) that keeps the default
+    /// cache would hold every page it has read, so that its memory would
+    /// grow with the data.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> std::result::Result<Self, OpenError> {
         let other = |cause: sled::Error| OpenError::Other {
             dir: dir.to_path_buf(),
             cause: cause.to_string(),
         };
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            let text = e.to_string();
-            if text.contains("could not acquire lock") {
-                OpenError::Locked(dir.to_path_buf())
-            } else {
-                other(e)
-            }
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("could not acquire lock") {
+                    OpenError::Locked(dir.to_path_buf())
+                } else {
+                    other(e)
+                }
+            })?;
         let meta = db.open_tree("meta").map_err(other)?;
         let by_sha256 = db.open_tree("claims_by_sha256").map_err(other)?;
         let found = match meta.get(META_FORMAT_VERSION).map_err(other)? {
@@ -836,6 +850,26 @@ impl Store for SledStore {
                 )
             }
         }
+    }
+
+    async fn list_claims_oldest_first(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ClaimView>> {
+        let Some(start) = after.unwrap_or(0).checked_add(1) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        Self::page(self.claims.range(be(start)..), limit, |key, _| {
+            let id = u64_at(key, 0);
+            let view = self
+                .read_claim(id)?
+                .ok_or_else(|| Error::Internal(format!("claim {id} vanished while listed")))?;
+            Ok((id, view))
+        })
     }
 
     async fn attach_response(&self, cmd: NewResponse) -> Result<Attached> {
