@@ -17,14 +17,20 @@
 //!   future resolves, drains, flushes.
 //! - [`keys`]: `photoclaim keys ...`, on a data directory or through a
 //!   running server.
+//! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
+//!   running server.
+//! - [`remote`]: the client side of `--server`: connection, TLS, bearer
+//!   token; shared by [`keys`] and [`desk`].
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`] or [`keys`].
+//! [`server::run`], [`keys`] or [`desk`].
 
 pub mod api;
+pub mod desk;
 pub mod domain;
 pub mod imaging;
 pub mod keys;
 pub mod pb;
+pub mod remote;
 pub mod server;
 pub mod store;
