@@ -23,6 +23,12 @@ use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
 use crate::remote::ServerTarget;
 
+mod format;
+use format::{
+    event_details, event_type_word, excerpt, print_claim_body, print_response_body,
+    print_status_body, state_word, verdict_words,
+};
+
 /// `photoclaim claim ...`: its connection flags and the command.
 #[derive(Args)]
 pub struct ClaimArgs {
@@ -757,12 +763,12 @@ impl Desk {
             return Ok(());
         }
         println!(
-            "{:>4} {:<20} {:<18} {:<16} {:<10} DETAILS",
+            "{:>4} {:<20} {:<26} {:<16} {:<10} DETAILS",
             "SEQ", "TIME", "EVENT", "ACTOR", "STATE"
         );
         for event in &events {
             println!(
-                "{:>4} {:<20} {:<18} {:<16} {:<10} {}",
+                "{:>4} {:<20} {:<26} {:<16} {:<10} {}",
                 event.sequence,
                 format_time(event.time.as_ref()),
                 event_type_word(event.r#type),
@@ -823,19 +829,11 @@ impl Desk {
                 return Err(Failure::status(&interrupted)
                     .with_hint("this server does not offer WatchClaimEvents yet"));
             }
-            let resumable = matches!(
-                interrupted.code(),
-                tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-            );
-            let trailer = interrupted
-                .metadata()
-                .get("photoclaim-resume-cursor")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            if let Some(resume) = trailer {
-                cursor = resume;
+            let resume = resume_cursor(&interrupted, &cursor);
+            if let Some(resume) = &resume {
+                cursor.clone_from(resume);
             }
-            if a.no_resume || !resumable || retries >= MAX_RETRIES {
+            if a.no_resume || resume.is_none() || retries >= MAX_RETRIES {
                 let mut failure = Failure::status(&interrupted);
                 if !cursor.is_empty() {
                     failure = failure.with_hint(&format!("resume with --after {cursor}"));
@@ -879,6 +877,26 @@ impl Desk {
     }
 }
 
+/// Where to reconnect after a watch stream ended with `status`, if it may be
+/// resumed: only UNAVAILABLE (the server restarts or drains) and
+/// RESOURCE_EXHAUSTED (shed load, or a subscriber fell behind) are worth a
+/// retry. The server's `photoclaim-resume-cursor` trailer wins; without one,
+/// the cursor of the last event printed (`last`, possibly empty: the request
+/// as first made).
+fn resume_cursor(status: &tonic::Status, last: &str) -> Option<String> {
+    if !matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+    ) {
+        return None;
+    }
+    let trailer = status
+        .metadata()
+        .get("photoclaim-resume-cursor")
+        .and_then(|v| v.to_str().ok());
+    Some(trailer.unwrap_or(last).to_string())
+}
+
 /// `claims/7` for `claims/7` or `7`; anything else is refused before a call.
 fn claim_name(s: &str) -> Result<String, String> {
     let id = s.strip_prefix("claims/").unwrap_or(s);
@@ -904,200 +922,6 @@ fn fresh_request_id() -> String {
     getrandom::fill(&mut random).expect("the operating system provides randomness");
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
     format!("cli-{hex}")
-}
-
-/// `CLAIM_RATING_PARTLY_ACCURATE` -> `partly-accurate`: the spelling the flags take.
-fn word(proto_name: Option<&str>, prefix: &str, value: i32) -> String {
-    match proto_name {
-        Some(name) => name
-            .strip_prefix(prefix)
-            .unwrap_or(name)
-            .to_ascii_lowercase()
-            .replace('_', "-"),
-        None => format!("({value})"),
-    }
-}
-
-fn state_word(v: i32) -> String {
-    let name = pb::VerificationState::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "VERIFICATION_STATE_", v)
-}
-
-fn rating_word(v: i32) -> String {
-    let name = pb::ClaimRating::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "CLAIM_RATING_", v)
-}
-
-fn media_word(v: i32) -> String {
-    let name = pb::MediaAuthenticity::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "MEDIA_AUTHENTICITY_", v)
-}
-
-fn stance_word(v: i32) -> String {
-    let name = pb::Stance::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "STANCE_", v)
-}
-
-fn kind_word(v: i32) -> String {
-    let name = pb::ResponseKind::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "RESPONSE_KIND_", v)
-}
-
-fn role_word(v: i32) -> String {
-    let name = pb::ResponderRole::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "RESPONDER_ROLE_", v)
-}
-
-fn event_type_word(v: i32) -> String {
-    let name = pb::ClaimEventType::try_from(v).ok();
-    word(name.map(|n| n.as_str_name()), "CLAIM_EVENT_TYPE_", v)
-}
-
-/// `false / decontextualized`, or `-` without a verdict.
-fn verdict_words(status: &pb::VerificationStatus) -> String {
-    if status.claim_rating == 0 && status.media_authenticity == 0 {
-        "-".into()
-    } else {
-        format!(
-            "{} / {}",
-            rating_word(status.claim_rating),
-            media_word(status.media_authenticity)
-        )
-    }
-}
-
-/// The first `max` characters of `text` on one line, with `…` if cut.
-fn excerpt(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
-}
-
-/// Prints `label: value` if the value is not empty.
-fn field(label: &str, value: &str) {
-    if !value.is_empty() {
-        println!("  {:<16} {value}", format!("{label}:"));
-    }
-}
-
-fn time_field(label: &str, t: Option<&prost_types::Timestamp>) {
-    if t.is_some() {
-        field(label, &format_time(t));
-    }
-}
-
-fn print_claim_body(claim: &pb::Claim) {
-    field("claim", &claim.claim_text);
-    field("claimant", &claim.claimant);
-    field("language", &claim.language);
-    for url in &claim.appearance_urls {
-        field("appeared at", url);
-    }
-    time_field("first seen", claim.first_seen_time.as_ref());
-    field("tags", &claim.tags.join(", "));
-    if let Some(image) = &claim.image {
-        field("image", &image.source_url);
-        field("image sha256", &image.sha256);
-        field("image pdq", &image.pdq);
-        field("credit", &image.credit);
-        field("publisher", &image.publisher);
-        time_field("published", image.published_time.as_ref());
-        time_field("captured", image.captured_time.as_ref());
-        field("location", &image.location);
-        field("caption", &image.caption);
-    }
-    time_field("registered", claim.create_time.as_ref());
-    time_field("updated", claim.update_time.as_ref());
-}
-
-fn print_status_body(status: &pb::VerificationStatus) {
-    field("state", &state_word(status.state));
-    if status.claim_rating != 0 {
-        field("claim rating", &rating_word(status.claim_rating));
-    }
-    if status.media_authenticity != 0 {
-        field("media", &media_word(status.media_authenticity));
-    }
-    field("rationale", &status.rationale);
-    field("reviewed by", &status.reviewed_by);
-    time_field("reviewed", status.review_time.as_ref());
-    field(
-        "responses",
-        &format!(
-            "{} ({} supporting, {} refuting, {} adding context)",
-            status.official_response_count,
-            status.supporting_count,
-            status.refuting_count,
-            status.context_count
-        ),
-    );
-    if let Some(latest) = &status.latest_official_response {
-        let organization = latest
-            .responder
-            .as_ref()
-            .map(|r| r.organization.as_str())
-            .unwrap_or_default();
-        field(
-            "latest response",
-            &format!("{} ({organization})", latest.name),
-        );
-    }
-    field("etag", &status.etag);
-}
-
-fn print_response_body(response: &pb::OfficialResponse) {
-    if let Some(responder) = &response.responder {
-        field("organization", &responder.organization);
-        field("person", &responder.person);
-        if responder.role != 0 {
-            field("role", &role_word(responder.role));
-        }
-    }
-    field("kind", &kind_word(response.kind));
-    field("stance", &stance_word(response.stance));
-    field("in reply to", &response.in_reply_to);
-    field("text", &response.text);
-    field("language", &response.language);
-    field("source", &response.source_url);
-    time_field("issued", response.issue_time.as_ref());
-    field("attached by", &response.attached_by);
-}
-
-fn event_details(event: &pb::ClaimEvent) -> String {
-    use pb::claim_event::Details;
-    match &event.details {
-        Some(Details::ClaimRegistered(r)) => format!("\"{}\"", excerpt(&r.claim_text, 60)),
-        Some(Details::OfficialResponseAttached(r)) => format!(
-            "{} {} {} from {}",
-            r.official_response,
-            kind_word(r.kind),
-            stance_word(r.stance),
-            r.organization
-        ),
-        Some(Details::VerdictSet(v)) => {
-            let mut text = format!(
-                "{} / {}",
-                rating_word(v.claim_rating),
-                media_word(v.media_authenticity)
-            );
-            if v.previous_claim_rating != 0 {
-                text.push_str(&format!(
-                    " (was {} / {})",
-                    rating_word(v.previous_claim_rating),
-                    media_word(v.previous_media_authenticity)
-                ));
-            }
-            text
-        }
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]
@@ -1130,16 +954,25 @@ mod tests {
     }
 
     #[test]
-    fn enum_values_print_as_the_flags_spell_them() {
-        assert_eq!(
-            rating_word(pb::ClaimRating::PartlyAccurate as i32),
-            "partly-accurate"
-        );
-        assert_eq!(
-            role_word(pb::ResponderRole::InternationalOrganization as i32),
-            "international-organization"
-        );
-        assert_eq!(state_word(99), "(99)");
+    fn a_watch_resumes_only_when_the_server_may_recover_and_where_it_says() {
+        let with_trailer = |code, cursor: &str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("photoclaim-resume-cursor", cursor.parse().unwrap());
+            tonic::Status::with_metadata(code, "interrupted", metadata)
+        };
+        let unavailable = with_trailer(tonic::Code::Unavailable, "c-42");
+        assert_eq!(resume_cursor(&unavailable, "c-40").as_deref(), Some("c-42"));
+        let lagging = with_trailer(tonic::Code::ResourceExhausted, "c-7");
+        assert_eq!(resume_cursor(&lagging, "").as_deref(), Some("c-7"));
+        let bare = tonic::Status::unavailable("restarting");
+        assert_eq!(resume_cursor(&bare, "c-40").as_deref(), Some("c-40"));
+        for code in [
+            tonic::Code::Unauthenticated,
+            tonic::Code::InvalidArgument,
+            tonic::Code::Internal,
+        ] {
+            assert_eq!(resume_cursor(&with_trailer(code, "c-1"), "c-0"), None);
+        }
     }
 
     #[test]
