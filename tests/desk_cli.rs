@@ -632,3 +632,104 @@ async fn an_unreachable_server_is_reported_as_unavailable() {
         show(&out)
     );
 }
+
+/// A CA and a server certificate for `localhost` signed by it, as PEM:
+/// (CA certificate, server certificate, server key).
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("server cert params");
+    let key = KeyPair::generate().expect("server key");
+    let cert = params.signed_by(&key, &*ca).expect("sign server cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn an_https_server_is_reached_with_its_ca_named() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = test_pki();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write PEM");
+        path
+    };
+    let (ca_path, cert_path, key_path) = (
+        write("ca.pem", &ca),
+        write("server.pem", &cert),
+        write("server.key", &key),
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn photoclaim serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut port = None;
+    for line in lines.by_ref() {
+        if line.contains("photoclaim listening") {
+            port = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .and_then(|a| a.rsplit(':').next())
+                .map(str::to_string);
+            break;
+        }
+    }
+    // Keep reading, so that the server's log never meets a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(port) = port else {
+        let _ = child.kill();
+        panic!("the TLS server did not start");
+    };
+    let url = format!("https://localhost:{port}");
+    let run = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        for var in CLI_ENV {
+            command.env_remove(var);
+        }
+        command
+            .arg("claim")
+            .args(args)
+            .args(["--server", &url])
+            .output()
+            .expect("run photoclaim claim")
+    };
+    let ca_arg = ca_path.to_str().unwrap();
+    let registered = run(&[
+        "register",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--image-url",
+        "https://example.org/flood.jpg",
+        "--ca-cert",
+        ca_arg,
+    ]);
+    let without_ca = run(&["list"]);
+    let listed = run(&["list", "--ca-cert", ca_arg]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert_eq!(succeeded(&registered).lines().next(), Some("claims/1"));
+    assert!(succeeded(&listed).contains("claims/1"));
+    assert_eq!(without_ca.status.code(), Some(2), "{}", show(&without_ca));
+    assert!(
+        text(&without_ca.stderr).contains("--ca-cert is required"),
+        "{}",
+        show(&without_ca)
+    );
+}
