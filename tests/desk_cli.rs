@@ -733,3 +733,70 @@ async fn an_https_server_is_reached_with_its_ca_named() {
         show(&without_ca)
     );
 }
+
+#[tokio::test]
+async fn an_image_file_is_sent_and_its_earlier_claims_are_shown() {
+    use sha2::Digest;
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photo = dir.path().join("photo.png");
+    let image = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x * y) % 251) as u8])
+    });
+    image.save(&photo).expect("write PNG");
+    let bytes = std::fs::read(&photo).unwrap();
+    let sha256: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let photo = photo.to_str().unwrap();
+
+    let first: serde_json::Value = serde_json::from_str(&succeeded(&server.claim(&[
+        "register",
+        "--json",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--image-file",
+        photo,
+    ])))
+    .unwrap();
+    assert_eq!(first["claim"]["image"]["sha256"], sha256.as_str());
+    assert_eq!(first["claim"]["image"]["format"], "png");
+
+    let second = succeeded(&server.claim(&[
+        "register",
+        "--text",
+        "The same photo shows a drought",
+        "--language",
+        "en",
+        "--image-file",
+        photo,
+    ]));
+    let shown = second
+        .lines()
+        .skip_while(|l| !l.starts_with("same image (1):"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no same-image claim listed:\n{second}"));
+    assert!(
+        shown.contains(first["claim"]["name"].as_str().unwrap()),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("exact") && shown.contains("unverified"),
+        "{shown}"
+    );
+
+    let out = server.claim(&[
+        "register",
+        "--text",
+        "t",
+        "--language",
+        "en",
+        "--image-file",
+        "/nonexistent/photo.jpg",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("--image-file"), "{}", show(&out));
+}
