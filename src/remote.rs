@@ -47,12 +47,14 @@ impl ServerTarget {
 
     /// Connects; an https URL needs the CA named (there is no built-in root
     /// store: the server's CA is always explicit).
-    pub async fn connect(&self) -> Result<Channel, String> {
-        let mut endpoint =
-            Endpoint::from_shared(self.url.clone()).map_err(|e| format!("--server: {e}"))?;
+    pub async fn connect(&self) -> Result<Channel, ConnectError> {
+        let mut endpoint = Endpoint::from_shared(self.url.clone())
+            .map_err(|e| ConnectError::Settings(format!("--server: {e}")))?;
         if self.url.starts_with("https://") {
             let Some(ca) = &self.ca_cert else {
-                return Err("--ca-cert is required with an https:// --server".into());
+                return Err(ConnectError::Settings(
+                    "--ca-cert is required with an https:// --server".into(),
+                ));
             };
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             if let Some((cert, key)) = &self.client_identity {
@@ -60,12 +62,12 @@ impl ServerTarget {
             }
             endpoint = endpoint
                 .tls_config(tls)
-                .map_err(|e| format!("TLS settings: {e}"))?;
+                .map_err(|e| ConnectError::Settings(format!("TLS settings: {e}")))?;
         }
         endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", self.url))
+            .map_err(|e| ConnectError::Unreachable(format!("cannot connect to {}: {e}", self.url)))
     }
 
     /// `body` as a request carrying `authorization: Bearer <token>` when a
@@ -79,6 +81,29 @@ impl ServerTarget {
             request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
+    }
+}
+
+/// Why [`ServerTarget::connect`] failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The flags are wrong (bad URL, https without --ca-cert, unusable PEM).
+    Settings(String),
+    /// Nothing answered at the URL, or the TLS handshake failed.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Settings(why) | ConnectError::Unreachable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<ConnectError> for String {
+    fn from(err: ConnectError) -> String {
+        err.to_string()
     }
 }
 

@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::keys::format_time;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
-use crate::remote::ServerTarget;
+use crate::remote::{ConnectError, ServerTarget};
 
 mod format;
 use format::{
@@ -419,13 +419,9 @@ async fn execute(args: ClaimArgs) -> Outcome {
         c.client_key.as_deref(),
     )
     .map_err(|e| Failure::local(ExitClass::Usage, e))?;
-    let channel = target.connect().await.map_err(|e| {
-        let class = if e.starts_with("cannot connect") {
-            ExitClass::Unavailable
-        } else {
-            ExitClass::Usage
-        };
-        Failure::local(class, e)
+    let channel = target.connect().await.map_err(|err| match err {
+        ConnectError::Settings(why) => Failure::local(ExitClass::Usage, why),
+        ConnectError::Unreachable(why) => Failure::local(ExitClass::Unavailable, why),
     })?;
     let mut desk = Desk {
         client: ClaimServiceClient::new(channel),
