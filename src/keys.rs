@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use crate::api::convert::key_out;
 use crate::domain::access::{validate_key_name, ApiKey, Role};
@@ -24,17 +24,7 @@ pub enum Target {
     Server(ServerTarget),
 }
 
-/// How to reach a running server.
-pub struct ServerTarget {
-    /// `http://host:port` or `https://host:port`.
-    pub url: String,
-    /// An admin key's token (empty: none, for a server still open).
-    pub token: String,
-    /// PEM CA certificate to verify an https server with.
-    pub ca_cert: Option<Vec<u8>>,
-    /// PEM client certificate and key, for servers that require one.
-    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
-}
+pub use crate::remote::ServerTarget;
 
 /// What went wrong, in words for an operator.
 pub type KeyError = String;
@@ -141,37 +131,11 @@ fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
 }
 
 pub(crate) async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
-    let mut endpoint =
-        Endpoint::from_shared(server.url.clone()).map_err(|e| format!("--server: {e}"))?;
-    if server.url.starts_with("https://") {
-        // No built-in root store: the server's CA is always named.
-        let Some(ca) = &server.ca_cert else {
-            return Err("--ca-cert is required with an https:// --server".into());
-        };
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-        if let Some((cert, key)) = &server.client_identity {
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| format!("TLS settings: {e}"))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", server.url))?;
-    Ok(AdminServiceClient::new(channel))
+    Ok(AdminServiceClient::new(server.connect().await?))
 }
 
 pub(crate) fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
-    let mut request = tonic::Request::new(body);
-    if !server.token.is_empty() {
-        let value = format!("Bearer {}", server.token)
-            .parse()
-            .map_err(|_| "PHOTOCLAIM_TOKEN is not a valid header value".to_string())?;
-        request.metadata_mut().insert("authorization", value);
-    }
-    Ok(request)
+    server.request(body)
 }
 
 pub(crate) fn describe(status: tonic::Status) -> KeyError {

@@ -21,15 +21,21 @@
 //!   [`api::archive`]), on a data directory or through a running server.
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
+//! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
+//!   running server.
+//! - [`remote`]: the client side of `--server`: connection, TLS, bearer
+//!   token; shared by [`keys`], [`export`] and [`desk`].
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`], [`keys`] or [`export`].
+//! [`server::run`], [`keys`], [`export`] or [`desk`].
 
 pub mod api;
+pub mod desk;
 pub mod domain;
 pub mod export;
 pub mod imaging;
 pub mod keys;
 pub mod pb;
+pub mod remote;
 pub mod server;
 pub mod store;

@@ -79,6 +79,9 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Desk commands against a running server: register, show, list, status,
+    /// respond, verdict, history, watch.
+    Claim(photoclaim::desk::ClaimArgs),
 }
 
 #[derive(Args)]
@@ -257,6 +260,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Keys { action, target } => manage_keys(action, target).await,
         Command::Export { out, target } => export(out, target).await,
+        Command::Claim(args) => photoclaim::desk::run(args).await,
     }
 }
 
@@ -398,33 +402,16 @@ async fn export(out: PathBuf, args: TargetArgs) -> ExitCode {
 fn target(args: TargetArgs) -> Result<Target, ExitCode> {
     Ok(match args.server {
         None => Target::DataDir(args.data_dir),
-        Some(url) => {
-            let identity = match (&args.client_cert, &args.client_key) {
-                (Some(cert), Some(key)) => {
-                    match (read(cert, "--client-cert"), read(key, "--client-key")) {
-                        (Ok(cert), Ok(key)) => Some((cert, key)),
-                        (Err(err), _) | (_, Err(err)) => return Err(fail(err)),
-                    }
-                }
-                (None, None) => None,
-                _ => return Err(fail("--client-cert and --client-key go together")),
-            };
-            let ca_cert = match args
-                .ca_cert
-                .as_deref()
-                .map(|p| read(p, "--ca-cert"))
-                .transpose()
-            {
-                Ok(ca) => ca,
-                Err(err) => return Err(fail(err)),
-            };
-            Target::Server(ServerTarget {
-                url,
-                token: args.token.unwrap_or_default(),
-                ca_cert,
-                client_identity: identity,
-            })
-        }
+        Some(url) => match ServerTarget::from_flags(
+            url,
+            args.token,
+            args.ca_cert.as_deref(),
+            args.client_cert.as_deref(),
+            args.client_key.as_deref(),
+        ) {
+            Ok(server) => Target::Server(server),
+            Err(err) => return Err(fail(err)),
+        },
     })
 }
 

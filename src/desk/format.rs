@@ -1,0 +1,224 @@
+//! Plain-text output of the desk CLI: enum values spelled as the flags take
+//! them (`partly-accurate`), labelled fields, one-line event details.
+
+use crate::keys::format_time;
+use crate::pb;
+
+/// `CLAIM_RATING_PARTLY_ACCURATE` -> `partly-accurate`: the spelling the flags take.
+pub(super) fn word(proto_name: Option<&str>, prefix: &str, value: i32) -> String {
+    match proto_name {
+        Some(name) => name
+            .strip_prefix(prefix)
+            .unwrap_or(name)
+            .to_ascii_lowercase()
+            .replace('_', "-"),
+        None => format!("({value})"),
+    }
+}
+
+pub(super) fn state_word(v: i32) -> String {
+    let name = pb::VerificationState::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "VERIFICATION_STATE_", v)
+}
+
+pub(super) fn rating_word(v: i32) -> String {
+    let name = pb::ClaimRating::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "CLAIM_RATING_", v)
+}
+
+pub(super) fn media_word(v: i32) -> String {
+    let name = pb::MediaAuthenticity::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "MEDIA_AUTHENTICITY_", v)
+}
+
+pub(super) fn stance_word(v: i32) -> String {
+    let name = pb::Stance::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "STANCE_", v)
+}
+
+pub(super) fn kind_word(v: i32) -> String {
+    let name = pb::ResponseKind::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "RESPONSE_KIND_", v)
+}
+
+pub(super) fn role_word(v: i32) -> String {
+    let name = pb::ResponderRole::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "RESPONDER_ROLE_", v)
+}
+
+pub(super) fn event_type_word(v: i32) -> String {
+    let name = pb::ClaimEventType::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "CLAIM_EVENT_TYPE_", v)
+}
+
+/// `false / decontextualized`, or `-` without a verdict.
+pub(super) fn verdict_words(status: &pb::VerificationStatus) -> String {
+    if status.claim_rating == 0 && status.media_authenticity == 0 {
+        "-".into()
+    } else {
+        format!(
+            "{} / {}",
+            rating_word(status.claim_rating),
+            media_word(status.media_authenticity)
+        )
+    }
+}
+
+/// The first `max` characters of `text` on one line, with `…` if cut.
+pub(super) fn excerpt(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Prints `label: value` if the value is not empty.
+pub(super) fn field(label: &str, value: &str) {
+    if !value.is_empty() {
+        println!("  {:<16} {value}", format!("{label}:"));
+    }
+}
+
+pub(super) fn time_field(label: &str, t: Option<&prost_types::Timestamp>) {
+    if t.is_some() {
+        field(label, &format_time(t));
+    }
+}
+
+pub(super) fn print_claim_body(claim: &pb::Claim) {
+    field("claim", &claim.claim_text);
+    field("claimant", &claim.claimant);
+    field("language", &claim.language);
+    for url in &claim.appearance_urls {
+        field("appeared at", url);
+    }
+    time_field("first seen", claim.first_seen_time.as_ref());
+    field("tags", &claim.tags.join(", "));
+    if let Some(image) = &claim.image {
+        field("image", &image.source_url);
+        field("image sha256", &image.sha256);
+        field("image pdq", &image.pdq);
+        field("credit", &image.credit);
+        field("publisher", &image.publisher);
+        time_field("published", image.published_time.as_ref());
+        time_field("captured", image.captured_time.as_ref());
+        field("location", &image.location);
+        field("caption", &image.caption);
+    }
+    time_field("registered", claim.create_time.as_ref());
+    time_field("updated", claim.update_time.as_ref());
+}
+
+pub(super) fn print_status_body(status: &pb::VerificationStatus) {
+    field("state", &state_word(status.state));
+    if status.claim_rating != 0 {
+        field("claim rating", &rating_word(status.claim_rating));
+    }
+    if status.media_authenticity != 0 {
+        field("media", &media_word(status.media_authenticity));
+    }
+    field("rationale", &status.rationale);
+    field("reviewed by", &status.reviewed_by);
+    time_field("reviewed", status.review_time.as_ref());
+    field(
+        "responses",
+        &format!(
+            "{} ({} supporting, {} refuting, {} adding context)",
+            status.official_response_count,
+            status.supporting_count,
+            status.refuting_count,
+            status.context_count
+        ),
+    );
+    if let Some(latest) = &status.latest_official_response {
+        let organization = latest
+            .responder
+            .as_ref()
+            .map(|r| r.organization.as_str())
+            .unwrap_or_default();
+        field(
+            "latest response",
+            &format!("{} ({organization})", latest.name),
+        );
+    }
+    field("etag", &status.etag);
+}
+
+pub(super) fn print_response_body(response: &pb::OfficialResponse) {
+    if let Some(responder) = &response.responder {
+        field("organization", &responder.organization);
+        field("person", &responder.person);
+        if responder.role != 0 {
+            field("role", &role_word(responder.role));
+        }
+    }
+    field("kind", &kind_word(response.kind));
+    field("stance", &stance_word(response.stance));
+    field("in reply to", &response.in_reply_to);
+    field("text", &response.text);
+    field("language", &response.language);
+    field("source", &response.source_url);
+    time_field("issued", response.issue_time.as_ref());
+    field("attached by", &response.attached_by);
+}
+
+pub(super) fn event_details(event: &pb::ClaimEvent) -> String {
+    use pb::claim_event::Details;
+    match &event.details {
+        Some(Details::ClaimRegistered(r)) => format!("\"{}\"", excerpt(&r.claim_text, 60)),
+        Some(Details::OfficialResponseAttached(r)) => format!(
+            "{} {} {} from {}",
+            r.official_response,
+            kind_word(r.kind),
+            stance_word(r.stance),
+            r.organization
+        ),
+        Some(Details::VerdictSet(v)) => {
+            let mut text = format!(
+                "{} / {}",
+                rating_word(v.claim_rating),
+                media_word(v.media_authenticity)
+            );
+            if v.previous_claim_rating != 0 {
+                text.push_str(&format!(
+                    " (was {} / {})",
+                    rating_word(v.previous_claim_rating),
+                    media_word(v.previous_media_authenticity)
+                ));
+            }
+            text
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_values_print_as_the_flags_spell_them() {
+        assert_eq!(
+            rating_word(pb::ClaimRating::PartlyAccurate as i32),
+            "partly-accurate"
+        );
+        assert_eq!(
+            role_word(pb::ResponderRole::InternationalOrganization as i32),
+            "international-organization"
+        );
+        assert_eq!(state_word(99), "(99)");
+    }
+
+    #[test]
+    fn excerpts_stay_on_one_line_and_say_when_cut() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("a\nb", 10), "a b");
+        assert_eq!(excerpt("Kazakhstan", 5), "Kaza…");
+    }
+}

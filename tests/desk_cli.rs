@@ -1,0 +1,802 @@
+//! The desk CLI (`photoclaim claim ...`) against the real binary serving on
+//! 127.0.0.1:0: the README's CLI walkthrough run verbatim, JSON output, bad
+//! input, a stale etag, and a secured server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{all_claims, all_events, all_responses, connect, kazbat, Client, Process};
+use photoclaim::pb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_photoclaim");
+
+/// Environment variables the CLI reads; cleared so the caller's shell cannot leak in.
+const CLI_ENV: [&str; 6] = [
+    "PHOTOCLAIM_SERVER",
+    "PHOTOCLAIM_TOKEN",
+    "PHOTOCLAIM_CA_CERT",
+    "PHOTOCLAIM_CLIENT_CERT",
+    "PHOTOCLAIM_CLIENT_KEY",
+    "PHOTOCLAIM_DATA_DIR",
+];
+
+/// A real server on a fresh data directory, and a client of it.
+struct Server {
+    process: Process,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir")).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir) -> Self {
+        let process = Process::spawn(dir.path());
+        let client = connect(&process.addr).await;
+        Server {
+            process,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.process.addr)
+    }
+
+    /// `photoclaim claim <args>` against this server, without a token.
+    fn claim(&self, args: &[&str]) -> Output {
+        self.claim_with_token(args, None)
+    }
+
+    fn claim_with_token(&self, args: &[&str], token: Option<&str>) -> Output {
+        let mut command = Command::new(BIN);
+        for var in CLI_ENV {
+            command.env_remove(var);
+        }
+        command
+            .arg("claim")
+            .args(args)
+            .env("PHOTOCLAIM_SERVER", self.url());
+        if let Some(token) = token {
+            command.env("PHOTOCLAIM_TOKEN", token);
+        }
+        command.output().expect("run photoclaim claim")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+fn succeeded(out: &Output) -> String {
+    assert!(out.status.success(), "command failed: {}", show(out));
+    text(&out.stdout)
+}
+
+/// The ```sh blocks between `<!-- cli-walkthrough:start -->` and `end`.
+fn cli_walkthrough() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let mut inside = false;
+    let mut fenced = false;
+    let mut script = String::new();
+    let mut blocks = 0;
+    for line in readme.lines() {
+        match line.trim_end() {
+            "<!-- cli-walkthrough:start -->" => inside = true,
+            "<!-- cli-walkthrough:end -->" => inside = false,
+            "```sh" if inside && !fenced => {
+                fenced = true;
+                blocks += 1;
+            }
+            "```" if fenced => fenced = false,
+            _ if fenced => {
+                script.push_str(line);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!fenced && !inside, "the CLI walkthrough is not closed");
+    assert!(blocks > 0, "README.md has no CLI walkthrough");
+    script
+}
+
+/// A small claim registered through the CLI; returns its name.
+fn register(server: &Server, text_: &str) -> String {
+    let out = succeeded(&server.claim(&[
+        "register",
+        "--text",
+        text_,
+        "--language",
+        "en",
+        "--image-url",
+        "https://example.org/photo.jpg",
+    ]));
+    out.lines().next().expect("a first line").to_string()
+}
+
+#[tokio::test]
+async fn the_readme_cli_walkthrough_records_the_reference_case() {
+    let mut server = Server::start().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let bin_dir = PathBuf::from(BIN).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("bash");
+    for var in CLI_ENV {
+        command.env_remove(var);
+    }
+    let out = command
+        .args(["-euo", "pipefail", "-c", &cli_walkthrough()])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("PHOTOCLAIM_SERVER", server.url())
+        .output()
+        .expect("run bash");
+    let stdout = succeeded(&out);
+    assert!(
+        text(&out.stderr).trim().is_empty(),
+        "the walkthrough wrote errors: {}",
+        show(&out)
+    );
+    // The desk saw the first claim reported on the second's registration.
+    assert!(stdout.contains("same image (1):"), "{stdout}");
+
+    let case = kazbat();
+    let client = &mut server.client;
+    let claims = all_claims(client, pb::VerificationState::Unspecified).await;
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    let key_of = |claim: &pb::Claim| {
+        case["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["claim_text"] == claim.claim_text.as_str())
+            .unwrap_or_else(|| panic!("unexpected claim {:?}", claim.claim_text))
+    };
+    for claim in &claims {
+        let expected = key_of(claim);
+        let key = expected["key"].as_str().unwrap();
+        assert_eq!(claim.claimant, expected["claimant"].as_str().unwrap());
+        assert_eq!(claim.language, "en");
+        let image = claim.image.as_ref().expect("image");
+        assert_eq!(image.source_url, case["image"]["source_url"]);
+        assert_eq!(image.credit, case["image"]["credit"]);
+        assert_eq!(image.caption, case["image"]["caption"]);
+
+        let status = claim.verification_status.as_ref().expect("status");
+        let verdict = &expected["expected_verdict"];
+        assert_eq!(
+            status.state,
+            pb::VerificationState::Resolved as i32,
+            "{key}"
+        );
+        assert_eq!(
+            pb::ClaimRating::try_from(status.claim_rating)
+                .unwrap()
+                .as_str_name(),
+            verdict["claim_rating"]
+        );
+        assert_eq!(
+            pb::MediaAuthenticity::try_from(status.media_authenticity)
+                .unwrap()
+                .as_str_name(),
+            verdict["media_authenticity"]
+        );
+        assert_eq!(status.rationale, verdict["rationale"].as_str().unwrap());
+
+        // Every response of the case that applies to this claim, with its stance.
+        let responses = all_responses(client, &claim.name).await;
+        let expected_responses: Vec<&serde_json::Value> = case["official_responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["applies_to"].as_array().unwrap().iter().any(|k| k == key))
+            .collect();
+        assert_eq!(responses.len(), expected_responses.len(), "{key}");
+        for (got, want) in responses.iter().zip(&expected_responses) {
+            let responder = got.responder.as_ref().unwrap();
+            assert_eq!(responder.organization, want["responder"]["organization"]);
+            assert_eq!(
+                pb::ResponderRole::try_from(responder.role)
+                    .unwrap()
+                    .as_str_name(),
+                want["responder"]["role"]
+            );
+            assert_eq!(
+                responder.person,
+                want["responder"]["person"].as_str().unwrap_or_default()
+            );
+            assert_eq!(
+                pb::ResponseKind::try_from(got.kind).unwrap().as_str_name(),
+                want["kind"]
+            );
+            assert_eq!(
+                pb::Stance::try_from(got.stance).unwrap().as_str_name(),
+                want["stance"][key],
+                "{key}: {}",
+                want["key"]
+            );
+            assert_eq!(got.text, want["text"].as_str().unwrap());
+            assert_eq!(got.issue_time.is_some(), want.get("issue_time").is_some());
+            if want.get("in_reply_to").is_some() {
+                assert_eq!(got.in_reply_to, responses[0].name, "replies to the inquiry");
+            } else {
+                assert!(got.in_reply_to.is_empty());
+            }
+        }
+
+        // Registration, each attachment, the verdict: in order.
+        let events = all_events(client, &claim.name).await;
+        let types: Vec<i32> = events.iter().map(|e| e.r#type).collect();
+        let mut want = vec![pb::ClaimEventType::ClaimRegistered as i32];
+        want.extend(
+            expected_responses
+                .iter()
+                .map(|_| pb::ClaimEventType::OfficialResponseAttached as i32),
+        );
+        want.push(pb::ClaimEventType::VerdictSet as i32);
+        assert_eq!(types, want, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn json_output_is_proto3_json_with_the_expected_fields() {
+    let server = Server::start().await;
+    let out = succeeded(&server.claim(&[
+        "register",
+        "--json",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--tag",
+        "flood",
+        "--first-seen",
+        "2022-01-08T00:00:00Z",
+        "--image-url",
+        "https://example.org/flood.jpg",
+    ]));
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("register --json is JSON");
+    let name = reply["claim"]["name"]
+        .as_str()
+        .expect("claim.name")
+        .to_string();
+    assert_eq!(reply["claim"]["claimText"], "A photo shows a flood");
+    assert_eq!(reply["claim"]["tags"], serde_json::json!(["flood"]));
+    assert_eq!(reply["claim"]["firstSeenTime"], "2022-01-08T00:00:00Z");
+    assert!(reply.get("replayed").is_none(), "a first registration");
+
+    let id = name.trim_start_matches("claims/");
+    let shown: serde_json::Value =
+        serde_json::from_str(&succeeded(&server.claim(&["show", id, "--json"]))).unwrap();
+    assert_eq!(shown["name"], name.as_str());
+    assert_eq!(
+        shown["verificationStatus"]["state"],
+        "VERIFICATION_STATE_UNVERIFIED"
+    );
+    assert!(shown["etag"].as_str().is_some_and(|e| !e.is_empty()));
+
+    let responded: serde_json::Value = serde_json::from_str(&succeeded(&server.claim(&[
+        "--json",
+        "respond",
+        &name,
+        "--organization",
+        "Ministry of Examples",
+        "--role",
+        "government",
+        "--kind",
+        "statement",
+        "--stance",
+        "refutes",
+        "--text",
+        "No flood happened.",
+        "--language",
+        "en",
+    ])))
+    .unwrap();
+    assert_eq!(responded["stance"], "STANCE_REFUTES");
+    assert_eq!(responded["responder"]["role"], "RESPONDER_ROLE_GOVERNMENT");
+    assert_eq!(responded["attachedBy"], "anonymous");
+
+    let verdict: serde_json::Value = serde_json::from_str(&succeeded(&server.claim(&[
+        "verdict",
+        &name,
+        "--json",
+        "--rating",
+        "partly-accurate",
+        "--media",
+        "edited-or-cropped",
+        "--rationale",
+        "Cropped.",
+    ])))
+    .unwrap();
+    assert_eq!(verdict["state"], "VERIFICATION_STATE_RESOLVED");
+    assert_eq!(verdict["claimRating"], "CLAIM_RATING_PARTLY_ACCURATE");
+    assert_eq!(
+        verdict["mediaAuthenticity"],
+        "MEDIA_AUTHENTICITY_EDITED_OR_CROPPED"
+    );
+
+    let listed: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.claim(&["list", "--json", "--state", "resolved"]),
+    ))
+    .unwrap();
+    assert_eq!(listed["claims"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["claims"][0]["name"], name.as_str());
+
+    let history: serde_json::Value =
+        serde_json::from_str(&succeeded(&server.claim(&["history", &name, "--json"]))).unwrap();
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "CLAIM_EVENT_TYPE_CLAIM_REGISTERED",
+            "CLAIM_EVENT_TYPE_OFFICIAL_RESPONSE_ATTACHED",
+            "CLAIM_EVENT_TYPE_VERDICT_SET"
+        ]
+    );
+    assert_eq!(history["events"][0]["sequence"], "1", "int64 as a string");
+}
+
+#[tokio::test]
+async fn list_pages_through_every_claim_and_limit_stops_early() {
+    let server = Server::start().await;
+    for i in 0..3 {
+        register(&server, &format!("claim number {i}"));
+    }
+    let all = succeeded(&server.claim(&["list"]));
+    assert_eq!(all.lines().filter(|l| l.starts_with("claims/")).count(), 3);
+    let limited = server.claim(&["list", "--limit", "2"]);
+    let out = succeeded(&limited);
+    assert_eq!(out.lines().filter(|l| l.starts_with("claims/")).count(), 2);
+    assert!(
+        text(&limited.stderr).contains("--limit"),
+        "{}",
+        show(&limited)
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let mut server = Server::start().await;
+    let name = register(&server, "A photo shows a flood");
+    let before = common::snapshot(&mut server.client).await;
+
+    // Refused by the CLI before any call: exit 2, the flag named.
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "verdict",
+                &name,
+                "--rating",
+                "maybe",
+                "--media",
+                "original",
+                "--rationale",
+                "x",
+            ],
+            "maybe",
+        ),
+        (&["show", "claims/abc"], "claims/abc"),
+        (&["show", "0"], "claim name"),
+        (
+            &[
+                "respond",
+                &name,
+                "--organization",
+                "UN",
+                "--kind",
+                "inquiry",
+                "--text",
+                "t",
+                "--language",
+                "en",
+            ],
+            "--stance",
+        ),
+        (
+            &[
+                "register",
+                "--text",
+                "t",
+                "--language",
+                "en",
+                "--first-seen",
+                "yesterday",
+            ],
+            "RFC 3339",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = server.claim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", show(&out));
+    }
+
+    // Refused by the server: its code and message.
+    let out = server.claim(&[
+        "register",
+        "--text",
+        "t",
+        "--language",
+        "not a language",
+        "--image-url",
+        "https://example.org/p.jpg",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with("error: INVALID_ARGUMENT: "),
+        "{}",
+        show(&out)
+    );
+    let out = server.claim(&["status", "claims/999"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with("error: NOT_FOUND: "),
+        "{}",
+        show(&out)
+    );
+
+    assert_eq!(common::snapshot(&mut server.client).await, before);
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_reported_and_the_verdict_not_set() {
+    let mut server = Server::start().await;
+    let name = register(&server, "A photo shows a flood");
+    let status: serde_json::Value =
+        serde_json::from_str(&succeeded(&server.claim(&["status", &name, "--json"]))).unwrap();
+    let stale = status["etag"].as_str().unwrap().to_string();
+    // A colleague attaches a response after the etag was read.
+    succeeded(&server.claim(&[
+        "respond",
+        &name,
+        "--organization",
+        "Ministry of Examples",
+        "--kind",
+        "statement",
+        "--stance",
+        "supports",
+        "--text",
+        "It flooded.",
+        "--language",
+        "en",
+    ]));
+
+    let out = server.claim(&[
+        "verdict",
+        &name,
+        "--rating",
+        "accurate",
+        "--media",
+        "original",
+        "--rationale",
+        "Checked.",
+        "--etag",
+        &stale,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: ABORTED: "), "{stderr}");
+    assert!(stderr.contains("NOT set"), "{stderr}");
+    let now = common::status(&mut server.client, &name).await;
+    assert_eq!(now.state, pb::VerificationState::InReview as i32);
+    assert_eq!(now.claim_rating, pb::ClaimRating::Unspecified as i32);
+
+    // Without --etag the CLI reads the current one, and the verdict lands.
+    succeeded(&server.claim(&[
+        "verdict",
+        &name,
+        "--rating",
+        "accurate",
+        "--media",
+        "original",
+        "--rationale",
+        "Checked.",
+    ]));
+    let now = common::status(&mut server.client, &name).await;
+    assert_eq!(now.state, pb::VerificationState::Resolved as i32);
+}
+
+/// `photoclaim keys create` on a data directory; returns the token.
+fn create_key(dir: &Path, name: &str, role: &str) -> String {
+    let mut command = Command::new(BIN);
+    for var in CLI_ENV {
+        command.env_remove(var);
+    }
+    let out = command
+        .args([
+            "keys",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .output()
+        .expect("run keys create");
+    succeeded(&out).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_secured_server_needs_the_token_and_never_sees_it_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let desk = create_key(dir.path(), "desk-ana", "desk");
+    let reader = create_key(dir.path(), "night-reader", "reader");
+    let server = Server::start_in(dir).await;
+
+    let out = server.claim(&["list"]);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with("error: UNAUTHENTICATED: "),
+        "{}",
+        show(&out)
+    );
+
+    let register_args = [
+        "register",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--image-url",
+        "https://example.org/flood.jpg",
+    ];
+    let out = server.claim_with_token(&register_args, Some(&reader));
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with("error: PERMISSION_DENIED: "),
+        "{}",
+        show(&out)
+    );
+
+    let out = server.claim_with_token(&register_args, Some(&desk));
+    let name = succeeded(&out).lines().next().unwrap().to_string();
+    let shown = server.claim_with_token(&["show", &name, "--json"], Some(&reader));
+    let claim: serde_json::Value = serde_json::from_str(&succeeded(&shown)).unwrap();
+    assert_eq!(claim["name"], name.as_str());
+
+    let history = succeeded(&server.claim_with_token(&["history", &name], Some(&reader)));
+    assert!(
+        history.contains("desk-ana"),
+        "the actor is the key: {history}"
+    );
+
+    // A revoked-looking or malformed token is refused without being echoed.
+    let bogus = format!("{desk}x");
+    let out = server.claim_with_token(&["list"], Some(&bogus));
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    for out in [&out, &shown] {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        for token in [&desk, &reader, &bogus] {
+            let secret = token.rsplit('_').next().unwrap();
+            assert!(!all.contains(secret), "a token was printed: {all}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_unavailable() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new(BIN);
+    for var in CLI_ENV {
+        command.env_remove(var);
+    }
+    let out = command
+        .args([
+            "claim",
+            "list",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot connect"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A CA and a server certificate for `localhost` signed by it, as PEM:
+/// (CA certificate, server certificate, server key).
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("server cert params");
+    let key = KeyPair::generate().expect("server key");
+    let cert = params.signed_by(&key, &*ca).expect("sign server cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn an_https_server_is_reached_with_its_ca_named() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = test_pki();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write PEM");
+        path
+    };
+    let (ca_path, cert_path, key_path) = (
+        write("ca.pem", &ca),
+        write("server.pem", &cert),
+        write("server.key", &key),
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn photoclaim serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut port = None;
+    for line in lines.by_ref() {
+        if line.contains("photoclaim listening") {
+            port = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .and_then(|a| a.rsplit(':').next())
+                .map(str::to_string);
+            break;
+        }
+    }
+    // Keep reading, so that the server's log never meets a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(port) = port else {
+        let _ = child.kill();
+        panic!("the TLS server did not start");
+    };
+    let url = format!("https://localhost:{port}");
+    let run = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        for var in CLI_ENV {
+            command.env_remove(var);
+        }
+        command
+            .arg("claim")
+            .args(args)
+            .args(["--server", &url])
+            .output()
+            .expect("run photoclaim claim")
+    };
+    let ca_arg = ca_path.to_str().unwrap();
+    let registered = run(&[
+        "register",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--image-url",
+        "https://example.org/flood.jpg",
+        "--ca-cert",
+        ca_arg,
+    ]);
+    let without_ca = run(&["list"]);
+    let listed = run(&["list", "--ca-cert", ca_arg]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert_eq!(succeeded(&registered).lines().next(), Some("claims/1"));
+    assert!(succeeded(&listed).contains("claims/1"));
+    assert_eq!(without_ca.status.code(), Some(2), "{}", show(&without_ca));
+    assert!(
+        text(&without_ca.stderr).contains("--ca-cert is required"),
+        "{}",
+        show(&without_ca)
+    );
+}
+
+#[tokio::test]
+async fn an_image_file_is_sent_and_its_earlier_claims_are_shown() {
+    use sha2::Digest;
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let photo = dir.path().join("photo.png");
+    let image = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x * y) % 251) as u8])
+    });
+    image.save(&photo).expect("write PNG");
+    let bytes = std::fs::read(&photo).unwrap();
+    let sha256: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let photo = photo.to_str().unwrap();
+
+    let first: serde_json::Value = serde_json::from_str(&succeeded(&server.claim(&[
+        "register",
+        "--json",
+        "--text",
+        "A photo shows a flood",
+        "--language",
+        "en",
+        "--image-file",
+        photo,
+    ])))
+    .unwrap();
+    assert_eq!(first["claim"]["image"]["sha256"], sha256.as_str());
+    assert_eq!(first["claim"]["image"]["format"], "png");
+
+    let second = succeeded(&server.claim(&[
+        "register",
+        "--text",
+        "The same photo shows a drought",
+        "--language",
+        "en",
+        "--image-file",
+        photo,
+    ]));
+    let shown = second
+        .lines()
+        .skip_while(|l| !l.starts_with("same image (1):"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no same-image claim listed:\n{second}"));
+    assert!(
+        shown.contains(first["claim"]["name"].as_str().unwrap()),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("exact") && shown.contains("unverified"),
+        "{shown}"
+    );
+
+    let out = server.claim(&[
+        "register",
+        "--text",
+        "t",
+        "--language",
+        "en",
+        "--image-file",
+        "/nonexistent/photo.jpg",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("--image-file"), "{}", show(&out));
+}
