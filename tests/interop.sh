@@ -532,6 +532,23 @@ pass "an unrelated PNG finds nothing; non-image bytes get InvalidArgument naming
 
 # --- graceful shutdown --------------------------------------------------------
 
+# --- gRPC-Web over HTTP/1.1 with curl -------------------------------------------
+# A browser library's request, made by hand: one gRPC-Web frame (flag 0, a
+# 4-byte length, then GetClaimRequest{name} as protobuf: tag 0x0a, length,
+# bytes), POSTed over HTTP/1.1 to the same port.
+name_len=${#UN}
+printf "\\x00\\x00\\x00\\x00\\x$(printf %02x $((name_len + 2)))\\x0a\\x$(printf %02x "$name_len")%s" "$UN" >"$WORK/web-request.bin"
+(umask 077 && printf 'authorization: Bearer %s\n' "$TOKEN" >"$WORK/web-auth-header")
+curl --http1.1 -sS -o "$WORK/web-reply.bin" -D "$WORK/web-headers.txt" \
+    -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' -H @"$WORK/web-auth-header" \
+    --data-binary @"$WORK/web-request.bin" "http://$ADDR/photoclaim.v1.ClaimService/GetClaim" ||
+    fail "curl could not make the gRPC-Web call"
+grep -qi '^HTTP/1.1 200' "$WORK/web-headers.txt" || fail "gRPC-Web: no HTTP/1.1 200: $(cat "$WORK/web-headers.txt")"
+grep -qi 'content-type: application/grpc-web' "$WORK/web-headers.txt" || fail "gRPC-Web: wrong content type: $(cat "$WORK/web-headers.txt")"
+grep -qa "grpc-status:0" "$WORK/web-reply.bin" || fail "gRPC-Web: no grpc-status:0 trailer frame in the reply"
+grep -qaF "$UN" "$WORK/web-reply.bin" || fail "gRPC-Web: the reply does not carry $UN"
+pass "gRPC-Web over HTTP/1.1 (curl, framed body): GetClaim $UN answered with the claim and grpc-status:0"
+
 stop_server "$SERVER_PID" "the server"
 pass "SIGTERM: the server shut down with exit code 0"
 
