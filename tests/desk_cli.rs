@@ -800,3 +800,46 @@ async fn an_image_file_is_sent_and_its_earlier_claims_are_shown() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(text(&out.stderr).contains("--image-file"), "{}", show(&out));
 }
+
+#[tokio::test]
+async fn watch_prints_history_then_live_events_and_stops_after_count() {
+    let server = Server::start().await;
+    let first = register(&server, "watched one");
+    let second = register(&server, "watched two");
+    // History: both registrations, each line led by its cursor.
+    let out = succeeded(&server.claim(&["watch", "--after", "0", "--count", "2"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with('1') && lines[0].contains(&first),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with('2') && lines[1].contains(&second),
+        "{out}"
+    );
+    // Live: a watcher started first sees an event made after it.
+    let mut command = Command::new(BIN);
+    for var in CLI_ENV {
+        command.env_remove(var);
+    }
+    let watcher = command
+        .args(["claim", "watch", "--after", "2", "--count", "1", "--json"])
+        .env("PHOTOCLAIM_SERVER", server.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let third = register(&server, "watched three");
+    let out = watcher
+        .wait_with_output()
+        .expect("watch exits after one event");
+    assert!(out.status.success(), "{}", show(&out));
+    let event: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(event["claim"], third.as_str());
+    assert_eq!(event["cursor"], "3");
+    assert_eq!(event["type"], "CLAIM_EVENT_TYPE_CLAIM_REGISTERED");
+    // A cursor the server never issued is refused, exit code 2.
+    let out = server.claim(&["watch", "--after", "99"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("OUT_OF_RANGE"), "{}", show(&out));
+}

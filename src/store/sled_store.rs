@@ -1255,6 +1255,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_2_directory_gets_its_event_log_in_event_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for text in ["one", "two"] {
+                store
+                    .register_claim(on_image(&"ef".repeat(32), text))
+                    .await
+                    .unwrap();
+            }
+            store.close().await.unwrap();
+        }
+        // Rewrite as version 2 wrote it: no log, no positions in events.
+        let before: Vec<ClaimEvent> = {
+            let db = open_when_released(dir.path()).await;
+            db.drop_tree("event_log").unwrap();
+            let events = db.open_tree("events").unwrap();
+            let mut stripped = Vec::new();
+            for entry in events.iter() {
+                let (key, value) = entry.unwrap();
+                let mut event = ClaimEvent::decode(value.as_ref()).unwrap();
+                event.log_position = 0;
+                events.insert(key, event.encode_to_vec()).unwrap();
+                stripped.push(event);
+            }
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(META_FORMAT_VERSION, &2u32.to_be_bytes())
+                .unwrap();
+            meta.remove(META_LAST_LOG_POSITION).unwrap();
+            db.flush().unwrap();
+            stripped
+        };
+        assert_eq!(before.len(), 2);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(*store.durable_log().borrow(), 2);
+        let all = EventFilter::default();
+        let batch = store.log_events(0, 2, &all, 10).await.unwrap();
+        let positions: Vec<(u64, u64)> = batch
+            .events
+            .iter()
+            .map(|e| (e.claim_id, e.log_position))
+            .collect();
+        assert_eq!(positions, [(1, 1), (2, 2)]);
+        // New events continue the log.
+        let third = store
+            .register_claim(on_image(&"ef".repeat(32), "three"))
+            .await
+            .unwrap();
+        let batch = store.log_events(2, 3, &all, 10).await.unwrap();
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].claim_id, third.claim.claim.id);
+        assert_eq!(batch.events[0].log_position, 3);
+    }
+
+    #[tokio::test]
     async fn claim_ids_are_dense_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let sha = "cd".repeat(32);
