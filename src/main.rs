@@ -143,6 +143,10 @@ struct ServeArgs {
     /// with RESOURCE_EXHAUSTED and a cursor to resume from.
     #[arg(long, default_value_t = 10, env = "PHOTOCLAIM_WATCH_STALL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     watch_stall_seconds: u64,
+    /// WatchClaimEvents streams open at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    watch_max_streams: u32,
     /// Name of the organization publishing reviews: the `author` of ExportClaimReview's JSON-LD.
     #[arg(long, default_value = "", env = "PHOTOCLAIM_PUBLISHER_NAME")]
     publisher_name: String,
@@ -362,6 +366,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         watch: WatchOptions {
             buffer: args.watch_buffer as usize,
             stall_timeout: Duration::from_secs(args.watch_stall_seconds),
+            max_streams: args.watch_max_streams as usize,
         },
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,

@@ -335,6 +335,7 @@ async fn a_stalled_consumer_does_not_block_writers_and_is_cut_off_with_a_cursor(
         watch: WatchOptions {
             buffer: 8,
             stall_timeout: Duration::from_millis(300),
+            ..WatchOptions::default()
         },
         ..Options::default()
     };
@@ -476,4 +477,46 @@ async fn resume_from_a_cursor_across_restarts_and_a_crash() {
     let next = take(&mut stream, 1).await;
     assert_eq!(cursor(&next[0]), last + 1);
     let _ = server.terminate();
+}
+
+#[tokio::test]
+async fn open_streams_are_capped_and_a_closed_one_frees_its_slot() {
+    let server = InProcess::start_with(Options {
+        watch: WatchOptions {
+            max_streams: 1,
+            ..WatchOptions::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut client = server.client.clone();
+    new_claim(&mut client, "one").await;
+    let mut first = watch(&mut client, after("")).await;
+    take(&mut first, 1).await;
+    let err = client
+        .watch_claim_events(after(""))
+        .await
+        .expect_err("a second stream is over the limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("limit 1"), "{err:?}");
+    // Other calls are not affected.
+    new_claim(&mut client, "two").await;
+    drop(first);
+    // The producer notices the closed stream and frees the slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.watch_claim_events(after("")).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                assert_eq!(take(&mut stream, 2).await.len(), 2);
+                break;
+            }
+            Err(err) if err.code() == Code::ResourceExhausted => {
+                assert!(std::time::Instant::now() < deadline, "slot never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    server.stop().await;
 }

@@ -107,6 +107,8 @@ pub struct ClaimApi<S> {
     /// spent on images stay bounded however many calls send them.
     decoders: Arc<tokio::sync::Semaphore>,
     watch: WatchOptions,
+    /// One permit per open watch stream.
+    watch_slots: Arc<tokio::sync::Semaphore>,
     /// Becomes true when the server starts shutting down: watch streams end.
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Author and page URLs of published reviews (ExportClaimReview).
@@ -133,6 +135,9 @@ impl<S: Store> ClaimApi<S> {
             images,
             decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
             watch: WatchOptions::default(),
+            watch_slots: Arc::new(tokio::sync::Semaphore::new(
+                WatchOptions::default().max_streams,
+            )),
             // A sender that is never used: no shutdown until `with_watch`.
             shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
             publisher: Arc::new(Publisher::default()),
@@ -147,6 +152,7 @@ impl<S: Store> ClaimApi<S> {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         self.watch = options;
+        self.watch_slots = Arc::new(tokio::sync::Semaphore::new(options.max_streams));
         self.shutdown = shutdown;
         self
     }
@@ -465,12 +471,13 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         let claim = req.claim.clone();
         observe("WatchClaimEvents", &claim, async {
             let request = watch::validate(self.store.as_ref(), req).await?;
-            Ok(watch::start(
+            watch::start(
                 self.store.clone(),
                 request,
                 self.watch,
+                &self.watch_slots,
                 self.shutdown.clone(),
-            ))
+            )
         })
         .await
     }

@@ -27,6 +27,7 @@ pub fn to_status(err: Error) -> Status {
         Error::Aborted(msg) => Status::aborted(msg),
         Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
         Error::OutOfRange(msg) => Status::out_of_range(msg),
+        Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
         Error::Internal(cause) => {
             tracing::error!(%cause, "internal error");
             Status::internal("internal error; the cause is in the server log")

@@ -44,6 +44,9 @@ pub struct WatchOptions {
     /// How long a full buffer may stay full before the stream ends with
     /// RESOURCE_EXHAUSTED.
     pub stall_timeout: Duration,
+    /// Streams open at once across all callers; more are refused with
+    /// RESOURCE_EXHAUSTED. (An open stream holds no in-flight call slot.)
+    pub max_streams: usize,
 }
 
 impl Default for WatchOptions {
@@ -51,6 +54,7 @@ impl Default for WatchOptions {
         WatchOptions {
             buffer: 1024,
             stall_timeout: Duration::from_secs(10),
+            max_streams: 1024,
         }
     }
 }
@@ -123,8 +127,15 @@ pub(crate) fn start<S: Store>(
     store: Arc<S>,
     request: WatchRequest,
     options: WatchOptions,
+    slots: &Arc<tokio::sync::Semaphore>,
     shutdown: watch::Receiver<bool>,
-) -> EventStream {
+) -> Result<EventStream, Error> {
+    let slot = slots.clone().try_acquire_owned().map_err(|_| {
+        Error::ResourceExhausted(format!(
+            "too many watch streams open (limit {}): retry later",
+            options.max_streams
+        ))
+    })?;
     let (tx, rx) = mpsc::channel(options.buffer.max(1));
     let end = Arc::new(Mutex::new(None));
     let producer = Producer {
@@ -134,12 +145,15 @@ pub(crate) fn start<S: Store>(
         options,
         shutdown,
     };
-    tokio::spawn(producer.run(request));
-    EventStream {
+    tokio::spawn(async move {
+        producer.run(request).await;
+        drop(slot);
+    });
+    Ok(EventStream {
         rx,
         end,
         done: false,
-    }
+    })
 }
 
 struct Producer<S> {

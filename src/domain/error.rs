@@ -32,6 +32,9 @@ pub enum Error {
     /// the newest event).
     #[error("{0}")]
     OutOfRange(String),
+    /// A limit of the service was reached (e.g. open watch streams); retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A fault of the service (storage, corruption). The text is for the log
     /// only; callers get a generic message.
     #[error("internal error: {0}")]
