@@ -238,12 +238,20 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives
+/// as soon as the server says it listens is not lost to the default action)
+/// and returns the future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int =
+        signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail on Unix");
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
+    async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+        }
     }
 }
 
@@ -339,6 +347,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             "OPEN ACCESS: no API keys exist, so ANY caller that reaches {addr} may read, write, set verdicts and create keys, recorded as \"anonymous\". Create a key (photoclaim keys create --name NAME --role admin) to require keys from every caller."
         );
     }
+    let shutdown = shutdown_signal();
     tracing::info!(
         %addr,
         data_dir = %args.data_dir.display(),
@@ -371,7 +380,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,
     };
-    match server::run(listener, store, options, shutdown_signal()).await {
+    match server::run(listener, store, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(%err, "server failed");
