@@ -845,6 +845,48 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
         total_doubt += stats.verdicts_in_doubt;
     }
 
+    // After every crash, the service-wide event log (WatchClaimEvents) holds
+    // each stored event exactly once, at contiguous positions from 1.
+    let mut clients = Vec::new();
+    for _ in 0..VERIFY_CONNECTIONS {
+        clients.push(connect(&server.addr).await);
+    }
+    let mut client = clients[0].clone();
+    let claims = all_claims(&mut client, pb::VerificationState::Unspecified).await;
+    let mut stored: Vec<(String, i64)> = fetch_details(&clients, &claims)
+        .await
+        .into_iter()
+        .flat_map(|(events, _)| events.into_iter().map(|e| (e.claim, e.sequence)))
+        .collect();
+    stored.sort();
+    let mut stream = client
+        .watch_claim_events(pb::WatchClaimEventsRequest::default())
+        .await
+        .expect("watch the log")
+        .into_inner();
+    let mut logged = Vec::with_capacity(stored.len());
+    while logged.len() < stored.len() {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("seed {seed}: the log stalled after {} events", logged.len())
+            })
+            .unwrap_or_else(|e| panic!("seed {seed}: watching the log: {e:?}"))
+            .unwrap_or_else(|| panic!("seed {seed}: the log ended after {} events", logged.len()));
+        assert_eq!(
+            event.cursor,
+            (logged.len() + 1).to_string(),
+            "seed {seed}: event log positions must be contiguous"
+        );
+        logged.push((event.claim, event.sequence));
+    }
+    logged.sort();
+    assert_eq!(
+        logged, stored,
+        "seed {seed}: the event log and the stored events differ"
+    );
+    drop(stream);
+
     let (exit, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("terminate");
