@@ -13,7 +13,7 @@ use photoclaim::api::{ImageOptions, WatchOptions};
 use photoclaim::domain::access::Role;
 use photoclaim::domain::review::Publisher;
 use photoclaim::export;
-use photoclaim::keys::{self, ServerTarget, Target};
+use photoclaim::keys::{self, Target};
 use photoclaim::server::{self, Options, TlsFiles};
 use photoclaim::store::{SledStore, Store};
 
@@ -211,18 +211,9 @@ struct TargetArgs {
     /// Work through this running server instead (http://HOST:PORT or https://HOST:PORT).
     #[arg(long, env = "PHOTOCLAIM_SERVER", global = true)]
     server: Option<String>,
-    /// Token of an admin key, for --server. Prefer the environment variable.
-    #[arg(long, env = "PHOTOCLAIM_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// PEM CA certificate to verify an https --server with.
-    #[arg(long, env = "PHOTOCLAIM_CA_CERT", global = true)]
-    ca_cert: Option<PathBuf>,
-    /// PEM client certificate, for a --server that requires one (needs --client-key).
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_CERT", global = true)]
-    client_cert: Option<PathBuf>,
-    /// PEM private key of --client-cert.
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_KEY", global = true)]
-    client_key: Option<PathBuf>,
+    /// Credentials for --server (an admin key's token).
+    #[command(flatten)]
+    credentials: photoclaim::remote::CredentialArgs,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -416,13 +407,7 @@ async fn export(out: PathBuf, args: TargetArgs) -> ExitCode {
 fn target(args: TargetArgs) -> Result<Target, ExitCode> {
     Ok(match args.server {
         None => Target::DataDir(args.data_dir),
-        Some(url) => match ServerTarget::from_flags(
-            url,
-            args.token,
-            args.ca_cert.as_deref(),
-            args.client_cert.as_deref(),
-            args.client_key.as_deref(),
-        ) {
+        Some(url) => match args.credentials.target(url) {
             Ok(server) => Target::Server(server),
             Err(err) => return Err(fail(err)),
         },

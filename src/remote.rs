@@ -3,7 +3,7 @@
 //! [`Channel`] and authorized requests. Shared by `photoclaim keys --server`
 //! ([`crate::keys`]) and the desk CLI ([`crate::desk`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -109,4 +109,36 @@ impl From<ConnectError> for String {
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+/// The credential flags of every command that talks to a server (`keys`,
+/// `export`, `claim`); `--server` itself differs per command.
+#[derive(clap::Args, Debug)]
+pub struct CredentialArgs {
+    /// API key token, sent as `authorization: Bearer`. Prefer the environment variable.
+    #[arg(long, env = "PHOTOCLAIM_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to verify an https --server with.
+    #[arg(long, env = "PHOTOCLAIM_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a --server that requires one (needs --client-key).
+    #[arg(long, env = "PHOTOCLAIM_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "PHOTOCLAIM_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    /// The server at `url` with these credentials (certificate files read
+    /// now; errors name the flag).
+    pub fn target(&self, url: String) -> Result<ServerTarget, String> {
+        ServerTarget::from_flags(
+            url,
+            self.token.clone(),
+            self.ca_cert.as_deref(),
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+        )
+    }
 }

@@ -52,18 +52,8 @@ struct ConnectionArgs {
         global = true
     )]
     server: String,
-    /// API key token, sent as `authorization: Bearer`. Prefer the environment variable.
-    #[arg(long, env = "PHOTOCLAIM_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// PEM CA certificate to verify an https --server with.
-    #[arg(long, env = "PHOTOCLAIM_CA_CERT", global = true)]
-    ca_cert: Option<PathBuf>,
-    /// PEM client certificate, for a --server that requires one (needs --client-key).
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_CERT", global = true)]
-    client_cert: Option<PathBuf>,
-    /// PEM private key of --client-cert.
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_KEY", global = true)]
-    client_key: Option<PathBuf>,
+    #[command(flatten)]
+    credentials: crate::remote::CredentialArgs,
 }
 
 #[derive(Subcommand)]
@@ -411,14 +401,10 @@ pub async fn run(args: ClaimArgs) -> ExitCode {
 
 async fn execute(args: ClaimArgs) -> Outcome {
     let c = &args.connection;
-    let target = ServerTarget::from_flags(
-        c.server.clone(),
-        c.token.clone(),
-        c.ca_cert.as_deref(),
-        c.client_cert.as_deref(),
-        c.client_key.as_deref(),
-    )
-    .map_err(|e| Failure::local(ExitClass::Usage, e))?;
+    let target = c
+        .credentials
+        .target(c.server.clone())
+        .map_err(|e| Failure::local(ExitClass::Usage, e))?;
     let channel = target.connect().await.map_err(|err| match err {
         ConnectError::Settings(why) => Failure::local(ExitClass::Usage, why),
         ConnectError::Unreachable(why) => Failure::local(ExitClass::Unavailable, why),
