@@ -82,6 +82,13 @@ enum Command {
     /// Desk commands against a running server: register, show, list, status,
     /// respond, verdict, history, watch.
     Claim(photoclaim::desk::ClaimArgs),
+    /// Verify a data directory offline (stop the server first): format
+    /// version, every hash chain, every index. Exit code 1 if anything is wrong.
+    Check {
+        /// The data directory to check.
+        #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -264,6 +271,40 @@ async fn main() -> ExitCode {
         Command::Keys { action, target } => manage_keys(action, target).await,
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => photoclaim::desk::run(args).await,
+        Command::Check { data_dir } => check(&data_dir),
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    let report = match photoclaim::store::check_dir(dir) {
+        Ok(report) => report,
+        Err(err) => return fail(format!("check failed: {err}")),
+    };
+    for problem in &report.problems {
+        println!("PROBLEM {problem}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        println!(
+            "... and {} more problems",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    let summary = format!(
+        "{}: format version {}, {} claims, {} events, {} responses, log position {}, chain head {}",
+        dir.display(),
+        report.format_version,
+        report.claims,
+        report.events,
+        report.responses,
+        report.log_position,
+        photoclaim::domain::chain::to_hex(&report.chain_head)
+    );
+    if report.is_ok() {
+        println!("ok {summary}");
+        ExitCode::SUCCESS
+    } else {
+        println!("FAILED {} problems in {summary}", report.problem_count);
+        ExitCode::FAILURE
     }
 }
 

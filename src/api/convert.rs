@@ -3,7 +3,9 @@
 //! Inbound conversions copy input fields only (output-only fields are
 //! ignored, per AIP-203) and do not validate: that is the domain's job.
 
-use crate::domain::{self, rules, ClaimView, EventDetails};
+use prost::Message;
+
+use crate::domain::{self, chain, rules, ClaimView, EventDetails};
 use crate::pb;
 
 use super::names::{claim_name, response_name};
@@ -149,6 +151,7 @@ pub fn status_out(view: &ClaimView) -> pb::VerificationStatus {
         latest_official_response: view.latest_response.as_ref().map(response_out),
         update_time: time_out(c.update_time),
         etag: rules::etag(c),
+        chain_head: chain::to_hex(&c.chain_head),
     }
 }
 
@@ -217,6 +220,8 @@ pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
         } else {
             e.log_position.to_string()
         },
+        prev_hash: chain::to_hex(&e.prev_hash),
+        hash: chain::to_hex(&chain::sha256(&e.encode_to_vec())),
         details,
     }
 }

@@ -9,6 +9,7 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::chain::to_hex as hex;
 use super::error::{Error, Result};
 use super::model::Timestamp;
 use super::FORMAT_VERSION;
@@ -176,10 +177,6 @@ impl Token {
         }
         Some(Token { id, secret: bytes })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a key name: 1-64 of `[A-Za-z0-9._-]`, starting with a letter or

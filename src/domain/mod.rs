@@ -2,6 +2,7 @@
 //! API layer converts to and from these types, the store persists them.
 
 pub mod access;
+pub mod chain;
 pub mod error;
 pub mod model;
 pub mod pdq;

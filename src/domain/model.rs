@@ -327,6 +327,10 @@ pub struct Claim {
     /// Identity that registered the claim.
     #[prost(string, tag = "16")]
     pub registered_by: String,
+    /// SHA-256 of the claim's latest event record: the head of its hash
+    /// chain (see [`super::chain`]).
+    #[prost(bytes = "vec", tag = "17")]
+    pub chain_head: Vec<u8>,
 }
 
 /// Who issued an official response.
@@ -471,6 +475,16 @@ pub struct ClaimEvent {
     /// WatchClaimEvents' cursor. 0 only in records written before the log.
     #[prost(uint64, tag = "8")]
     pub log_position: u64,
+    /// SHA-256 of the claim's previous event record (empty for the first):
+    /// the link of the claim's hash chain.
+    #[prost(bytes = "vec", tag = "9")]
+    pub prev_hash: Vec<u8>,
+    /// SHA-256 of the record the event made: for a registration, the claim
+    /// as registered ([`super::chain::registered_digest`]); for an
+    /// attachment, the response record. Empty for a verdict (the verdict is
+    /// in the details).
+    #[prost(bytes = "vec", tag = "13")]
+    pub record_sha256: Vec<u8>,
 }
 
 /// A claim as read, with the latest attached response (for the status).

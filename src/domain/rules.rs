@@ -2,6 +2,9 @@
 //! functions: the store calls them inside its transaction with the record it
 //! read, and writes what they return.
 
+use prost::Message;
+
+use super::chain;
 use super::error::{excerpt, Error, Result};
 use super::model::{
     Claim, ClaimEvent, ClaimEventType, ClaimRegistered, EventDetails, Evidence, OfficialResponse,
@@ -51,6 +54,8 @@ fn next_event(
         state: state as i32,
         details: None,
         log_position: 0,
+        prev_hash: Vec::new(),
+        record_sha256: Vec::new(),
     }
 }
 
@@ -72,6 +77,7 @@ pub fn register(claim: &mut Claim, id: u64, actor: &str, now: Timestamp) -> Clai
             .map(|i| i.sha256.clone())
             .unwrap_or_default(),
     }));
+    event.record_sha256 = chain::registered_digest(claim).to_vec();
     event
 }
 
@@ -118,6 +124,7 @@ pub fn attach(
         stance: response.stance,
         kind: response.kind,
     }));
+    event.record_sha256 = chain::sha256(&response.encode_to_vec()).to_vec();
     Ok(event)
 }
 

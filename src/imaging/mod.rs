@@ -20,6 +20,7 @@ use std::io::Cursor;
 use image::{ImageFormat, ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
+use crate::domain::chain::to_hex as hex;
 use crate::domain::{Error, ImageExif, Result};
 
 /// Largest width or height accepted, in pixels (panoramas are wide).
@@ -198,10 +199,6 @@ fn name(format: ImageFormat) -> &'static str {
         ImageFormat::Gif => "gif",
         _ => "other",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads EXIF facts. No EXIF is `Ok(None)`; EXIF so malformed that nothing

@@ -5,6 +5,7 @@
 //! `NotFound` where the operation names a parent that must exist). A later
 //! backend (PostgreSQL) implements the same trait and runs the same tests.
 
+mod check;
 mod group_commit;
 mod sled_store;
 
@@ -16,7 +17,8 @@ use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
 };
 
-pub use sled_store::{OpenError, SledStore};
+pub use check::{check_dir, CheckReport};
+pub use sled_store::{OpenError, SledStore, DIR_FORMAT_VERSION};
 
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;

@@ -11,7 +11,7 @@
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
-//! | `event_log`        | log position (u64)                    | claim_id (u64) ‖ sequence (u64) ‖ type (u8) |
+//! | `event_log`        | log position (u64)                    | claim_id (u64) ‖ sequence (u64) ‖ type (u8) ‖ chain head (32 bytes) |
 //! | `claims_by_sha256` | sha256 (32 bytes) ‖ claim_id (u64)    | empty                         |
 //! | `claims_by_pdq`    | claim_id (u64)                        | pdq (32 bytes) ‖ quality (u8, 255: unknown) |
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | `IdempotencyRecord`           |
@@ -47,15 +47,15 @@ use super::{
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
 use crate::domain::{
-    rules, Claim, ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, Timestamp,
-    VerificationState, FORMAT_VERSION,
+    chain, rules, Claim, ClaimEvent, ClaimView, Error, EventDetails, OfficialResponse, Page,
+    Result, Timestamp, VerificationState, FORMAT_VERSION,
 };
 
-const META_FORMAT_VERSION: &[u8] = b"format_version";
+pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// sled's page cache for a server: sled's own default, 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
-const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
-const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
+pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
+pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// Log entries examined per [`Store::log_events`] call at most.
 const LOG_SCAN_LIMIT: usize = 4096;
 
@@ -66,27 +66,31 @@ const LOG_SCAN_LIMIT: usize = 4096;
 /// rewrites a value that grows with the number of claims on one image, and
 /// counts claim ids in `meta`. Opening a version-1 directory migrates it; a
 /// version-1 binary refuses a version-2 directory (its id generator could
-/// reuse ids). (Records carry their own
+/// reuse ids). Version 3 adds the service-wide `event_log`; version 4 the
+/// hash chains (`prev_hash`, `record_sha256` and `chain_head` in the records,
+/// the chain head in every `event_log` value). Each step is a function run
+/// by [`SledStore::open`] when the directory is older, safe to repeat; the
+/// version is written only after all steps. (Records carry their own
 /// [`FORMAT_VERSION`].)
-pub const DIR_FORMAT_VERSION: u32 = 3;
-const OP_REGISTER: u8 = b'R';
-const OP_ATTACH: u8 = b'A';
+pub const DIR_FORMAT_VERSION: u32 = 4;
+pub(super) const OP_REGISTER: u8 = b'R';
+pub(super) const OP_ATTACH: u8 = b'A';
 
 /// What a `request_id` was used for, so a retry can be answered without redoing it.
 #[derive(Clone, PartialEq, prost::Message)]
-struct IdempotencyRecord {
+pub(super) struct IdempotencyRecord {
     /// Record layout version.
     #[prost(uint32, tag = "1")]
-    format_version: u32,
+    pub(super) format_version: u32,
     /// SHA-256 of the request's payload; a retry must match it.
     #[prost(bytes = "vec", tag = "2")]
-    fingerprint: Vec<u8>,
+    pub(super) fingerprint: Vec<u8>,
     /// The claim created or attached to.
     #[prost(uint64, tag = "3")]
-    claim_id: u64,
+    pub(super) claim_id: u64,
     /// The response created, for attachments.
     #[prost(uint64, tag = "4")]
-    response_id: u64,
+    pub(super) response_id: u64,
 }
 
 /// Why the store could not be opened.
@@ -150,31 +154,69 @@ pub struct SledStore {
     commit: GroupCommit,
 }
 
-fn be(n: u64) -> [u8; 8] {
+/// Opens sled in `dir` (creating it if absent), telling a held lock apart.
+pub(super) fn open_db(dir: &Path, cache_bytes: u64) -> std::result::Result<sled::Db, OpenError> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.contains("could not acquire lock") {
+                OpenError::Locked(dir.to_path_buf())
+            } else {
+                OpenError::Other {
+                    dir: dir.to_path_buf(),
+                    cause: text,
+                }
+            }
+        })
+}
+
+/// The format version recorded in `meta` (`None` for a new directory).
+pub(super) fn read_format_version(
+    dir: &Path,
+    meta: &sled::Tree,
+) -> std::result::Result<Option<u32>, OpenError> {
+    let other = |cause: String| OpenError::Other {
+        dir: dir.to_path_buf(),
+        cause,
+    };
+    match meta
+        .get(META_FORMAT_VERSION)
+        .map_err(|e| other(e.to_string()))?
+    {
+        Some(v) if v.len() == 4 => Ok(Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
+        Some(_) => Err(other("corrupt format_version entry".into())),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-fn pair(a: u64, b: u64) -> [u8; 16] {
+pub(super) fn pair(a: u64, b: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&a.to_be_bytes());
     key[8..].copy_from_slice(&b.to_be_bytes());
     key
 }
 
-fn state_key(state: i32, id: u64) -> [u8; 9] {
+pub(super) fn state_key(state: i32, id: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = state as u8;
     key[1..].copy_from_slice(&id.to_be_bytes());
     key
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(&bytes[at..at + 8]);
     u64::from_be_bytes(buf)
 }
 
-fn sha_key(hex: &str) -> Option<[u8; 32]> {
+pub(super) fn sha_key(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
     }
@@ -197,7 +239,7 @@ fn internal(err: impl std::fmt::Display) -> Error {
     Error::Internal(err.to_string())
 }
 
-fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
+pub(super) fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
     M::decode(bytes).map_err(|e| Error::Internal(format!("corrupt {what} record: {e}")))
 }
 
@@ -257,29 +299,67 @@ fn reindex_state(by_state: &TransactionalTree, claim: &Claim, old_state: i32) ->
 }
 
 /// Stores `event` at the next position of the event log (read and advanced
-/// inside the transaction, so positions are dense and in commit order) and
-/// returns that position.
+/// inside the transaction, so positions are dense and in commit order),
+/// links it to the claim's hash chain and the service-wide chain, writes the
+/// claim record (whose chain head moved), and returns the position.
 fn append_event(
-    meta: &TransactionalTree,
-    events: &TransactionalTree,
-    log: &TransactionalTree,
+    (meta, claims, events, log): (
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+    ),
+    claim: &mut Claim,
     mut event: ClaimEvent,
 ) -> TxResult<u64> {
     let last = meta.get(META_LAST_LOG_POSITION)?;
     let position = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
     meta.insert(META_LAST_LOG_POSITION, &be(position))?;
     event.log_position = position;
-    events.insert(&pair(event.claim_id, event.sequence), event.encode_to_vec())?;
-    log.insert(&be(position), &log_entry(&event)[..])?;
+    let (bytes, hash) = chain::seal(claim, &mut event);
+    let previous = match position {
+        1 => chain::GENESIS,
+        _ => match log.get(be(position - 1))? {
+            Some(entry) => log_head(&entry).map_err(ConflictableTransactionError::Abort)?,
+            None => {
+                return abort(Error::Internal(format!(
+                    "event_log has no entry {}",
+                    position - 1
+                )))
+            }
+        },
+    };
+    events.insert(&pair(event.claim_id, event.sequence), bytes)?;
+    log.insert(
+        &be(position),
+        &log_entry(&event, &chain::link(&previous, &hash))[..],
+    )?;
+    claims.insert(&be(claim.id), claim.encode_to_vec())?;
     Ok(position)
 }
 
-/// `event_log` value: claim id, sequence and type.
-fn log_entry(event: &ClaimEvent) -> [u8; 17] {
-    let mut value = [0u8; 17];
+/// Length of an `event_log` value.
+pub(super) const LOG_ENTRY_LEN: usize = 49;
+
+/// `event_log` value: claim id, sequence, type and the service-wide chain
+/// head after this event.
+pub(super) fn log_entry(event: &ClaimEvent, head: &chain::Hash) -> [u8; LOG_ENTRY_LEN] {
+    let mut value = [0u8; LOG_ENTRY_LEN];
     value[..16].copy_from_slice(&pair(event.claim_id, event.sequence));
     value[16] = u8::try_from(event.event_type).unwrap_or(0);
+    value[17..].copy_from_slice(head);
     value
+}
+
+/// The chain head stored in an `event_log` value.
+pub(super) fn log_head(entry: &[u8]) -> Result<chain::Hash> {
+    entry
+        .get(17..LOG_ENTRY_LEN)
+        .filter(|_| entry.len() == LOG_ENTRY_LEN)
+        .and_then(|head| head.try_into().ok())
+        .ok_or_else(|| {
+            Error::Internal(format!("malformed event_log entry ({} bytes)", entry.len()))
+        })
 }
 
 /// Version 3: gives every stored event a log position, in the order the
@@ -318,12 +398,90 @@ fn build_event_log(events: &sled::Tree, log: &sled::Tree) -> sled::Result<u64> {
             continue;
         };
         event.log_position = position;
-        log_batch.insert(&be(position), &log_entry(&event)[..]);
+        // Chain heads are filled in by the version 4 migration.
+        log_batch.insert(&be(position), &log_entry(&event, &chain::GENESIS)[..]);
         event_batch.insert(&key, event.encode_to_vec());
     }
     events.apply_batch(event_batch)?;
     log.apply_batch(log_batch)?;
     Ok(order.len() as u64)
+}
+
+/// Claims per batch of the version 4 migration.
+const MIGRATION_BATCH_CLAIMS: usize = 10_000;
+
+/// Version 4: links every stored event into its claim's hash chain (setting
+/// `record_sha256` from the records as they are now and `prev_hash`), sets
+/// each claim's `chain_head`, then writes the service-wide chain heads into
+/// `event_log`. Safe to repeat: every value is computed again from the
+/// records, so an interrupted run is finished by the next start.
+fn seal_chains(
+    claims: &sled::Tree,
+    events: &sled::Tree,
+    responses: &sled::Tree,
+    log: &sled::Tree,
+) -> sled::Result<()> {
+    let mut claim_batch = sled::Batch::default();
+    let mut event_batch = sled::Batch::default();
+    let mut pending = 0;
+    for entry in claims.iter() {
+        let (key, value) = entry?;
+        let Ok(mut claim) = Claim::decode(value.as_ref()) else {
+            tracing::error!(key = ?key, "skipping an undecodable claim while sealing hash chains");
+            continue;
+        };
+        claim.chain_head = Vec::new();
+        let id = claim.id;
+        for entry in events.range(pair(id, 0)..=pair(id, u64::MAX)) {
+            let (event_key, bytes) = entry?;
+            let Ok(mut event) = ClaimEvent::decode(bytes.as_ref()) else {
+                tracing::error!(
+                    claim = id,
+                    "skipping an undecodable event while sealing hash chains"
+                );
+                continue;
+            };
+            event.record_sha256 = match &event.details {
+                Some(EventDetails::Registered(_)) => chain::registered_digest(&claim).to_vec(),
+                Some(EventDetails::ResponseAttached(a)) => responses
+                    .get(pair(id, a.response_id))?
+                    .map(|r| chain::sha256(&r[..]).to_vec())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let (bytes, _) = chain::seal(&mut claim, &mut event);
+            event_batch.insert(event_key, bytes);
+        }
+        claim_batch.insert(key, claim.encode_to_vec());
+        pending += 1;
+        if pending == MIGRATION_BATCH_CLAIMS {
+            events.apply_batch(std::mem::take(&mut event_batch))?;
+            claims.apply_batch(std::mem::take(&mut claim_batch))?;
+            pending = 0;
+        }
+    }
+    events.apply_batch(event_batch)?;
+    claims.apply_batch(claim_batch)?;
+    let mut head = chain::GENESIS;
+    let mut log_batch = sled::Batch::default();
+    for (done, entry) in log.iter().enumerate() {
+        let (position, value) = entry?;
+        if value.len() < 17 {
+            continue;
+        }
+        let Some(bytes) = events.get(&value[..16])? else {
+            continue;
+        };
+        head = chain::link(&head, &chain::sha256(&bytes));
+        let mut entry = [0u8; LOG_ENTRY_LEN];
+        entry[..17].copy_from_slice(&value[..17]);
+        entry[17..].copy_from_slice(&head);
+        log_batch.insert(position, &entry[..]);
+        if done % (4 * MIGRATION_BATCH_CLAIMS) == 0 {
+            log.apply_batch(std::mem::take(&mut log_batch))?;
+        }
+    }
+    log.apply_batch(log_batch)
 }
 
 fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<Claim> {
@@ -349,30 +507,10 @@ impl SledStore {
             dir: dir.to_path_buf(),
             cause: cause.to_string(),
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("could not acquire lock") {
-                    OpenError::Locked(dir.to_path_buf())
-                } else {
-                    other(e)
-                }
-            })?;
+        let db = open_db(dir, cache_bytes)?;
         let meta = db.open_tree("meta").map_err(other)?;
         let by_sha256 = db.open_tree("claims_by_sha256").map_err(other)?;
-        let found = match meta.get(META_FORMAT_VERSION).map_err(other)? {
-            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-            Some(_) => {
-                return Err(OpenError::Other {
-                    dir: dir.to_path_buf(),
-                    cause: "corrupt format_version entry".into(),
-                })
-            }
-            None => DIR_FORMAT_VERSION,
-        };
+        let found = read_format_version(dir, &meta)?.unwrap_or(DIR_FORMAT_VERSION);
         if found > DIR_FORMAT_VERSION {
             return Err(OpenError::TooNew {
                 dir: dir.to_path_buf(),
@@ -394,6 +532,11 @@ impl SledStore {
             let last = build_event_log(&events, &event_log).map_err(other)?;
             meta.insert(META_LAST_LOG_POSITION, &be(last))
                 .map_err(other)?;
+        }
+        if found < 4 {
+            let claims = db.open_tree("claims").map_err(other)?;
+            let responses = db.open_tree("responses").map_err(other)?;
+            seal_chains(&claims, &events, &responses, &event_log).map_err(other)?;
         }
         if found < DIR_FORMAT_VERSION {
             tracing::info!(
@@ -713,7 +856,7 @@ fn stored_quality(image: &crate::domain::Image) -> i32 {
 }
 
 /// `claims_by_pdq` value: the hash and its quality, when the claim has one.
-fn pdq_entry(claim: &Claim) -> Option<(Pdq, i32, [u8; 33])> {
+pub(super) fn pdq_entry(claim: &Claim) -> Option<(Pdq, i32, [u8; 33])> {
     let image = claim.image.as_ref()?;
     let hash = Pdq::from_hex(&image.pdq)?;
     let quality = stored_quality(image);
@@ -723,7 +866,7 @@ fn pdq_entry(claim: &Claim) -> Option<(Pdq, i32, [u8; 33])> {
     Some((hash, quality, value))
 }
 
-fn sha_index_key(sha: &[u8; 32], id: u64) -> [u8; 40] {
+pub(super) fn sha_index_key(sha: &[u8; 32], id: u64) -> [u8; 40] {
     let mut key = [0u8; 40];
     key[..32].copy_from_slice(sha);
     key[32..].copy_from_slice(&id.to_be_bytes());
@@ -778,9 +921,8 @@ impl Store for SledStore {
                 meta.insert(META_LAST_CLAIM_ID, &be(id))?;
                 let mut claim = cmd.claim.clone();
                 let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
-                claims.insert(&be(id), claim.encode_to_vec())?;
                 by_state.insert(&state_key(claim.state, id), &[])?;
-                let position = append_event(meta, events, log, event)?;
+                let position = append_event((meta, claims, events, log), &mut claim, event)?;
                 if let Some(sha) = &sha {
                     by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
                 }
@@ -898,10 +1040,9 @@ impl Store for SledStore {
                 let mut response = cmd.response.clone();
                 let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
                     .map_err(ConflictableTransactionError::Abort)?;
-                claims.insert(&be(claim.id), claim.encode_to_vec())?;
                 reindex_state(by_state, &claim, old_state)?;
                 responses.insert(&pair(claim.id, response.id), response.encode_to_vec())?;
-                let position = append_event(meta, events, log, event)?;
+                let position = append_event((meta, claims, events, log), &mut claim, event)?;
                 if let Some(key) = &request_key {
                     let record = IdempotencyRecord {
                         format_version: FORMAT_VERSION,
@@ -955,9 +1096,8 @@ impl Store for SledStore {
                 Timestamp::now(),
             )
             .map_err(ConflictableTransactionError::Abort)?;
-            claims.insert(&be(claim.id), claim.encode_to_vec())?;
             reindex_state(by_state, &claim, old_state)?;
-            append_event(meta, events, log, event)
+            append_event((meta, claims, events, log), &mut claim, event)
         });
         let position = finish_tx(outcome)?;
         self.durable_through(position).await?;
@@ -1020,7 +1160,7 @@ impl Store for SledStore {
         for entry in self.event_log.range(be(after + 1)..=be(up_to)) {
             let (key, value) = entry.map_err(internal)?;
             let position = u64_at(&key, 0);
-            if value.len() != 17 {
+            if value.len() != LOG_ENTRY_LEN {
                 return Err(Error::Internal(format!(
                     "malformed event_log entry at {position}"
                 )));
@@ -1307,6 +1447,126 @@ mod tests {
         assert_eq!(batch.events.len(), 1);
         assert_eq!(batch.events[0].claim_id, third.claim.claim.id);
         assert_eq!(batch.events[0].log_position, 3);
+    }
+
+    /// Registers two claims, attaches two responses and sets a verdict.
+    async fn some_history(store: &SledStore) {
+        for text in ["one", "two"] {
+            store
+                .register_claim(on_image(&"ab".repeat(32), text))
+                .await
+                .unwrap();
+        }
+        for stance in [
+            crate::domain::Stance::Refutes,
+            crate::domain::Stance::Supports,
+        ] {
+            store
+                .attach_response(NewResponse {
+                    claim_id: 1,
+                    response: OfficialResponse {
+                        stance: stance as i32,
+                        text: "statement".into(),
+                        ..Default::default()
+                    },
+                    request_id: format!("{stance:?}"),
+                    actor: "desk".into(),
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .set_verdict(NewVerdict {
+                claim_id: 1,
+                verdict: crate::domain::Verdict {
+                    claim_rating: 2,
+                    rationale: "KAZBAT".into(),
+                    ..Default::default()
+                },
+                etag: None,
+                actor: "editor".into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    fn dump(db: &sled::Db, tree: &str) -> Vec<(sled::IVec, sled::IVec)> {
+        db.open_tree(tree)
+            .unwrap()
+            .iter()
+            .map(|e| e.unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_3_directory_gets_the_same_hash_chains_as_live_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            some_history(&store).await;
+            store.close().await.unwrap();
+        }
+        let db = open_when_released(dir.path()).await;
+        let live: Vec<_> = ["claims", "events", "event_log"]
+            .iter()
+            .map(|t| dump(&db, t))
+            .collect();
+        // Rewrite as version 3 wrote it: no chain fields, 17-byte log entries.
+        for (key, value) in dump(&db, "claims") {
+            let mut claim = Claim::decode(value.as_ref()).unwrap();
+            assert_eq!(claim.chain_head.len(), 32);
+            claim.chain_head.clear();
+            db.open_tree("claims")
+                .unwrap()
+                .insert(key, claim.encode_to_vec())
+                .unwrap();
+        }
+        for (key, value) in dump(&db, "events") {
+            let mut event = ClaimEvent::decode(value.as_ref()).unwrap();
+            event.prev_hash.clear();
+            event.record_sha256.clear();
+            db.open_tree("events")
+                .unwrap()
+                .insert(key, event.encode_to_vec())
+                .unwrap();
+        }
+        for (key, value) in dump(&db, "event_log") {
+            db.open_tree("event_log")
+                .unwrap()
+                .insert(key, &value[..17])
+                .unwrap();
+        }
+        db.open_tree("meta")
+            .unwrap()
+            .insert(META_FORMAT_VERSION, &3u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let report = super::super::check_dir(dir.path()).unwrap();
+        assert!(!report.is_ok(), "an old directory is reported");
+        assert!(
+            report.problems[0].contains("older"),
+            "{:?}",
+            report.problems
+        );
+        let store = reopen(dir.path()).await;
+        let migrated: Vec<_> = ["claims", "events", "event_log"]
+            .iter()
+            .map(|t| dump(&store.db, t))
+            .collect();
+        assert_eq!(
+            migrated, live,
+            "migration seals exactly what live writes sealed"
+        );
+        drop(store);
+        let db = open_when_released(dir.path()).await;
+        drop(db);
+        let report = super::super::check_dir(dir.path()).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(
+            (report.claims, report.events, report.log_position),
+            (2, 5, 5)
+        );
     }
 
     #[tokio::test]

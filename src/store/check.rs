@@ -1,0 +1,466 @@
+//! `photoclaim check`: verifies a data directory offline, without changing
+//! it: the format version, every claim's hash chain and history (replayed
+//! with the status rules), the service-wide chain over the event log, and
+//! every index against the records it indexes.
+
+use std::path::Path;
+
+use prost::Message;
+
+use super::sled_store::{
+    be, decode, log_head, open_db, pair, pdq_entry, read_format_version, sha_index_key, sha_key,
+    state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+};
+use super::{OpenError, DIR_FORMAT_VERSION};
+use crate::domain::access::ApiKey;
+use crate::domain::chain::{self, Hash};
+use crate::domain::{Claim, ClaimEvent, OfficialResponse};
+
+/// Problems listed in a report at most (all are counted).
+const MAX_LISTED: usize = 1000;
+
+/// What `check` found.
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    /// Format version on disk.
+    pub format_version: u32,
+    /// Claims checked.
+    pub claims: u64,
+    /// Events checked.
+    pub events: u64,
+    /// Responses checked.
+    pub responses: u64,
+    /// Last position of the event log.
+    pub log_position: u64,
+    /// Service-wide chain head after the last event.
+    pub chain_head: Hash,
+    /// The first [`MAX_LISTED`] problems, each naming what is wrong where.
+    pub problems: Vec<String>,
+    /// All problems found.
+    pub problem_count: u64,
+}
+
+impl CheckReport {
+    /// No problem found.
+    pub fn is_ok(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+}
+
+type Sled<T> = Result<T, OpenError>;
+
+/// The trees `check` reads.
+struct Trees {
+    meta: sled::Tree,
+    claims: sled::Tree,
+    by_state: sled::Tree,
+    responses: sled::Tree,
+    events: sled::Tree,
+    event_log: sled::Tree,
+    by_sha256: sled::Tree,
+    by_pdq: sled::Tree,
+    request_ids: sled::Tree,
+    keys: sled::Tree,
+    key_names: sled::Tree,
+}
+
+/// Checks the data directory `dir`. `Err` if it cannot be opened (missing,
+/// locked by a running server, written by a newer photoclaim); problems in
+/// the data are in the report.
+pub fn check_dir(dir: &Path) -> Sled<CheckReport> {
+    if !dir.join("conf").is_file() {
+        return Err(OpenError::Other {
+            dir: dir.to_path_buf(),
+            cause: "not a photoclaim data directory (no sled database in it)".into(),
+        });
+    }
+    let db = open_db(dir, 64 * 1024 * 1024)?;
+    let tree = |name: &str| {
+        db.open_tree(name).map_err(|e| OpenError::Other {
+            dir: dir.to_path_buf(),
+            cause: e.to_string(),
+        })
+    };
+    let trees = Trees {
+        meta: tree("meta")?,
+        claims: tree("claims")?,
+        by_state: tree("claims_by_state")?,
+        responses: tree("responses")?,
+        events: tree("events")?,
+        event_log: tree("event_log")?,
+        by_sha256: tree("claims_by_sha256")?,
+        by_pdq: tree("claims_by_pdq")?,
+        request_ids: tree("request_ids")?,
+        keys: tree("api_keys")?,
+        key_names: tree("api_key_names")?,
+    };
+    let mut report = CheckReport::default();
+    match read_format_version(dir, &trees.meta)? {
+        Some(found) if found > DIR_FORMAT_VERSION => {
+            return Err(OpenError::TooNew {
+                dir: dir.to_path_buf(),
+                found,
+                supported: DIR_FORMAT_VERSION,
+            })
+        }
+        Some(found) if found < DIR_FORMAT_VERSION => {
+            report.format_version = found;
+            report.problem(format!(
+                "format version {found} is older than this binary's {DIR_FORMAT_VERSION}: start `photoclaim serve` on it once to migrate it, then check again"
+            ));
+            return Ok(report);
+        }
+        Some(found) => report.format_version = found,
+        None => {
+            report.problem("meta: no format_version entry".into());
+            return Ok(report);
+        }
+    }
+    let walk = |report: &mut CheckReport, result: sled::Result<()>| {
+        if let Err(e) = result {
+            report.problem(format!("storage error while reading: {e}"));
+        }
+    };
+    let result = check_claims(&trees, &mut report);
+    walk(&mut report, result);
+    let result = check_log(&trees, &mut report);
+    walk(&mut report, result);
+    let result = check_indexes(&trees, &mut report);
+    walk(&mut report, result);
+    let result = check_orphans(&trees, &mut report);
+    walk(&mut report, result);
+    let result = check_keys(&trees, &mut report);
+    walk(&mut report, result);
+    Ok(report)
+}
+
+/// Decodes `bytes`, also refusing an encoding that is not the one photoclaim
+/// writes (extra or reordered fields change the hash a chain covers).
+fn decode_exact<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, String> {
+    let record: M = decode(bytes, what).map_err(|e| e.to_string())?;
+    if record.encode_to_vec() != bytes {
+        return Err(format!("{what} record is not in canonical encoding"));
+    }
+    Ok(record)
+}
+
+fn meta_u64(meta: &sled::Tree, key: &[u8]) -> sled::Result<u64> {
+    Ok(meta.get(key)?.map(|v| u64_at(&v, 0)).unwrap_or(0))
+}
+
+/// Every claim: record, events, responses, and its own index entries.
+fn check_claims(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+    let last_id = meta_u64(&t.meta, META_LAST_CLAIM_ID)?;
+    for entry in t.claims.iter() {
+        let (key, value) = entry?;
+        report.claims += 1;
+        if key.len() != 8 {
+            report.problem(format!("claims: malformed key {key:?}"));
+            continue;
+        }
+        let id = u64_at(&key, 0);
+        let at = format!("claims/{id}");
+        let claim: Claim = match decode_exact(&value, "claim") {
+            Ok(claim) => claim,
+            Err(e) => {
+                report.problem(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        if claim.id != id {
+            report.problem(format!("{at}: record has id {}", claim.id));
+        }
+        if id > last_id {
+            report.problem(format!(
+                "{at}: id above meta last_claim_id {last_id} (the id could be given again)"
+            ));
+        }
+        let mut events = Vec::new();
+        for entry in t.events.range(pair(id, 0)..=pair(id, u64::MAX)) {
+            let (key, value) = entry?;
+            report.events += 1;
+            match decode_exact::<ClaimEvent>(&value, "event") {
+                Ok(event) if event.sequence == u64_at(&key, 8) => events.push(event),
+                Ok(event) => report.problem(format!(
+                    "{at}/events/{}: record has sequence {}",
+                    u64_at(&key, 8),
+                    event.sequence
+                )),
+                Err(e) => report.problem(format!("{at}/events/{}: {e}", u64_at(&key, 8))),
+            }
+        }
+        let mut responses = Vec::new();
+        for entry in t.responses.range(pair(id, 0)..=pair(id, u64::MAX)) {
+            let (key, value) = entry?;
+            report.responses += 1;
+            let rid = u64_at(&key, 8);
+            match decode_exact::<OfficialResponse>(&value, "official response") {
+                Ok(r) if r.id == rid && r.claim_id == id => responses.push(r),
+                Ok(r) => report.problem(format!(
+                    "{at}/officialResponses/{rid}: record says claims/{}/officialResponses/{}",
+                    r.claim_id, r.id
+                )),
+                Err(e) => report.problem(format!("{at}/officialResponses/{rid}: {e}")),
+            }
+        }
+        match chain::replay(&claim, &events, &responses) {
+            Err(b) => report.problem(format!("{at}: {b}")),
+            Ok(rebuilt) if rebuilt != claim => report.problem(format!(
+                "{at}: the record does not match its events (state, counts, verdict or chain head {} vs {} from the events): it was changed",
+                chain::to_hex(&claim.chain_head),
+                chain::to_hex(&rebuilt.chain_head)
+            )),
+            Ok(_) => {}
+        }
+        let attached = claim.evidence.as_ref().map(|e| e.total).unwrap_or(0);
+        if responses.len() as u64 > attached {
+            report.problem(format!(
+                "{at}: {} response records but {attached} attached",
+                responses.len()
+            ));
+        }
+        for event in &events {
+            check_log_entry(t, report, &at, event)?;
+        }
+        if !t.by_state.contains_key(state_key(claim.state, id))? {
+            report.problem(format!(
+                "{at}: missing from the state index (claims_by_state)"
+            ));
+        }
+        if let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) {
+            if !t.by_sha256.contains_key(sha_index_key(&sha, id))? {
+                report.problem(format!(
+                    "{at}: missing from the SHA-256 index (claims_by_sha256)"
+                ));
+            }
+        }
+        let expected = pdq_entry(&claim).map(|(_, _, value)| value);
+        let stored = t.by_pdq.get(be(id))?;
+        if stored.as_deref() != expected.as_ref().map(|v| &v[..]) {
+            report.problem(format!(
+                "{at}: PDQ index entry (claims_by_pdq) does not match the record"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An event's entry in `event_log` names it back.
+fn check_log_entry(
+    t: &Trees,
+    report: &mut CheckReport,
+    at: &str,
+    event: &ClaimEvent,
+) -> sled::Result<()> {
+    let position = event.log_position;
+    match t.event_log.get(be(position))? {
+        Some(entry)
+            if entry.len() == LOG_ENTRY_LEN
+                && entry[..16] == pair(event.claim_id, event.sequence) => {}
+        _ => report.problem(format!(
+            "{at}/events/{}: log position {position} does not name it in event_log",
+            event.sequence
+        )),
+    }
+    Ok(())
+}
+
+/// The event log: dense positions, each naming an event, and the
+/// service-wide chain recomputed from the event records.
+fn check_log(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+    let mut head = chain::GENESIS;
+    let mut expected_position = 1;
+    let mut chain_ok = true;
+    for entry in t.event_log.iter() {
+        let (key, value) = entry?;
+        let position = u64_at(&key, 0);
+        let at = format!("event_log/{position}");
+        if position != expected_position {
+            report.problem(format!(
+                "{at}: positions jump from {} (a hole in the log)",
+                expected_position - 1
+            ));
+        }
+        expected_position = position + 1;
+        let Ok(stored_head) = log_head(&value) else {
+            report.problem(format!("{at}: malformed entry ({} bytes)", value.len()));
+            chain_ok = false;
+            continue;
+        };
+        let Some(bytes) = t.events.get(&value[..16])? else {
+            report.problem(format!(
+                "{at}: names claims/{}/events/{}, which is missing",
+                u64_at(&value, 0),
+                u64_at(&value, 8)
+            ));
+            chain_ok = false;
+            continue;
+        };
+        match decode::<ClaimEvent>(&bytes, "event") {
+            Ok(event)
+                if event.log_position == position && event.event_type == i32::from(value[16]) => {}
+            _ => report.problem(format!(
+                "{at}: the event it names does not have this position and type"
+            )),
+        }
+        head = chain::link(&head, &chain::sha256(&bytes));
+        if chain_ok && head != stored_head {
+            report.problem(format!(
+                "{at}: service-wide chain broken: stored head {} but the events give {}",
+                chain::to_hex(&stored_head),
+                chain::to_hex(&head)
+            ));
+            // Later heads all differ too: report the first only.
+            chain_ok = false;
+        }
+        report.log_position = position;
+    }
+    report.chain_head = head;
+    let recorded = meta_u64(&t.meta, META_LAST_LOG_POSITION)?;
+    if recorded != report.log_position {
+        report.problem(format!(
+            "meta: last_log_position is {recorded} but the log ends at {}",
+            report.log_position
+        ));
+    }
+    Ok(())
+}
+
+/// Index entries that point at records which do not exist or do not match.
+fn check_indexes(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+    let claim = |id: u64| -> sled::Result<Option<Claim>> {
+        Ok(t.claims
+            .get(be(id))?
+            .and_then(|bytes| Claim::decode(bytes.as_ref()).ok()))
+    };
+    for entry in t.by_state.iter() {
+        let (key, _) = entry?;
+        if key.len() != 9 {
+            report.problem(format!("claims_by_state: malformed key {key:?}"));
+            continue;
+        }
+        let id = u64_at(&key, 1);
+        if claim(id)?.is_none_or(|c| c.state != i32::from(key[0])) {
+            report.problem(format!(
+                "claims_by_state: entry (state {}, claims/{id}) does not match a claim",
+                key[0]
+            ));
+        }
+    }
+    for entry in t.by_sha256.iter() {
+        let (key, _) = entry?;
+        if key.len() != 40 {
+            report.problem(format!(
+                "claims_by_sha256: malformed key of {} bytes",
+                key.len()
+            ));
+            continue;
+        }
+        let id = u64_at(&key, 32);
+        let matches = claim(id)?.is_some_and(|c| {
+            c.image
+                .as_ref()
+                .and_then(|i| sha_key(&i.sha256))
+                .is_some_and(|sha| sha[..] == key[..32])
+        });
+        if !matches {
+            report.problem(format!(
+                "claims_by_sha256: entry for claims/{id} does not match its image"
+            ));
+        }
+    }
+    for entry in t.by_pdq.iter() {
+        let (key, _) = entry?;
+        if key.len() != 8 || claim(u64_at(&key, 0))?.is_none() {
+            report.problem(format!("claims_by_pdq: entry {key:?} names no claim"));
+        }
+    }
+    for entry in t.request_ids.iter() {
+        let (key, value) = entry?;
+        let name = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
+        let at = format!("request_ids/{name:?}");
+        let record: IdempotencyRecord = match decode(&value, "idempotency") {
+            Ok(record) => record,
+            Err(e) => {
+                report.problem(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        let exists = match key.first() {
+            Some(&OP_REGISTER) => t.claims.contains_key(be(record.claim_id))?,
+            Some(&OP_ATTACH) => t
+                .responses
+                .contains_key(pair(record.claim_id, record.response_id))?,
+            _ => false,
+        };
+        if !exists {
+            report.problem(format!(
+                "{at}: names claims/{} (response {}), which does not exist",
+                record.claim_id, record.response_id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Events and responses of claims that do not exist.
+fn check_orphans(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+    for (tree, what) in [(&t.events, "events"), (&t.responses, "officialResponses")] {
+        let mut last_checked = None;
+        for key in tree.iter().keys() {
+            let key = key?;
+            if key.len() != 16 {
+                report.problem(format!("{what}: malformed key of {} bytes", key.len()));
+                continue;
+            }
+            let id = u64_at(&key, 0);
+            if last_checked == Some(id) {
+                continue;
+            }
+            last_checked = Some(id);
+            if !t.claims.contains_key(be(id))? {
+                report.problem(format!(
+                    "claims/{id}/{what}: records of a claim that does not exist"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// API keys and their name index.
+fn check_keys(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+    for entry in t.keys.iter() {
+        let (key, value) = entry?;
+        match decode::<ApiKey>(&value, "API key") {
+            Ok(api_key) => {
+                let name = api_key.name.to_ascii_lowercase();
+                if t.key_names.get(name.as_bytes())?.as_deref() != Some(&key[..]) {
+                    report.problem(format!(
+                        "api_keys/{:?}: missing from the name index",
+                        api_key.name
+                    ));
+                }
+            }
+            Err(e) => report.problem(format!("api_keys/{key:?}: {e}")),
+        }
+    }
+    for entry in t.key_names.iter() {
+        let (name, id) = entry?;
+        if !t.keys.contains_key(&id)? {
+            report.problem(format!(
+                "api_key_names/{:?}: names no key",
+                String::from_utf8_lossy(&name)
+            ));
+        }
+    }
+    Ok(())
+}
