@@ -46,6 +46,23 @@ pub struct Summary {
 
 /// Exports every claim from `source` into the file `out`, atomically.
 pub async fn export(source: &Source, out: &Path) -> Result<Summary, String> {
+    let result = write_atomically(
+        out,
+        |partial| async move { write_to(source, &partial).await },
+    )
+    .await;
+    tracing::debug!(peak_rss_kib = peak_rss_kib(), "export memory");
+    result
+}
+
+/// Runs `write` on a temporary file beside `out` (a hidden name with the
+/// process id), then renames it over `out`; removes it if anything fails,
+/// so `out` appears only complete.
+pub async fn write_atomically<T, F, Fut>(out: &Path, write: F) -> Result<T, String>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let name = out
         .file_name()
         .ok_or_else(|| format!("--out {} is not a file name", out.display()))?;
@@ -53,16 +70,14 @@ pub async fn export(source: &Source, out: &Path) -> Result<Summary, String> {
     partial_name.push(name);
     partial_name.push(format!(".partial-{}", std::process::id()));
     let partial = out.with_file_name(partial_name);
-    let result = write_to(source, &partial).await;
-    let result = result.and_then(|summary| {
+    let result = write(partial.clone()).await.and_then(|summary| {
         std::fs::rename(&partial, out)
-            .map_err(|e| format!("cannot rename the export to {}: {e}", out.display()))?;
+            .map_err(|e| format!("cannot rename the file to {}: {e}", out.display()))?;
         Ok(summary)
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    tracing::debug!(peak_rss_kib = peak_rss_kib(), "export memory");
     result
 }
 
@@ -133,7 +148,7 @@ async fn write_to(source: &Source, path: &Path) -> Result<Summary, String> {
 }
 
 /// A mistyped path is an error, not a new, empty database.
-fn open_existing(dir: &Path) -> Result<SledStore, String> {
+pub fn open_existing(dir: &Path) -> Result<SledStore, String> {
     if !dir.is_dir() {
         return Err(format!(
             "no data directory at {} (give --data-dir, or --server for a running server)",
@@ -142,7 +157,7 @@ fn open_existing(dir: &Path) -> Result<SledStore, String> {
     }
     SledStore::open_with_cache(dir, EXPORT_CACHE_BYTES).map_err(|err| match err {
         OpenError::Locked(_) => format!(
-            "{err}. While the server runs, export through it: add --server http://HOST:PORT \
+            "{err}. While the server runs, work through it: add --server http://HOST:PORT \
              (and PHOTOCLAIM_TOKEN=<an admin key's token>)"
         ),
         other => other.to_string(),

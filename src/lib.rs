@@ -19,6 +19,9 @@
 //!   running server.
 //! - [`export`]: `photoclaim export`, the JSON Lines archive (format in
 //!   [`api::archive`]), on a data directory or through a running server.
+//! - [`backup`]: `photoclaim backup` / `restore`, the backup file format and
+//!   the snapshot behind `AdminService.Backup`; [`store::check_dir`] is
+//!   `photoclaim check`, and [`domain::chain`] the audit trail's hash chains.
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
 //! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
@@ -27,9 +30,10 @@
 //!   token; shared by [`keys`], [`export`] and [`desk`].
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`], [`keys`], [`export`] or [`desk`].
+//! [`server::run`], [`keys`], [`export`], [`backup`], [`store::check_dir`] or [`desk`].
 
 pub mod api;
+pub mod backup;
 pub mod desk;
 pub mod domain;
 pub mod export;

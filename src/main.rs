@@ -82,6 +82,25 @@ enum Command {
     /// Desk commands against a running server: register, show, list, status,
     /// respond, verdict, history, watch.
     Claim(photoclaim::desk::ClaimArgs),
+    /// Write a consistent backup file (through a running server with --server,
+    /// taken while it keeps writing; or from a stopped data directory).
+    Backup {
+        /// The file to write; it appears only once complete and verified.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Build a data directory from a backup file, verifying its checksum and
+    /// every hash chain. The directory must be new or empty.
+    Restore {
+        /// The backup file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The data directory to create.
+        #[arg(long, env = "PHOTOCLAIM_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Verify a data directory offline (stop the server first): format
     /// version, every hash chain, every index. Exit code 1 if anything is wrong.
     Check {
@@ -272,6 +291,52 @@ async fn main() -> ExitCode {
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => photoclaim::desk::run(args).await,
         Command::Check { data_dir } => check(&data_dir),
+        Command::Backup { out, target } => backup(out, target).await,
+        Command::Restore { input, data_dir } => restore(&input, &data_dir),
+    }
+}
+
+fn describe(summary: &photoclaim::backup::Summary) -> String {
+    format!(
+        "{} claims, {} responses, {} events, {} API keys, {} request ids at log position {}, chain head {}",
+        summary.claims,
+        summary.responses,
+        summary.events,
+        summary.api_keys,
+        summary.requests,
+        summary.log_position,
+        summary.chain_head
+    )
+}
+
+async fn backup(out: PathBuf, args: TargetArgs) -> ExitCode {
+    let source = match target(args) {
+        Ok(Target::DataDir(dir)) => export::Source::DataDir(dir),
+        Ok(Target::Server(server)) => export::Source::Server(server),
+        Err(code) => return code,
+    };
+    match photoclaim::backup::backup(&source, &out).await {
+        Ok(summary) => {
+            println!("backed up {} to {}", describe(&summary), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!(
+            "backup failed, {} not written: {err}",
+            out.display()
+        )),
+    }
+}
+
+fn restore(input: &Path, dir: &Path) -> ExitCode {
+    match photoclaim::backup::restore(input, dir) {
+        Ok(summary) => {
+            println!("restored {} into {}", describe(&summary), dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!(
+            "restore failed, {} not created: {err}",
+            dir.display()
+        )),
     }
 }
 

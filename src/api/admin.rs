@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::backup;
 use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::{Error, Timestamp};
 use crate::pb::{self, admin_service_server::AdminService};
@@ -69,6 +70,29 @@ impl<S: Store> AdminService for AdminApi<S> {
                     .map_err(to_status)
             });
             Ok(Box::pin(chunks) as Self::ExportClaimsStream)
+        })
+        .await
+    }
+
+    type BackupStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::BackupChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn backup(
+        &self,
+        _request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        observe("Backup", "", async {
+            let (tx, rx) = backup::channel();
+            tokio::spawn(
+                backup::produce(self.store.clone(), tx).instrument(tracing::info_span!("backup")),
+            );
+            let chunks = ReceiverStream::new(rx).map(|chunk| {
+                chunk
+                    .map(|data| pb::BackupChunk { data })
+                    .map_err(to_status)
+            });
+            Ok(Box::pin(chunks) as Self::BackupStream)
         })
         .await
     }

@@ -65,7 +65,7 @@ fn known_access(path: &str) -> Option<Access> {
     if let Some(method) = path.strip_prefix(ADMIN) {
         return matches!(
             method,
-            "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" | "ExportClaims"
+            "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" | "ExportClaims" | "Backup"
         )
         .then_some(Access::Needs(Role::Admin));
     }
@@ -384,6 +384,10 @@ mod tests {
                 Access::Needs(Role::Admin),
             ),
             (
+                "/photoclaim.v1.AdminService/Backup",
+                Access::Needs(Role::Admin),
+            ),
+            (
                 "/photoclaim.v1.ClaimService/NewWriteRpc",
                 Access::Needs(Role::Admin),
             ),
@@ -417,6 +421,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 15, "ClaimService's 11 and AdminService's 4 RPCs");
+        assert_eq!(count, 16, "ClaimService's 11 and AdminService's 5 RPCs");
     }
 }

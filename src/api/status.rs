@@ -28,6 +28,10 @@ pub fn to_status(err: Error) -> Status {
         Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
         Error::OutOfRange(msg) => Status::out_of_range(msg),
         Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+        Error::DataLoss(msg) => {
+            tracing::error!(cause = %msg, "stored data failed its integrity check");
+            Status::data_loss(msg)
+        }
         Error::Internal(cause) => {
             tracing::error!(%cause, "internal error");
             Status::internal("internal error; the cause is in the server log")

@@ -79,6 +79,49 @@ pub fn seal(claim: &mut Claim, event: &mut ClaimEvent) -> (Vec<u8>, Hash) {
     (bytes, hash)
 }
 
+/// A claim with its responses and events: as stored, or as it was at a
+/// log position (a backup holds these).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClaimHistory {
+    /// The claim record.
+    #[prost(message, optional, tag = "1")]
+    pub claim: Option<Claim>,
+    /// Its responses, by id from 1.
+    #[prost(message, repeated, tag = "2")]
+    pub responses: Vec<OfficialResponse>,
+    /// Its events, by sequence from 1.
+    #[prost(message, repeated, tag = "3")]
+    pub events: Vec<ClaimEvent>,
+}
+
+impl ClaimHistory {
+    /// Checks that the claim record is exactly what its events make of it
+    /// (see [`replay`]), and that no response is left over.
+    pub fn verify(&self) -> Result<&Claim, Break> {
+        let Some(claim) = &self.claim else {
+            return Err(broken(0, "no claim record"));
+        };
+        let rebuilt = replay(claim, &self.events, &self.responses)?;
+        let attached = rebuilt.evidence.as_ref().map_or(0, |e| e.total);
+        if self.responses.len() as u64 != attached {
+            return Err(broken(
+                0,
+                format!(
+                    "{} responses but {attached} attachment events",
+                    self.responses.len()
+                ),
+            ));
+        }
+        if &rebuilt != claim {
+            return Err(broken(
+                0,
+                "the claim record does not match its events (state, counts, verdict or chain head)",
+            ));
+        }
+        Ok(claim)
+    }
+}
+
 /// A break found while replaying a claim's events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Break {

@@ -35,6 +35,10 @@ pub enum Error {
     /// A limit of the service was reached (e.g. open watch streams); retry later.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Stored records fail their integrity check (a broken audit trail):
+    /// the text names the record, never its content.
+    #[error("{0}")]
+    DataLoss(String),
     /// A fault of the service (storage, corruption). The text is for the log
     /// only; callers get a generic message.
     #[error("internal error: {0}")]

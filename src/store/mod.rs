@@ -7,17 +7,20 @@
 
 mod check;
 mod group_commit;
+mod restore;
 mod sled_store;
 
 use std::future::Future;
 
 use crate::domain::access::ApiKey;
+use crate::domain::chain::{self, ClaimHistory};
 use crate::domain::pdq::Pdq;
 use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
 };
 
 pub use check::{check_dir, CheckReport};
+pub use restore::{Restored, Restorer};
 pub use sled_store::{OpenError, SledStore, DIR_FORMAT_VERSION};
 
 /// Most claims reported in `same_image_claims`.
@@ -141,6 +144,27 @@ pub struct LogBatch {
     pub examined_to: u64,
 }
 
+/// What a `request_id` was used for (backups carry these, so that a retry
+/// after a restore is still answered without being redone).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestRecord {
+    /// True for an attachment, false for a registration.
+    #[prost(bool, tag = "1")]
+    pub attach: bool,
+    /// The request_id.
+    #[prost(bytes = "vec", tag = "2")]
+    pub request_id: Vec<u8>,
+    /// SHA-256 of the request's payload.
+    #[prost(bytes = "vec", tag = "3")]
+    pub fingerprint: Vec<u8>,
+    /// The claim registered or attached to.
+    #[prost(uint64, tag = "4")]
+    pub claim_id: u64,
+    /// The response attached (0 for a registration).
+    #[prost(uint64, tag = "5")]
+    pub response_id: u64,
+}
+
 /// The operations photoclaim needs from storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a claim (or replays an earlier registration with the same request_id).
@@ -213,6 +237,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest durable log position, updated as writes become durable.
     fn durable_log(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Claims registered at or before log position `up_to`, as they were
+    /// then (replayed from their events up to it, which also verifies their
+    /// hash chains), with their responses and events up to it: ascending
+    /// id after the cursor `after`. Events up to a durable position never
+    /// change, so pages read while writes go on form one consistent
+    /// snapshot. `DataLoss` if a claim's audit trail is broken.
+    fn snapshot_claims(
+        &self,
+        up_to: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ClaimHistory>>> + Send;
+
+    /// The service-wide chain head after log position `position`
+    /// ([`chain::GENESIS`] for 0).
+    fn log_head(&self, position: u64) -> impl Future<Output = Result<chain::Hash>> + Send;
+
+    /// request_id records in key order after `after`, at most `limit`.
+    fn request_records(
+        &self,
+        after: Option<RequestRecord>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RequestRecord>>> + Send;
 
     /// Stores a new API key. `AlreadyExists` if its name is taken (also by
     /// a revoked key).

@@ -41,8 +41,8 @@ use sled::Transactional;
 
 use super::group_commit::GroupCommit;
 use super::{
-    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered, Similar,
-    SimilarQuery, Store, MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
+    Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
+    RequestRecord, Similar, SimilarQuery, Store, MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
 };
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
@@ -228,10 +228,10 @@ pub(super) fn sha_key(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn request_key(op: u8, request_id: &str) -> Vec<u8> {
+pub(super) fn request_key(op: u8, request_id: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + request_id.len());
     key.push(op);
-    key.extend_from_slice(request_id.as_bytes());
+    key.extend_from_slice(request_id);
     key
 }
 
@@ -895,8 +895,8 @@ impl Store for SledStore {
     async fn register_claim(&self, cmd: NewClaim) -> Result<Registered> {
         let draft_bytes = cmd.claim.encode_to_vec();
         let fp = fingerprint(&[&draft_bytes]);
-        let request_key =
-            (!cmd.request_id.is_empty()).then(|| request_key(OP_REGISTER, &cmd.request_id));
+        let request_key = (!cmd.request_id.is_empty())
+            .then(|| request_key(OP_REGISTER, cmd.request_id.as_bytes()));
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
         let pdq = pdq_entry(&cmd.claim);
         let trees = (
@@ -1018,7 +1018,7 @@ impl Store for SledStore {
         let draft_bytes = cmd.response.encode_to_vec();
         let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
         let request_key =
-            (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, &cmd.request_id));
+            (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, cmd.request_id.as_bytes()));
         let trees = (
             &self.meta,
             &self.claims,
@@ -1193,6 +1193,110 @@ impl Store for SledStore {
 
     fn durable_log(&self) -> tokio::sync::watch::Receiver<u64> {
         self.durable_log.subscribe()
+    }
+
+    async fn snapshot_claims(
+        &self,
+        up_to: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ClaimHistory>> {
+        let mut items = Vec::new();
+        let Some(start) = after.unwrap_or(0).checked_add(1) else {
+            return Ok(Page {
+                items,
+                next_cursor: None,
+            });
+        };
+        for entry in self.claims.range(be(start)..) {
+            if items.len() == limit {
+                return Ok(Page {
+                    next_cursor: items
+                        .last()
+                        .and_then(|h: &ClaimHistory| h.claim.as_ref().map(|c| c.id)),
+                    items,
+                });
+            }
+            let (key, value) = entry.map_err(internal)?;
+            let id = u64_at(&key, 0);
+            let mut events = Vec::new();
+            for entry in self.events.range(pair(id, 0)..=pair(id, u64::MAX)) {
+                let event: ClaimEvent = decode(&entry.map_err(internal)?.1, "event")?;
+                if event.log_position > up_to {
+                    break;
+                }
+                events.push(event);
+            }
+            if events.is_empty() {
+                // Registered after `up_to`: so is every later claim.
+                break;
+            }
+            let attached = events
+                .iter()
+                .filter(|e| matches!(e.details, Some(EventDetails::ResponseAttached(_))))
+                .count();
+            let responses = self
+                .list_children(&self.responses, id, None, attached, "official response")?
+                .items;
+            let stored: Claim = decode(&value, "claim")?;
+            let claim = chain::replay(&stored, &events, &responses).map_err(|b| {
+                Error::DataLoss(format!(
+                    "claims/{id}: audit trail broken ({b}); run `photoclaim check`"
+                ))
+            })?;
+            items.push(ClaimHistory {
+                claim: Some(claim),
+                responses,
+                events,
+            });
+        }
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
+    }
+
+    async fn log_head(&self, position: u64) -> Result<chain::Hash> {
+        if position == 0 {
+            return Ok(chain::GENESIS);
+        }
+        let entry = self.event_log.get(be(position)).map_err(internal)?;
+        let entry =
+            entry.ok_or_else(|| Error::Internal(format!("event_log has no entry {position}")))?;
+        log_head(&entry)
+    }
+
+    async fn request_records(
+        &self,
+        after: Option<RequestRecord>,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>> {
+        let start = match &after {
+            Some(r) => Bound::Excluded(request_key(
+                if r.attach { OP_ATTACH } else { OP_REGISTER },
+                &r.request_id,
+            )),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .request_ids
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
+            if out.len() == limit {
+                break;
+            }
+            let (key, value) = entry.map_err(internal)?;
+            let record: IdempotencyRecord = decode(&value, "idempotency")?;
+            out.push(RequestRecord {
+                attach: key.first() == Some(&OP_ATTACH),
+                request_id: key[1..].to_vec(),
+                fingerprint: record.fingerprint,
+                claim_id: record.claim_id,
+                response_id: record.response_id,
+            });
+        }
+        Ok(out)
     }
 
     async fn create_key(&self, key: ApiKey) -> Result<ApiKey> {

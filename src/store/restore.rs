@@ -1,0 +1,254 @@
+//! Writes a backup's records into a new data directory (`photoclaim
+//! restore`): claims, responses and events as they were, the indexes and
+//! the event log built from them, the service-wide chain recomputed and
+//! compared with the head the backup recorded.
+
+use std::path::Path;
+
+use prost::Message;
+
+use super::sled_store::{
+    be, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key, state_key,
+    u64_at, IdempotencyRecord, DEFAULT_CACHE_BYTES, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+};
+use super::{RequestRecord, DIR_FORMAT_VERSION};
+use crate::domain::access::ApiKey;
+use crate::domain::chain::{self, ClaimHistory};
+use crate::domain::FORMAT_VERSION;
+
+/// Claims written per batch.
+const BATCH_CLAIMS: usize = 1000;
+
+/// What a restore wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Claims.
+    pub claims: u64,
+    /// Responses.
+    pub responses: u64,
+    /// Events.
+    pub events: u64,
+    /// API keys.
+    pub api_keys: u64,
+    /// request_id records.
+    pub requests: u64,
+}
+
+/// Builds a data directory from backup records, in the order a backup
+/// holds them: claims (ascending id), then API keys and request records,
+/// then [`Restorer::finish`].
+pub struct Restorer {
+    db: sled::Db,
+    batches: Vec<(sled::Tree, sled::Batch)>,
+    pending: usize,
+    last_id: u64,
+    restored: Restored,
+}
+
+fn storage(err: sled::Error) -> String {
+    format!("storage error: {err}")
+}
+
+/// Indexes into [`Restorer::batches`].
+const CLAIMS: usize = 0;
+const BY_STATE: usize = 1;
+const RESPONSES: usize = 2;
+const EVENTS: usize = 3;
+const EVENT_LOG: usize = 4;
+const BY_SHA256: usize = 5;
+const BY_PDQ: usize = 6;
+const TREES: [&str; 7] = [
+    "claims",
+    "claims_by_state",
+    "responses",
+    "events",
+    "event_log",
+    "claims_by_sha256",
+    "claims_by_pdq",
+];
+
+impl Restorer {
+    /// Starts a restore into `dir`, which must not hold a database.
+    pub fn create(dir: &Path) -> Result<Self, String> {
+        if dir.join("conf").exists() {
+            return Err(format!("{} already holds a database", dir.display()));
+        }
+        let db = open_db(dir, DEFAULT_CACHE_BYTES).map_err(|e| e.to_string())?;
+        let batches = TREES
+            .iter()
+            .map(|name| Ok((db.open_tree(name)?, sled::Batch::default())))
+            .collect::<sled::Result<_>>()
+            .map_err(storage)?;
+        Ok(Restorer {
+            db,
+            batches,
+            pending: 0,
+            last_id: 0,
+            restored: Restored::default(),
+        })
+    }
+
+    fn put(&mut self, tree: usize, key: &[u8], value: impl Into<sled::IVec>) {
+        self.batches[tree].1.insert(key, value);
+    }
+
+    fn apply(&mut self) -> Result<(), String> {
+        for (tree, batch) in &mut self.batches {
+            tree.apply_batch(std::mem::take(batch)).map_err(storage)?;
+        }
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Adds one claim after verifying it: its record must be exactly what
+    /// its events make of it, every hash link and record digest must hold.
+    pub fn claim(&mut self, history: ClaimHistory) -> Result<(), String> {
+        let claim = history.verify().map_err(|b| {
+            let id = history.claim.as_ref().map_or(0, |c| c.id);
+            format!("claims/{id}: {b}")
+        })?;
+        let id = claim.id;
+        if id <= self.last_id {
+            return Err(format!("claims/{id} comes after claims/{}", self.last_id));
+        }
+        self.last_id = id;
+        self.put(CLAIMS, &be(id), claim.encode_to_vec());
+        self.put(BY_STATE, &state_key(claim.state, id), &[][..]);
+        if let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) {
+            self.put(BY_SHA256, &sha_index_key(&sha, id), &[][..]);
+        }
+        if let Some((_, _, value)) = pdq_entry(claim) {
+            self.put(BY_PDQ, &be(id), &value[..]);
+        }
+        for response in &history.responses {
+            self.put(RESPONSES, &pair(id, response.id), response.encode_to_vec());
+        }
+        for event in &history.events {
+            if event.log_position == 0 {
+                return Err(format!(
+                    "claims/{id}/events/{}: no log position",
+                    event.sequence
+                ));
+            }
+            self.put(EVENTS, &pair(id, event.sequence), event.encode_to_vec());
+            // The head is filled in by `finish`, in log order.
+            self.put(
+                EVENT_LOG,
+                &be(event.log_position),
+                &log_entry(event, &chain::GENESIS)[..],
+            );
+        }
+        self.restored.claims += 1;
+        self.restored.responses += history.responses.len() as u64;
+        self.restored.events += history.events.len() as u64;
+        self.pending += 1;
+        if self.pending == BATCH_CLAIMS {
+            self.apply()?;
+        }
+        Ok(())
+    }
+
+    /// Adds an API key.
+    pub fn key(&mut self, key: ApiKey) -> Result<(), String> {
+        let result = (|| {
+            let keys = self.db.open_tree("api_keys")?;
+            let names = self.db.open_tree("api_key_names")?;
+            keys.insert(be(key.id), key.encode_to_vec())?;
+            names.insert(key.name.to_ascii_lowercase().as_bytes(), &be(key.id))?;
+            Ok(())
+        })();
+        self.restored.api_keys += 1;
+        result.map_err(storage)
+    }
+
+    /// Adds a request record if what it names was restored (a backup reads
+    /// them after its snapshot point, so it may hold newer ones); returns
+    /// whether it was kept.
+    pub fn request(&mut self, record: RequestRecord) -> Result<bool, String> {
+        self.apply()?;
+        let claims = &self.batches[CLAIMS].0;
+        let responses = &self.batches[RESPONSES].0;
+        let exists = if record.attach {
+            responses.contains_key(pair(record.claim_id, record.response_id))
+        } else {
+            claims.contains_key(be(record.claim_id))
+        }
+        .map_err(storage)?;
+        if !exists {
+            return Ok(false);
+        }
+        let op = if record.attach {
+            OP_ATTACH
+        } else {
+            OP_REGISTER
+        };
+        let value = IdempotencyRecord {
+            format_version: FORMAT_VERSION,
+            fingerprint: record.fingerprint,
+            claim_id: record.claim_id,
+            response_id: record.response_id,
+        };
+        self.db
+            .open_tree("request_ids")
+            .and_then(|t| t.insert(request_key(op, &record.request_id), value.encode_to_vec()))
+            .map_err(storage)?;
+        self.restored.requests += 1;
+        Ok(true)
+    }
+
+    /// Computes the service-wide chain over the restored log, checks that
+    /// the log holds exactly positions 1..=`log_position` and ends at
+    /// `chain_head`, writes the counters and the format version, and
+    /// flushes.
+    pub fn finish(
+        mut self,
+        log_position: u64,
+        chain_head: &chain::Hash,
+    ) -> Result<Restored, String> {
+        self.apply()?;
+        let events = self.batches[EVENTS].0.clone();
+        let log = self.batches[EVENT_LOG].0.clone();
+        let mut head = chain::GENESIS;
+        let mut expected = 1;
+        for entry in log.iter() {
+            let (key, value) = entry.map_err(storage)?;
+            let position = u64_at(&key, 0);
+            if position != expected {
+                return Err(format!(
+                    "the backup's events skip log position {expected}: events are missing"
+                ));
+            }
+            expected += 1;
+            let bytes = events
+                .get(&value[..16])
+                .map_err(storage)?
+                .ok_or_else(|| format!("event_log/{position} names a missing event"))?;
+            head = chain::link(&head, &chain::sha256(&bytes));
+            let mut entry = value.to_vec();
+            entry[17..].copy_from_slice(&head);
+            self.batches[EVENT_LOG].1.insert(key, entry);
+        }
+        if expected - 1 != log_position {
+            return Err(format!(
+                "the backup's events end at log position {} but it was taken at {log_position}",
+                expected - 1
+            ));
+        }
+        if &head != chain_head {
+            return Err(format!(
+                "the service-wide chain of the restored events ends at {} but the backup recorded {}",
+                chain::to_hex(&head),
+                chain::to_hex(chain_head)
+            ));
+        }
+        self.apply()?;
+        let meta = self.db.open_tree("meta").map_err(storage)?;
+        meta.insert(META_LAST_CLAIM_ID, &be(self.last_id))
+            .and_then(|_| meta.insert(META_LAST_LOG_POSITION, &be(log_position)))
+            .and_then(|_| meta.insert(META_FORMAT_VERSION, &DIR_FORMAT_VERSION.to_be_bytes()))
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(self.restored)
+    }
+}

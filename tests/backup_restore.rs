@@ -1,0 +1,356 @@
+//! Online backup and restore with the real binary: a backup taken through
+//! `AdminService.Backup` while writers keep writing restores to exactly the
+//! snapshot it recorded; damaged or misdirected restores change nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::{all_events, all_responses, attach, register, sample_claim, sample_response, Process};
+use photoclaim::pb;
+
+/// Runs the binary: (success, stdout + stderr).
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+        .args(args)
+        .output()
+        .expect("run photoclaim");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The number after `word` in `text` ("log position 17" -> 17).
+fn number_after(text: &str, word: &str) -> u64 {
+    let rest = &text[text
+        .find(word)
+        .unwrap_or_else(|| panic!("{word:?} in {text}"))
+        + word.len()..];
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
+
+async fn verdict(client: &mut common::Client, claim: &str, rationale: &str) {
+    client
+        .set_verdict(pb::SetVerdictRequest {
+            claim: claim.into(),
+            claim_rating: pb::ClaimRating::False as i32,
+            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
+            rationale: rationale.into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("verdict");
+}
+
+/// Registers, attaches and sets verdicts on its own and existing claims
+/// until `stop`, counting writes.
+async fn writer(addr: String, w: u64, stop: Arc<AtomicBool>, writes: Arc<AtomicU64>) {
+    let mut client = common::connect(&addr).await;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let mut claim = sample_claim(&format!("writer {w} claim {n}"));
+        claim.image.as_mut().unwrap().sha256 = common::fake_sha256(w * 1_000_000 + n);
+        let made = register(&mut client, claim, &format!("w{w}-{n}"))
+            .await
+            .claim
+            .unwrap();
+        attach(
+            &mut client,
+            &made.name,
+            sample_response(pb::Stance::Refutes),
+            &format!("w{w}-{n}-a"),
+        )
+        .await;
+        // Also change an older claim, so claims change after the snapshot.
+        let older = format!("claims/{}", 1 + (n * 7 + w) % 20);
+        attach(
+            &mut client,
+            &older,
+            sample_response(pb::Stance::Supports),
+            "",
+        )
+        .await;
+        if n.is_multiple_of(3) {
+            verdict(&mut client, &older, &format!("writer {w} round {n}")).await;
+        }
+        writes.fetch_add(3, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_during_concurrent_writes_restores_its_snapshot_exactly() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn(source_dir.path());
+    let url = format!("http://{}", server.addr);
+    let mut client = common::connect(&server.addr).await;
+    for i in 0..20 {
+        let claim = register(
+            &mut client,
+            sample_claim(&format!("seed {i}")),
+            &format!("seed-{i}"),
+        )
+        .await
+        .claim
+        .unwrap();
+        attach(
+            &mut client,
+            &claim.name,
+            sample_response(pb::Stance::AddsContext),
+            "",
+        )
+        .await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(writer(server.addr.clone(), w, stop.clone(), writes.clone())))
+        .collect();
+    while writes.load(Ordering::Relaxed) < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("photoclaim.backup");
+    let (ok, text) = {
+        let (url, file) = (url.clone(), file.clone());
+        tokio::task::spawn_blocking(move || cli(&["backup", "--server", &url, "--out", s(&file)]))
+            .await
+            .unwrap()
+    };
+    assert!(ok, "{text}");
+    let at_backup = writes.load(Ordering::Relaxed);
+    // Writes go on after the backup: none of them may appear in it.
+    while writes.load(Ordering::Relaxed) < at_backup + 30 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let position = number_after(&text, "log position");
+    let backed_up = number_after(&text, "backed up");
+    assert!(position > 40, "{text}");
+
+    let restored_dir = out.path().join("restored");
+    let (ok, restored_text) = cli(&["restore", "--in", s(&file), "--data-dir", s(&restored_dir)]);
+    assert!(ok, "{restored_text}");
+    assert!(
+        restored_text.contains(&format!("restored {backed_up} claims")),
+        "{restored_text}"
+    );
+    let (ok, checked) = cli(&["check", "--data-dir", s(&restored_dir)]);
+    assert!(ok, "{checked}");
+    assert_eq!(number_after(&checked, "log position"), position);
+
+    let restored = Process::spawn(&restored_dir);
+    let mut copy = common::connect(&restored.addr).await;
+    let cursor = |e: &pb::ClaimEvent| e.cursor.parse::<u64>().unwrap();
+    let last_source = common::all_claims(&mut client, pb::VerificationState::Unspecified).await;
+    let mut present = 0;
+    let mut changed_after = 0;
+    for claim in &last_source {
+        let events = all_events(&mut client, &claim.name).await;
+        let before: Vec<_> = events
+            .iter()
+            .filter(|e| cursor(e) <= position)
+            .cloned()
+            .collect();
+        let got = copy
+            .get_claim(pb::GetClaimRequest {
+                name: claim.name.clone(),
+            })
+            .await;
+        if before.is_empty() {
+            let err = got.expect_err("a claim registered after the snapshot must not be restored");
+            assert_eq!(err.code(), tonic::Code::NotFound, "{}", claim.name);
+            continue;
+        }
+        present += 1;
+        let got = got.expect("restored claim").into_inner();
+        assert_eq!(
+            all_events(&mut copy, &claim.name).await,
+            before,
+            "{}",
+            claim.name
+        );
+        let responses = all_responses(&mut client, &claim.name).await;
+        let status = got.verification_status.clone().unwrap();
+        let count = status.official_response_count as usize;
+        assert_eq!(
+            all_responses(&mut copy, &claim.name).await,
+            responses[..count],
+            "{}",
+            claim.name
+        );
+        let last = before.last().unwrap();
+        assert_eq!(status.chain_head, last.hash, "{}", claim.name);
+        assert_eq!(status.state, last.state, "{}", claim.name);
+        assert_eq!(
+            got.etag,
+            format!(
+                "{}-{}",
+                claim.name.trim_start_matches("claims/"),
+                last.sequence
+            )
+        );
+        if before.len() == events.len() {
+            assert_eq!(&got, claim, "an unchanged claim is restored exactly");
+        } else {
+            changed_after += 1;
+            assert_eq!(
+                (&got.claim_text, &got.image, &got.create_time),
+                (&claim.claim_text, &claim.image, &claim.create_time)
+            );
+        }
+    }
+    assert_eq!(present, backed_up);
+    assert!(
+        present < last_source.len() as u64,
+        "claims registered after the snapshot exist"
+    );
+    assert!(
+        changed_after > 0,
+        "some restored claims changed after the snapshot"
+    );
+
+    // Retries keep their meaning: a request before the snapshot replays,
+    // one after it is new on the restored server.
+    let replay = register(&mut copy, sample_claim("seed 3"), "seed-3").await;
+    assert!(
+        replay.replayed,
+        "a request_id from before the snapshot replays"
+    );
+    assert_eq!(replay.claim.unwrap().name, "claims/4");
+
+    drop(restored);
+    drop(server);
+}
+
+#[tokio::test]
+async fn damaged_or_misdirected_restores_change_nothing() {
+    let source = tempfile::tempdir().unwrap();
+    {
+        let server = Process::spawn(source.path());
+        let mut client = common::connect(&server.addr).await;
+        let claim = common::new_claim(&mut client, "UN peacekeepers in Kazakhstan").await;
+        attach(
+            &mut client,
+            &claim.name,
+            sample_response(pb::Stance::Refutes),
+            "r",
+        )
+        .await;
+        verdict(&mut client, &claim.name, "KAZBAT").await;
+        let (exit, log) = server.terminate();
+        assert!(exit.success(), "{log}");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("b.backup");
+    // From a stopped data directory, no server needed.
+    let (ok, text) = cli(&["backup", "--data-dir", s(source.path()), "--out", s(&file)]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("backed up 1 claims, 1 responses, 3 events"),
+        "{text}"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+
+    let target = out.path().join("target");
+    let damaged: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", bytes[..bytes.len() - 10].to_vec(), "truncated"),
+        (
+            "flipped",
+            {
+                let mut b = bytes.clone();
+                let at = b.len() / 2;
+                b[at] ^= 0x20;
+                b
+            },
+            "",
+        ),
+        (
+            "not a backup",
+            b"hello world, not a backup".to_vec(),
+            "not a photoclaim backup",
+        ),
+        ("appended", [&bytes[..], b"x"].concat(), "after the trailer"),
+    ];
+    for (what, content, expect) in damaged {
+        let bad = out.path().join("bad.backup");
+        std::fs::write(&bad, content).unwrap();
+        let (ok, text) = cli(&["restore", "--in", s(&bad), "--data-dir", s(&target)]);
+        assert!(!ok, "{what}: {text}");
+        assert!(text.contains(expect), "{what}: {text}");
+        assert!(!target.exists(), "{what}: nothing is left behind");
+        let leftovers: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("restoring"))
+            .collect();
+        assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
+    }
+    // Never over existing data.
+    let (ok, text) = cli(&["restore", "--in", s(&file), "--data-dir", s(source.path())]);
+    assert!(!ok);
+    assert!(text.contains("is not empty"), "{text}");
+    // Into an empty directory: fine, and equal to the source.
+    std::fs::create_dir(&target).unwrap();
+    let (ok, text) = cli(&["restore", "--in", s(&file), "--data-dir", s(&target)]);
+    assert!(ok, "{text}");
+    let a = Process::spawn(source.path());
+    let b = Process::spawn(&target);
+    let mut ca = common::connect(&a.addr).await;
+    let mut cb = common::connect(&b.addr).await;
+    assert_eq!(
+        common::snapshot(&mut ca).await,
+        common::snapshot(&mut cb).await
+    );
+}
+
+#[tokio::test]
+async fn a_backup_refuses_data_whose_audit_trail_is_broken() {
+    let source = tempfile::tempdir().unwrap();
+    {
+        let server = Process::spawn(source.path());
+        let mut client = common::connect(&server.addr).await;
+        common::new_claim(&mut client, "UN peacekeepers in Kazakhstan").await;
+        let (exit, log) = server.terminate();
+        assert!(exit.success(), "{log}");
+    }
+    {
+        use prost::Message;
+        let db = sled::open(source.path()).unwrap();
+        let claims = db.open_tree("claims").unwrap();
+        let key = 1u64.to_be_bytes();
+        let mut claim =
+            photoclaim::domain::Claim::decode(claims.get(key).unwrap().unwrap().as_ref()).unwrap();
+        claim.claim_text = "Russian troops".into();
+        claims.insert(key, claim.encode_to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("b.backup");
+    let server = Process::spawn(source.path());
+    let (ok, text) = cli(&[
+        "backup",
+        "--server",
+        &format!("http://{}", server.addr),
+        "--out",
+        s(&file),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("claims/1: audit trail broken"), "{text}");
+    assert!(!file.exists());
+}
