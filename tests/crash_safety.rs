@@ -3,10 +3,14 @@
 //! acknowledged write is present exactly once.
 //!
 //! Each cycle starts `photoclaim serve` on one data directory (shared by all
-//! cycles), lets 6 writers register claims, attach official responses and set
+//! cycles), lets 8 writers register claims, attach official responses and set
 //! verdicts, and SIGKILLs the server at a pseudo-random moment: mostly
-//! 150-700 ms after the writers start, in about one cycle in ten (never the
-//! first) within 20 ms of a freshly started server listening. After the
+//! 150-700 ms after the writers start; in one cycle in ten (the 10th, 20th,
+//! ...) a server is first killed 0-40 ms after it was started (while it opens
+//! the store and builds its index, before it listens), then a fresh one is
+//! killed within 20 ms of listening. After every kill, `photoclaim check`
+//! must pass on the directory (hash chains, event log, indexes), and the
+//! store must open again. After the
 //! restart every write whose call failed (the ambiguous ones) is retried with
 //! the same `request_id` and payload (registrations and attachments are
 //! idempotent and must now succeed exactly once; SetVerdict is not idempotent,
@@ -15,7 +19,8 @@
 //! The last server is stopped with SIGTERM and must exit 0.
 //!
 //! Environment:
-//! - `PHOTOCLAIM_CRASH_CYCLES`: number of kill/restart cycles (default 10).
+//! - `PHOTOCLAIM_CRASH_CYCLES`: number of kill/restart cycles (default 20;
+//!   the README's long run uses 1,000).
 //! - `PHOTOCLAIM_CRASH_SEED`: seed of the PRNG that picks kill moments and
 //!   writer choices; printed at the start of every run so a failure can be
 //!   replayed (thread scheduling still varies, so a replay is close, not exact).
@@ -33,10 +38,10 @@ use common::*;
 use photoclaim::api::REPLAYED_METADATA;
 use photoclaim::pb;
 
-const WRITERS: usize = 6;
+const WRITERS: usize = 8;
 /// Connections the verification reads are spread over.
 const VERIFY_CONNECTIONS: usize = 64;
-const DEFAULT_CYCLES: usize = 10;
+const DEFAULT_CYCLES: usize = 20;
 /// Bound on any single call, so a hung server fails the test instead of hanging it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -687,6 +692,46 @@ fn env_number(name: &str) -> Option<u64> {
     )
 }
 
+/// Starts `photoclaim serve` and SIGKILLs it after `delay`, whatever it is
+/// doing then (opening sled, migrating, building the PDQ index).
+async fn kill_during_startup(dir: PathBuf, delay: Duration) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn photoclaim");
+        std::thread::sleep(delay);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    })
+    .await
+    .expect("start-up kill");
+}
+
+/// `photoclaim check` on the (unlocked) data directory must pass.
+async fn check_passes(dir: PathBuf, ctx: String) -> Duration {
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+            .args(["check", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .expect("run photoclaim check")
+    })
+    .await
+    .expect("check");
+    assert!(
+        out.status.success(),
+        "{ctx}: photoclaim check failed after kill -9:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
 async fn spawn_server(dir: PathBuf, ctx: String) -> Process {
     tokio::task::spawn_blocking(move || {
         Process::try_spawn(&dir).unwrap_or_else(|(status, log)| {
@@ -722,19 +767,27 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
     for cycle in 0..cycles {
         let ctx = format!("seed {seed}, cycle {cycle}");
 
-        let at_startup = cycle > 0 && rng.below(10) == 0;
+        let at_startup = cycle % 10 == 9;
         let delay = if at_startup {
             Duration::from_millis(rng.below(20))
         } else {
             Duration::from_millis(150 + rng.below(551))
         };
         if at_startup {
-            // A fresh server, so that the kill lands right after it starts
-            // listening. The idle one goes down hard too: nothing is in flight.
+            // The idle server goes down hard (nothing is in flight), one is
+            // killed while it starts, and a fresh one serves, so that the
+            // next kill lands right after it starts listening.
             let idle = server;
             tokio::task::spawn_blocking(move || idle.kill9())
                 .await
                 .expect("kill -9");
+            let early = Duration::from_millis(rng.below(41));
+            kill_during_startup(dir.path().into(), early).await;
+            check_passes(
+                dir.path().into(),
+                format!("{ctx}, killed {early:?} into start-up"),
+            )
+            .await;
             server = spawn_server(dir.path().into(), format!("{ctx}, start-up cycle")).await;
             listening_since = Instant::now();
         }
@@ -782,6 +835,7 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
             );
         }
 
+        let check_took = check_passes(dir.path().into(), ctx.clone()).await;
         // Restart on the same directory: the store must reopen.
         server = spawn_server(dir.path().into(), format!("{ctx}, restart after kill -9")).await;
         listening_since = Instant::now();
@@ -826,7 +880,7 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
             "cycle {cycle}: killed {} {killed_after:?} after the writers started \
              ({up_for:?} after the server listened); new writes (incl. retried): \
              {} registrations, {} attachments, {} verdicts; ambiguous retried {} \
-             ({} had committed), verdicts in doubt {}; {} claims verified in {verify_took:?}",
+             ({} had committed), verdicts in doubt {}; check {check_took:?}; {} claims verified in {verify_took:?}",
             if at_startup {
                 "at start-up"
             } else {
@@ -894,6 +948,7 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
         exit.success(),
         "seed {seed}: server did not exit cleanly on SIGTERM ({exit:?}):\n{log}"
     );
+    check_passes(dir.path().into(), format!("seed {seed}, after SIGTERM")).await;
 
     let l = ledger.lock().unwrap();
     let verdicts: u32 = l.verdicts.values().sum();

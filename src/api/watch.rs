@@ -226,7 +226,7 @@ impl<S: Store> Producer<S> {
                         return Stop::With(resume_status(tonic::Code::Unavailable, "the store closed", after));
                     }
                 }
-                _ = self.shutdown.changed() => {}
+                _ = stopping(&mut self.shutdown) => {}
                 _ = self.tx.closed() => return Stop::Gone,
             }
         }
@@ -255,7 +255,7 @@ impl<S: Store> Producer<S> {
                     resume_after,
                 ))),
             },
-            _ = self.shutdown.changed() => Err(Stop::With(resume_status(
+            _ = stopping(&mut self.shutdown) => Err(Stop::With(resume_status(
                 tonic::Code::Unavailable,
                 "the server is shutting down",
                 resume_after,
@@ -300,5 +300,14 @@ impl Stream for EventStream {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Resolves once the server is stopping; never, if nothing can stop it (a
+/// service built without [`super::ClaimApi::with_watch`] has a dropped
+/// sender, which must not make every wait return at once).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
