@@ -45,15 +45,26 @@ fn role_in(value: i32) -> Result<Role, Error> {
     }
 }
 
+/// A server stream fed by a producer task through a channel.
+type Relay<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Runs `producer` as its own task (in a span named `name`) and streams
+/// what it sends, each item wrapped by `wrap`; the producer's error ends
+/// the stream with its status.
+fn relay<T: Send + 'static, U: Send + 'static, R: Send + 'static>(
+    producer: impl std::future::Future<Output = R> + Send + 'static,
+    name: &'static str,
+    rx: tokio::sync::mpsc::Receiver<Result<T, Error>>,
+    wrap: fn(T) -> U,
+) -> Relay<U> {
+    tokio::spawn(producer.instrument(tracing::info_span!("producer", name)));
+    Box::pin(ReceiverStream::new(rx).map(move |chunk| chunk.map(wrap).map_err(to_status)))
+}
+
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
-    type ExportClaimsStream = std::pin::Pin<
-        Box<
-            dyn tokio_stream::Stream<Item = Result<pb::ExportClaimsResponse, Status>>
-                + Send
-                + 'static,
-        >,
-    >;
+    type ExportClaimsStream = Relay<pb::ExportClaimsResponse>;
 
     async fn export_claims(
         &self,
@@ -61,22 +72,15 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<Self::ExportClaimsStream>, Status> {
         observe("ExportClaims", "", async {
             let (tx, rx) = archive::channel();
-            tokio::spawn(
-                archive::produce(self.store.clone(), tx).instrument(tracing::info_span!("export")),
-            );
-            let chunks = ReceiverStream::new(rx).map(|chunk| {
-                chunk
-                    .map(|lines| pb::ExportClaimsResponse { lines })
-                    .map_err(to_status)
-            });
-            Ok(Box::pin(chunks) as Self::ExportClaimsStream)
+            let producer = archive::produce(self.store.clone(), tx);
+            Ok(relay(producer, "export", rx, |lines| {
+                pb::ExportClaimsResponse { lines }
+            }))
         })
         .await
     }
 
-    type BackupStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<pb::BackupChunk, Status>> + Send + 'static>,
-    >;
+    type BackupStream = Relay<pb::BackupChunk>;
 
     async fn backup(
         &self,
@@ -84,15 +88,10 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<Self::BackupStream>, Status> {
         observe("Backup", "", async {
             let (tx, rx) = backup::channel();
-            tokio::spawn(
-                backup::produce(self.store.clone(), tx).instrument(tracing::info_span!("backup")),
-            );
-            let chunks = ReceiverStream::new(rx).map(|chunk| {
-                chunk
-                    .map(|data| pb::BackupChunk { data })
-                    .map_err(to_status)
-            });
-            Ok(Box::pin(chunks) as Self::BackupStream)
+            let producer = backup::produce(self.store.clone(), tx);
+            Ok(relay(producer, "backup", rx, |data| pb::BackupChunk {
+                data,
+            }))
         })
         .await
     }
