@@ -22,6 +22,7 @@
 //! - [`backup`]: `photoclaim backup` / `restore`, the backup file format and
 //!   the snapshot behind `AdminService.Backup`; [`store::check_dir`] is
 //!   `photoclaim check`, and [`domain::chain`] the audit trail's hash chains.
+//! - [`generate`]: `photoclaim generate`, synthetic claims for scale tests.
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
 //! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
@@ -37,6 +38,7 @@ pub mod backup;
 pub mod desk;
 pub mod domain;
 pub mod export;
+pub mod generate;
 pub mod imaging;
 pub mod keys;
 pub mod pb;

@@ -101,6 +101,19 @@ enum Command {
         #[arg(long, env = "PHOTOCLAIM_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Add synthetic claims to a (stopped) data directory for scale tests:
+    /// six languages, 1-5 responses each, verdicts on half, PDQ hashes in clusters.
+    Generate {
+        /// The data directory (created if missing).
+        #[arg(long, env = "PHOTOCLAIM_DATA_DIR")]
+        data_dir: PathBuf,
+        /// How many claims to add.
+        #[arg(long)]
+        claims: u64,
+        /// Seed: the same seed gives the same claims.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Verify a data directory offline (stop the server first): format
     /// version, every hash chain, every index. Exit code 1 if anything is wrong.
     Check {
@@ -291,6 +304,11 @@ async fn main() -> ExitCode {
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => photoclaim::desk::run(args).await,
         Command::Check { data_dir } => check(&data_dir),
+        Command::Generate {
+            data_dir,
+            claims,
+            seed,
+        } => generate(&data_dir, claims, seed).await,
         Command::Backup { out, target } => backup(out, target).await,
         Command::Restore { input, data_dir } => restore(&input, &data_dir),
     }
@@ -337,6 +355,33 @@ fn restore(input: &Path, dir: &Path) -> ExitCode {
             "restore failed, {} not created: {err}",
             dir.display()
         )),
+    }
+}
+
+async fn generate(dir: &Path, claims: u64, seed: u64) -> ExitCode {
+    let store = match photoclaim::store::SledStore::open(dir) {
+        Ok(store) => std::sync::Arc::new(store),
+        Err(err) => return fail(err),
+    };
+    let result = photoclaim::generate::generate(store.clone(), claims, seed, |done| {
+        eprintln!("generated {done} claims…")
+    })
+    .await;
+    let closed = store.close().await;
+    match (result, closed) {
+        (Ok(g), Ok(())) => {
+            println!(
+                "generated {} claims, {} responses, {} verdicts in {:.1} s ({:.0} claims/s) into {}",
+                g.claims,
+                g.responses,
+                g.verdicts,
+                g.seconds,
+                g.claims as f64 / g.seconds.max(1e-9),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(err), _) | (_, Err(err)) => fail(format!("generate failed: {err}")),
     }
 }
 
