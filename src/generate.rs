@@ -126,7 +126,7 @@ fn claim(seed: u64, i: u64, rng: &mut Rng) -> Claim {
         let bit = rng.below(256) as usize;
         pdq[bit / 8] ^= 1 << (bit % 8);
     }
-    let sha = if i % 20 != 0 && rng.below(10) == 0 {
+    let sha = if !i.is_multiple_of(20) && rng.below(10) == 0 {
         first_sha
     } else {
         rng.bytes()
@@ -209,7 +209,7 @@ async fn write_claim(store: &SledStore, seed: u64, i: u64) -> crate::domain::Res
             })
             .await?;
     }
-    let verdicts = if i % 2 == 0 {
+    let verdicts = if i.is_multiple_of(2) {
         store
             .set_verdict(NewVerdict {
                 claim_id: id,
