@@ -9,16 +9,20 @@ use prost::Message;
 
 use super::sled_store::{
     be, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key, state_key,
-    u64_at, IdempotencyRecord, DEFAULT_CACHE_BYTES, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
-    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+    u64_at, IdempotencyRecord, META_FORMAT_VERSION, META_LAST_CLAIM_ID, META_LAST_LOG_POSITION,
+    OP_ATTACH, OP_REGISTER,
 };
 use super::{RequestRecord, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, ClaimHistory};
 use crate::domain::FORMAT_VERSION;
 
-/// Claims written per batch.
+/// Claims (or request records, or log entries) written per batch.
 const BATCH_CLAIMS: usize = 1000;
+/// sled's page cache while restoring: the restore writes each record once
+/// and reads back only what it just wrote, so a small cache suffices (with
+/// sled's default of 1 GiB a 100,000-claim restore grew past 3 GiB).
+const RESTORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a restore wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub struct Restorer {
     db: sled::Db,
     batches: Vec<(sled::Tree, sled::Batch)>,
     pending: usize,
+    /// Claims are all written (request records come after them).
+    claims_applied: bool,
     last_id: u64,
     restored: Restored,
 }
@@ -58,7 +64,8 @@ const EVENTS: usize = 3;
 const EVENT_LOG: usize = 4;
 const BY_SHA256: usize = 5;
 const BY_PDQ: usize = 6;
-const TREES: [&str; 7] = [
+const REQUEST_IDS: usize = 7;
+const TREES: [&str; 8] = [
     "claims",
     "claims_by_state",
     "responses",
@@ -66,6 +73,7 @@ const TREES: [&str; 7] = [
     "event_log",
     "claims_by_sha256",
     "claims_by_pdq",
+    "request_ids",
 ];
 
 impl Restorer {
@@ -74,7 +82,7 @@ impl Restorer {
         if dir.join("conf").exists() {
             return Err(format!("{} already holds a database", dir.display()));
         }
-        let db = open_db(dir, DEFAULT_CACHE_BYTES).map_err(|e| e.to_string())?;
+        let db = open_db(dir, RESTORE_CACHE_BYTES).map_err(|e| e.to_string())?;
         let batches = TREES
             .iter()
             .map(|name| Ok((db.open_tree(name)?, sled::Batch::default())))
@@ -84,6 +92,7 @@ impl Restorer {
             db,
             batches,
             pending: 0,
+            claims_applied: false,
             last_id: 0,
             restored: Restored::default(),
         })
@@ -166,7 +175,10 @@ impl Restorer {
     /// them after its snapshot point, so it may hold newer ones); returns
     /// whether it was kept.
     pub fn request(&mut self, record: RequestRecord) -> Result<bool, String> {
-        self.apply()?;
+        if !self.claims_applied {
+            self.apply()?;
+            self.claims_applied = true;
+        }
         let claims = &self.batches[CLAIMS].0;
         let responses = &self.batches[RESPONSES].0;
         let exists = if record.attach {
@@ -189,11 +201,16 @@ impl Restorer {
             claim_id: record.claim_id,
             response_id: record.response_id,
         };
-        self.db
-            .open_tree("request_ids")
-            .and_then(|t| t.insert(request_key(op, &record.request_id), value.encode_to_vec()))
-            .map_err(storage)?;
+        self.put(
+            REQUEST_IDS,
+            &request_key(op, &record.request_id),
+            value.encode_to_vec(),
+        );
         self.restored.requests += 1;
+        self.pending += 1;
+        if self.pending >= BATCH_CLAIMS {
+            self.apply()?;
+        }
         Ok(true)
     }
 
@@ -228,6 +245,9 @@ impl Restorer {
             let mut entry = value.to_vec();
             entry[17..].copy_from_slice(&head);
             self.batches[EVENT_LOG].1.insert(key, entry);
+            if position.is_multiple_of(16 * BATCH_CLAIMS as u64) {
+                self.apply()?;
+            }
         }
         if expected - 1 != log_position {
             return Err(format!(
