@@ -22,6 +22,7 @@
 //! - [`backup`]: `photoclaim backup` / `restore`, the backup file format and
 //!   the snapshot behind `AdminService.Backup`; [`store::check_dir`] is
 //!   `photoclaim check`, and [`domain::chain`] the audit trail's hash chains.
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`generate`]: `photoclaim generate`, synthetic claims for scale tests.
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
@@ -41,6 +42,7 @@ pub mod export;
 pub mod generate;
 pub mod imaging;
 pub mod keys;
+pub mod metrics;
 pub mod pb;
 pub mod remote;
 pub mod server;

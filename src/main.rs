@@ -186,6 +186,10 @@ struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     watch_max_streams: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
+    /// authentication: bind it to a private interface). Off by default.
+    #[arg(long, env = "PHOTOCLAIM_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Name of the organization publishing reviews: the `author` of ExportClaimReview's JSON-LD.
     #[arg(long, default_value = "", env = "PHOTOCLAIM_PUBLISHER_NAME")]
     publisher_name: String,
@@ -488,6 +492,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
             %addr,
             "OPEN ACCESS: no API keys exist, so ANY caller that reaches {addr} may read, write, set verdicts and create keys, recorded as \"anonymous\". Create a key (photoclaim keys create --name NAME --role admin) to require keys from every caller."
         );
+    }
+    if let Some(metrics_addr) = args.metrics_listen {
+        let metrics_listener = match tokio::net::TcpListener::bind(metrics_addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                return fail(format!(
+                    "cannot listen on {metrics_addr} for metrics: {err}"
+                ))
+            }
+        };
+        let bound = metrics_listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(addr = %bound, "metrics listening");
+        // Ends with the process, after the gRPC server has drained.
+        tokio::spawn(photoclaim::metrics::serve(metrics_listener, store.clone()));
     }
     let shutdown = shutdown_signal();
     tracing::info!(

@@ -220,6 +220,7 @@ where
 /// gRPC response.
 fn refuse<R: Default>(method: &str, status: Status) -> http::Response<R> {
     tracing::info!(method, code = ?status.code(), error = status.message(), "rpc refused");
+    crate::metrics::global().refused(method, status.code() as i32);
     status.into_http()
 }
 

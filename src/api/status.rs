@@ -53,8 +53,14 @@ pub async fn observe<T>(
         span.record("claim", claim);
     }
     let started = Instant::now();
+    let metrics = crate::metrics::global();
+    let in_flight = metrics.started(method);
     let result = work.instrument(span.clone()).await.map_err(to_status);
-    let latency_us = started.elapsed().as_micros() as u64;
+    drop(in_flight);
+    let elapsed = started.elapsed();
+    let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+    metrics.finished(method, code as i32, elapsed);
+    let latency_us = elapsed.as_micros() as u64;
     let _entered = span.enter();
     match &result {
         Ok(_) => tracing::info!(code = ?Code::Ok, latency_us, "rpc done"),

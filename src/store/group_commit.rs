@@ -42,6 +42,7 @@ impl GroupCommit {
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 counter.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::global().flushed(started.elapsed());
                 tracing::trace!(
                     writers = waiters.len(),
                     micros = started.elapsed().as_micros() as u64,

@@ -165,6 +165,15 @@ pub struct RequestRecord {
     pub response_id: u64,
 }
 
+/// Figures for operators (metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Claims stored.
+    pub claims: u64,
+    /// Size of the data on disk, in bytes.
+    pub bytes_on_disk: u64,
+}
+
 /// The operations photoclaim needs from storage.
 pub trait Store: Send + Sync + 'static {
     /// Registers a claim (or replays an earlier registration with the same request_id).
@@ -280,6 +289,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any key was ever created. Once one was, the service never
     /// serves anonymous callers again, even if all keys are revoked.
     fn has_keys(&self) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Claims stored and bytes on disk; cheap (no scan), read at every
+    /// metrics scrape.
+    fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send;
 
     /// Makes everything written so far durable; called once at shutdown.
     fn close(&self) -> impl Future<Output = Result<()>> + Send;

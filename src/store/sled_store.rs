@@ -42,7 +42,8 @@ use sled::Transactional;
 use super::group_commit::GroupCommit;
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
-    RequestRecord, Similar, SimilarQuery, Store, MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY,
+    RequestRecord, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
+    MIN_RELIABLE_PDQ_QUALITY,
 };
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
@@ -1363,6 +1364,18 @@ impl Store for SledStore {
 
     async fn has_keys(&self) -> Result<bool> {
         Ok(!self.keys.is_empty())
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        Ok(StoreStats {
+            // Claim ids are dense from 1 and claims are never deleted.
+            claims: self
+                .meta
+                .get(META_LAST_CLAIM_ID)
+                .map_err(internal)?
+                .map_or(0, |v| u64_at(&v, 0)),
+            bytes_on_disk: self.db.size_on_disk().map_err(internal)?,
+        })
     }
 
     async fn close(&self) -> Result<()> {

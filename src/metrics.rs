@@ -1,0 +1,276 @@
+//! Prometheus metrics for operators, served on their own port
+//! (`--metrics-listen`) at `GET /metrics` in the OpenMetrics text format:
+//!
+//! - `photoclaim_rpc_requests_total{method, code}`: calls handled, by
+//!   method and gRPC status code (calls the guard refuses before a handler
+//!   runs, for authentication or load, count under their method too);
+//! - `photoclaim_rpc_duration_seconds{method}`: handler latency histogram;
+//! - `photoclaim_rpc_in_flight{method}`: calls being handled now;
+//! - `photoclaim_flush_duration_seconds`: group-commit flush latency;
+//! - `photoclaim_claims`, `photoclaim_store_bytes`: claims stored and the
+//!   data directory's size on disk, read at scrape time.
+//!
+//! The metrics are process-wide ([`global`]): one server per process.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+type Histograms = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+/// Latency buckets: 100 µs to about 3.3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    latency: Histograms,
+    in_flight: Family<MethodLabels, Gauge>,
+    flush: Histogram,
+    claims: Gauge,
+    store_bytes: Gauge,
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Counts a call as in flight until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Methods of ClaimService and AdminService: the label values of refused
+/// calls (anything else is "other", so a caller cannot mint labels).
+const METHODS: [&str; 16] = [
+    "RegisterClaim",
+    "GetClaim",
+    "ListClaims",
+    "AttachOfficialResponse",
+    "ListOfficialResponses",
+    "GetVerificationStatus",
+    "SetVerdict",
+    "ListClaimEvents",
+    "FindSimilarClaims",
+    "WatchClaimEvents",
+    "ExportClaimReview",
+    "CreateApiKey",
+    "ListApiKeys",
+    "RevokeApiKey",
+    "ExportClaims",
+    "Backup",
+];
+
+/// The canonical name of a gRPC status code (`Code as i32`).
+pub fn code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("photoclaim");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "rpc_requests",
+            "RPCs handled, by method and gRPC status code",
+            calls.clone(),
+        );
+        let latency: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "rpc_duration_seconds",
+            "Time to handle an RPC (to the response, or a stream's start)",
+            latency.clone(),
+        );
+        let in_flight = Family::<MethodLabels, Gauge>::default();
+        registry.register("rpc_in_flight", "RPCs being handled now", in_flight.clone());
+        let flush = latency_histogram();
+        registry.register(
+            "flush_duration_seconds",
+            "Time of one group-commit flush to disk",
+            flush.clone(),
+        );
+        let claims = Gauge::default();
+        registry.register("claims", "Claims stored", claims.clone());
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Size of the data directory on disk, in bytes",
+            store_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            latency,
+            in_flight,
+            flush,
+            claims,
+            store_bytes,
+        }
+    }
+
+    /// A call of `method` starts; it counts as in flight until the guard drops.
+    pub fn started(&self, method: &'static str) -> InFlight {
+        let gauge = self.in_flight.get_or_create_owned(&MethodLabels { method });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// A call of `method` ended with `code` after `elapsed`.
+    pub fn finished(&self, method: &'static str, code: i32, elapsed: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A call of `method` was refused before its handler ran.
+    pub fn refused(&self, method: &str, code: i32) {
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
+        self.calls
+            .get_or_create(&CallLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+    }
+
+    /// A group-commit flush took `elapsed`.
+    pub fn flushed(&self, elapsed: Duration) {
+        self.flush.observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with the store's figures as of now.
+    pub fn render(&self, claims: u64, store_bytes: u64) -> String {
+        self.claims.set(i64::try_from(claims).unwrap_or(i64::MAX));
+        self.store_bytes
+            .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve<S: Store>(listener: TcpListener, store: Arc<S>) -> std::io::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let scrape = move || {
+        let store = store.clone();
+        async move {
+            match store.stats().await {
+                Ok(stats) => (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    global().render(stats.claims, stats.bytes_on_disk),
+                )
+                    .into_response(),
+                Err(err) => {
+                    tracing::error!(error = %err, "metrics: cannot read store statistics");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    axum::serve(listener, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_by_method_and_code() {
+        let metrics = Metrics::new();
+        {
+            let _a = metrics.started("GetClaim");
+            let text = metrics.render(0, 0);
+            assert!(
+                text.contains("photoclaim_rpc_in_flight{method=\"GetClaim\"} 1"),
+                "{text}"
+            );
+        }
+        metrics.finished("GetClaim", 5, Duration::from_millis(3));
+        metrics.finished("GetClaim", 0, Duration::from_millis(1));
+        metrics.refused("SetVerdict", 16);
+        metrics.refused("\"/x.Y/Forged\"", 16);
+        let text = metrics.render(7, 4096);
+        for line in [
+            "photoclaim_rpc_requests_total{method=\"GetClaim\",code=\"NOT_FOUND\"} 1",
+            "photoclaim_rpc_requests_total{method=\"GetClaim\",code=\"OK\"} 1",
+            "photoclaim_rpc_requests_total{method=\"SetVerdict\",code=\"UNAUTHENTICATED\"} 1",
+            "photoclaim_rpc_duration_seconds_count{method=\"GetClaim\"} 2",
+            "photoclaim_rpc_in_flight{method=\"GetClaim\"} 0",
+            "photoclaim_claims 7",
+            "photoclaim_store_bytes 4096",
+            "photoclaim_rpc_requests_total{method=\"other\",code=\"UNAUTHENTICATED\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        assert_eq!(code_name(99), "UNKNOWN");
+    }
+}
