@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{all_events, attach, new_claim, sample_response, status, Process};
 use photoclaim::domain::{self, chain, ClaimEvent, EventDetails};
@@ -14,14 +13,7 @@ use sha2::{Digest, Sha256};
 
 /// Runs `photoclaim check` on `dir`: (success, stdout).
 fn check(dir: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-        .args(["check", "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("run photoclaim check");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    common::cli(&["check".as_ref(), "--data-dir".as_ref(), dir.as_os_str()])
 }
 
 /// A data directory with the reference-like history: two claims, two

@@ -5,23 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{all_events, all_responses, attach, register, sample_claim, sample_response, Process};
+use common::{
+    all_events, all_responses, attach, cli, register, sample_claim, sample_response, Process,
+};
 use photoclaim::pb;
-
-/// Runs the binary: (success, stdout + stderr).
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-        .args(args)
-        .output()
-        .expect("run photoclaim");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()

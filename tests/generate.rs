@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use photoclaim::pb;
 
+/// Runs the binary, which must succeed: its output.
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-        .args(args)
-        .output()
-        .expect("run photoclaim");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "photoclaim {args:?}:\n{text}");
+    let (ok, text) = common::cli(args);
+    assert!(ok, "photoclaim {args:?}:\n{text}");
     text
 }
 

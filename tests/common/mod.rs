@@ -167,6 +167,17 @@ impl Drop for Process {
     }
 }
 
+/// Runs the `photoclaim` binary with `args`: (success, stdout + stderr).
+pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+        .args(args)
+        .output()
+        .expect("run photoclaim");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// The reference case: `shared/cases/kazbat-2022.json` beside the checkout
 /// when present (the source of truth), else the copy in `tests/data/` (for a
 /// clone on its own).
