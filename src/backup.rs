@@ -605,3 +605,67 @@ fn restore_into(input: &Path, temp: &Path) -> std::result::Result<Summary, Strin
         chain_head: chain::to_hex(&head),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(format_version: u32, data_format_version: u32) -> Header {
+        Header {
+            format_version,
+            data_format_version,
+            log_position: 0,
+            chain_head: chain::GENESIS.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn file(header: Header, items: Vec<Item>) -> Vec<u8> {
+        let (mut writer, mut bytes) = Writer::start(header);
+        for item in items {
+            bytes.extend(writer.frame(item));
+        }
+        bytes.extend(writer.finish());
+        bytes
+    }
+
+    #[test]
+    fn frames_round_trip_with_counts_and_checksum() {
+        let key = ApiKey {
+            name: "desk".into(),
+            ..Default::default()
+        };
+        let bytes = file(
+            header(BACKUP_FORMAT_VERSION, DIR_FORMAT_VERSION),
+            vec![Item::ApiKey(key.clone())],
+        );
+        let mut reader = Reader::open(bytes.as_slice()).unwrap();
+        assert_eq!(reader.next_item().unwrap(), Some(Item::ApiKey(key)));
+        assert_eq!(reader.next_item().unwrap(), None);
+        assert_eq!(reader.counts().api_keys, 1);
+    }
+
+    #[test]
+    fn a_backup_from_a_newer_photoclaim_is_refused() {
+        let newer = file(
+            header(BACKUP_FORMAT_VERSION + 1, DIR_FORMAT_VERSION),
+            vec![],
+        );
+        let err = Reader::open(newer.as_slice()).err().unwrap();
+        assert!(err.contains("backup format version 2 is newer"), "{err}");
+        let newer_data = file(
+            header(BACKUP_FORMAT_VERSION, DIR_FORMAT_VERSION + 1),
+            vec![],
+        );
+        let err = Reader::open(newer_data.as_slice()).err().unwrap();
+        assert!(err.contains("newer than this binary's"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_length_past_the_limit_is_refused_before_allocating() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((MAX_FRAME_BYTES + 1).to_be_bytes());
+        let err = Reader::open(bytes.as_slice()).err().unwrap();
+        assert!(err.contains("over the"), "{err}");
+    }
+}

@@ -216,7 +216,7 @@ async fn events_of(client: &mut Claims, claim: &str) -> Vec<pb::ClaimEvent> {
 // 1. The role × RPC matrix
 // ---------------------------------------------------------------------------
 
-const RPCS: [&str; 12] = [
+const RPCS: [&str; 13] = [
     "GetClaim",
     "ListClaims",
     "ListOfficialResponses",
@@ -229,6 +229,7 @@ const RPCS: [&str; 12] = [
     "CreateApiKey",
     "ListApiKeys",
     "RevokeApiKey",
+    "Backup",
 ];
 
 const ROLES: [&str; 4] = ["reader", "ingest", "desk", "admin"];
@@ -244,7 +245,7 @@ fn needed(rpc: &str) -> (usize, &'static str) {
         | "FindSimilarClaims" => "reader",
         "RegisterClaim" | "AttachOfficialResponse" => "ingest",
         "SetVerdict" => "desk",
-        "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" => "admin",
+        "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" | "Backup" => "admin",
         other => panic!("unknown RPC {other}"),
     };
     (ROLES.iter().position(|r| *r == role).unwrap(), role)
@@ -349,6 +350,12 @@ async fn call_rpc(
             })
             .await
             .map(drop),
+        "Backup" => {
+            let mut stream = admin.backup(pb::BackupRequest {}).await?.into_inner();
+            // The whole (small) backup must come through for an admin.
+            while stream.message().await?.is_some() {}
+            Ok(())
+        }
         other => panic!("unknown RPC {other}"),
     }
 }
