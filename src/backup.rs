@@ -255,7 +255,9 @@ async fn write_backup<S: Store>(store: &S, tx: mpsc::Sender<Chunk>) -> Result<()
         }
     }
     for key in store.list_keys().await? {
-        out.push(writer.frame(Item::ApiKey(key))).await;
+        if !out.push(writer.frame(Item::ApiKey(key))).await {
+            return Ok(());
+        }
     }
     let mut after = None;
     loop {
@@ -263,7 +265,9 @@ async fn write_backup<S: Store>(store: &S, tx: mpsc::Sender<Chunk>) -> Result<()
         let full = records.len() == REQUESTS_PER_PAGE;
         after = records.last().cloned();
         for record in records {
-            out.push(writer.frame(Item::Request(record))).await;
+            if !out.push(writer.frame(Item::Request(record))).await {
+                return Ok(());
+            }
         }
         if !full {
             break;
