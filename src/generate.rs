@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::domain::chain::to_hex as hex;
 use crate::domain::pdq::Pdq;
 use crate::domain::{
     Claim, Image, MediaAuthenticity, OfficialResponse, Responder, ResponderRole, ResponseKind,
@@ -109,10 +110,6 @@ const KINDS: [ResponseKind; 4] = [
 fn cluster(seed: u64, c: u64) -> ([u8; 32], [u8; 32]) {
     let mut rng = Rng::new(seed, u64::MAX - c);
     (rng.bytes(), rng.bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    crate::domain::chain::to_hex(bytes)
 }
 
 /// Claim `i` (from 0) of the data set.
