@@ -24,6 +24,8 @@
 //!   `photoclaim check`, and [`domain::chain`] the audit trail's hash chains.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`generate`]: `photoclaim generate`, synthetic claims for scale tests.
+//! - [`bench`]: `photoclaim bench`, the load generator (health-check
+//!   baseline, RPC mix, throughput and latency percentiles).
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
 //! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
@@ -36,6 +38,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod bench;
 pub mod desk;
 pub mod domain;
 pub mod export;

@@ -114,6 +114,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Load a running server: N connections x M requests in flight, the
+    /// health-check baseline first, then an RPC mix; reports requests/s,
+    /// latency percentiles and errors per RPC. It writes: use a scratch server.
+    Bench(Box<BenchArgs>),
     /// Verify a data directory offline (stop the server first): format
     /// version, every hash chain, every index. Exit code 1 if anything is wrong.
     Check {
@@ -121,6 +125,50 @@ enum Command {
         #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The server to load (http://HOST:PORT or https://HOST:PORT).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:50051",
+        env = "PHOTOCLAIM_SERVER"
+    )]
+    server: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Counted seconds of each phase.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Uncounted seconds before each phase's count starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// RPCs and weights: health, register, get, status, attach, verdict,
+    /// similar; e.g. `status` or `register=1,status=8,similar=1`.
+    #[arg(long, default_value = "status")]
+    mix: String,
+    /// Skip the health-check baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// When the mix reads or changes claims, register claims first until the
+    /// server holds at least this many.
+    #[arg(long, default_value_t = 1000)]
+    prepare: u64,
+    /// Seed of the request choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Credentials (a key with the roles the mix needs: ingest to register
+    /// and attach, desk for verdicts).
+    #[command(flatten)]
+    credentials: photoclaim::remote::CredentialArgs,
 }
 
 #[derive(Args)]
@@ -314,6 +362,7 @@ async fn main() -> ExitCode {
             seed,
         } => generate(&data_dir, claims, seed).await,
         Command::Backup { out, target } => backup(out, target).await,
+        Command::Bench(args) => bench(*args).await,
         Command::Restore { input, data_dir } => restore(&input, &data_dir),
     }
 }
@@ -362,6 +411,63 @@ fn restore(input: &Path, dir: &Path) -> ExitCode {
     }
 }
 
+async fn bench(args: BenchArgs) -> ExitCode {
+    use photoclaim::bench;
+    let mix = match bench::parse_mix(&args.mix) {
+        Ok(mix) => mix,
+        Err(err) => return fail(err),
+    };
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("{flag} must be a number of seconds, 0 or more"))
+    };
+    let (duration, warmup) = match (
+        seconds(args.duration, "--duration"),
+        seconds(args.warmup, "--warmup"),
+    ) {
+        (Ok(d), Ok(w)) => (d, w),
+        (Err(err), _) | (_, Err(err)) => return fail(err),
+    };
+    let config = bench::Config {
+        connections: args.connections,
+        in_flight: args.in_flight,
+        duration,
+        warmup,
+        mix,
+        baseline: !args.no_baseline,
+        prepare: args.prepare,
+        seed: args.seed,
+    };
+    let target = match args.credentials.target(args.server.clone()) {
+        Ok(target) => target,
+        Err(err) => return fail(err),
+    };
+    eprintln!(
+        "bench: {}, {} connections x {} in flight ({} in all), {:.1} s warm-up + {:.1} s counted per phase",
+        args.server,
+        config.connections,
+        config.in_flight,
+        config.connections * config.in_flight,
+        warmup.as_secs_f64(),
+        duration.as_secs_f64()
+    );
+    match bench::run(target, &config, |what| eprintln!("bench: {what}…")).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json(&config));
+            } else {
+                eprintln!(
+                    "bench: {} claims on the server ({} registered first)",
+                    report.claims, report.prepared
+                );
+                print!("{}", report.to_table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!("bench failed: {err}")),
+    }
+}
+
 async fn generate(dir: &Path, claims: u64, seed: u64) -> ExitCode {
     let store = match photoclaim::store::SledStore::open(dir) {
         Ok(store) => std::sync::Arc::new(store),
@@ -404,14 +510,16 @@ fn check(dir: &Path) -> ExitCode {
         );
     }
     let summary = format!(
-        "{}: format version {}, {} claims, {} events, {} responses, log position {}, chain head {}",
+        "{}: format version {}, {} claims, {} events, {} responses, log position {}, chain head {}; {} bytes of keys and values, {} bytes on disk",
         dir.display(),
         report.format_version,
         report.claims,
         report.events,
         report.responses,
         report.log_position,
-        photoclaim::domain::chain::to_hex(&report.chain_head)
+        photoclaim::domain::chain::to_hex(&report.chain_head),
+        report.logical_bytes,
+        report.disk_bytes
     );
     if report.is_ok() {
         println!("ok {summary}");

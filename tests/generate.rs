@@ -57,7 +57,15 @@ async fn generated_data_checks_clusters_and_round_trips_through_a_backup() {
     ]);
     let head = between(&backed, "chain head ", " ");
     assert_eq!(head.trim(), between(&restored, "chain head ", " ").trim());
-    assert_eq!(head.trim(), between(&checked, "chain head ", "\n").trim());
+    assert_eq!(head.trim(), between(&checked, "chain head ", ";").trim());
+    // Sizes for the disk budget: keys and values, and sled's files.
+    let logical: u64 = between(&checked, "; ", " bytes of keys").parse().unwrap();
+    let disk: u64 = between(&checked, "values, ", " bytes on disk")
+        .parse()
+        .unwrap();
+    let backup_size = std::fs::metadata(&file).unwrap().len();
+    assert!(logical > backup_size, "records plus indexes: {checked}");
+    assert!(disk > 0, "{checked}");
 
     let server = common::Process::spawn(&restored_dir);
     let mut client = common::connect(&server.addr).await;

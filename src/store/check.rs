@@ -35,6 +35,11 @@ pub struct CheckReport {
     pub log_position: u64,
     /// Service-wide chain head after the last event.
     pub chain_head: Hash,
+    /// The logical size of the data: every key and value of every tree, in
+    /// bytes (records, indexes, event log, request ids, keys).
+    pub logical_bytes: u64,
+    /// What sled occupies on disk, in bytes.
+    pub disk_bytes: u64,
     /// The first [`MAX_LISTED`] problems, each naming what is wrong where.
     pub problems: Vec<String>,
     /// All problems found.
@@ -139,7 +144,21 @@ pub fn check_dir(dir: &Path) -> Sled<CheckReport> {
     walk(&mut report, result);
     let result = check_keys(&trees, &mut report);
     walk(&mut report, result);
+    let result = measure(&db, &mut report);
+    walk(&mut report, result);
     Ok(report)
+}
+
+/// Logical and on-disk sizes (for the disk budget in BENCHMARKS.md).
+fn measure(db: &sled::Db, report: &mut CheckReport) -> sled::Result<()> {
+    for name in db.tree_names() {
+        for entry in db.open_tree(name)?.iter() {
+            let (key, value) = entry?;
+            report.logical_bytes += (key.len() + value.len()) as u64;
+        }
+    }
+    report.disk_bytes = db.size_on_disk()?;
+    Ok(())
 }
 
 /// Decodes `bytes`, also refusing an encoding that is not the one photoclaim

@@ -1,0 +1,242 @@
+//! The store's operations on a real sled directory holding 20,000 generated
+//! claims (`photoclaim generate`'s data: 1-5 responses each, verdicts on
+//! half, PDQ clusters of about 20): reads, durable writes one at a time and
+//! 64 at a time (flushes shared), and similarity search through the store.
+//!
+//! `cargo bench --bench store`. Durable writes wait for sled's flush (an
+//! fsync), so their figures depend on the disk more than on the CPU.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use photoclaim::domain::pdq::Pdq;
+use photoclaim::domain::{
+    Claim, Image, OfficialResponse, Responder, ResponderRole, ResponseKind, Stance, Verdict,
+};
+use photoclaim::store::{NewClaim, NewResponse, NewVerdict, SimilarQuery, SledStore, Store};
+
+const CLAIMS: u64 = 20_000;
+
+/// xorshift64: deterministic choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn id(&mut self) -> u64 {
+        1 + self.next() % CLAIMS
+    }
+
+    fn hash(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_le_bytes());
+        }
+        out
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_claim(rng: &mut Rng, n: u64) -> NewClaim {
+    NewClaim {
+        claim: Claim {
+            claim_text: format!("Bench claim {n}: these photos show peacekeepers in Almaty"),
+            language: "en".into(),
+            image: Some(Image {
+                source_url: format!("https://bench.example/{n}.jpg"),
+                sha256: hex(&rng.hash()),
+                pdq: Pdq(rng.hash()).to_hex(),
+                pdq_quality: 90,
+                pdq_quality_known: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        request_id: format!("bench-{n}"),
+        actor: "bench".into(),
+        near_distance: 31,
+    }
+}
+
+fn new_response(claim_id: u64, n: u64) -> NewResponse {
+    NewResponse {
+        claim_id,
+        response: OfficialResponse {
+            responder: Some(Responder {
+                organization: "United Nations".into(),
+                person: String::new(),
+                role: ResponderRole::InternationalOrganization as i32,
+            }),
+            kind: ResponseKind::Statement as i32,
+            stance: Stance::Refutes as i32,
+            text: format!("Statement {n}: the unit is not deployed under a UN mandate."),
+            language: "en".into(),
+            ..Default::default()
+        },
+        request_id: format!("bench-response-{n}"),
+        actor: "bench".into(),
+    }
+}
+
+fn bench_store(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let generated = rt
+        .block_on(photoclaim::generate::generate(
+            store.clone(),
+            CLAIMS,
+            1,
+            |_| {},
+        ))
+        .unwrap();
+    eprintln!(
+        "store: {} claims, {} responses generated in {:.1} s",
+        generated.claims, generated.responses, generated.seconds
+    );
+    let mut rng = Rng(0x5eed_cafe);
+    // Stored hashes, to search near them (a cluster of about 20 each).
+    let pdqs: Vec<Pdq> = (0..256)
+        .map(|_| {
+            let view = rt.block_on(store.get_claim(rng.id())).unwrap().unwrap();
+            Pdq::from_hex(&view.claim.image.unwrap().pdq).unwrap()
+        })
+        .collect();
+
+    let mut reads = c.benchmark_group("store/read");
+    reads
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    reads.bench_function("get_claim", |b| {
+        b.iter(|| rt.block_on(store.get_claim(black_box(rng.id()))).unwrap())
+    });
+    reads.bench_function("list_events(50)", |b| {
+        b.iter(|| {
+            rt.block_on(store.list_events(black_box(rng.id()), None, 50))
+                .unwrap()
+        })
+    });
+    reads.bench_function("list_claims(50)", |b| {
+        b.iter(|| rt.block_on(store.list_claims(None, None, 50)).unwrap())
+    });
+    let mut i = 0;
+    reads.bench_function("find_similar(pdq, r31)", |b| {
+        b.iter(|| {
+            i = (i + 1) % pdqs.len();
+            rt.block_on(store.find_similar(SimilarQuery {
+                pdq: Some(pdqs[i]),
+                max_distance: 31,
+                limit: 50,
+                ..Default::default()
+            }))
+            .unwrap()
+        })
+    });
+    reads.finish();
+
+    let mut writes = c.benchmark_group("store/durable_write");
+    writes
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    let mut n = 0u64;
+    writes.bench_function("register_claim x1", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(store.register_claim(new_claim(&mut rng, n)))
+                .unwrap()
+        })
+    });
+    writes.bench_function("attach_response x1", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(store.attach_response(new_response(rng.id(), n)))
+                .unwrap()
+        })
+    });
+    writes.bench_function("set_verdict x1", |b| {
+        b.iter(|| {
+            rt.block_on(store.set_verdict(NewVerdict {
+                claim_id: rng.id(),
+                verdict: Verdict {
+                    claim_rating: 2,
+                    media_authenticity: 1,
+                    rationale: "The unit's own statement.".into(),
+                    ..Default::default()
+                },
+                etag: None,
+                actor: "bench".into(),
+            }))
+            .unwrap()
+        })
+    });
+    writes.throughput(Throughput::Elements(64));
+    writes.bench_function("register_claim x64 concurrent", |b| {
+        b.iter_batched(
+            || {
+                (0..64)
+                    .map(|_| {
+                        n += 1;
+                        new_claim(&mut rng, n)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |batch| {
+                rt.block_on(async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for cmd in batch {
+                        let store = store.clone();
+                        tasks.spawn(async move { store.register_claim(cmd).await });
+                    }
+                    while let Some(done) = tasks.join_next().await {
+                        done.unwrap().unwrap();
+                    }
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    writes.bench_function("attach_response x64 concurrent", |b| {
+        b.iter_batched(
+            || {
+                (0..64)
+                    .map(|_| {
+                        n += 1;
+                        new_response(rng.id(), n)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |batch| {
+                rt.block_on(async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for cmd in batch {
+                        let store = store.clone();
+                        tasks.spawn(async move { store.attach_response(cmd).await });
+                    }
+                    while let Some(done) = tasks.join_next().await {
+                        done.unwrap().unwrap();
+                    }
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    writes.finish();
+    rt.block_on(store.close()).unwrap();
+}
+
+criterion_group!(benches, bench_store);
+criterion_main!(benches);
