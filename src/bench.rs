@@ -195,6 +195,16 @@ impl Report {
         (health > 0.0).then(|| own / health)
     }
 
+    /// Error replies in all phases.
+    pub fn error_count(&self) -> u64 {
+        self.baseline
+            .iter()
+            .chain([&self.mix])
+            .flat_map(|p| p.rpcs.values())
+            .map(RpcFigures::error_count)
+            .sum()
+    }
+
     /// The report as JSON (for scripts and BENCHMARKS.md).
     pub fn to_json(&self, config: &Config) -> serde_json::Value {
         let phase = |p: &Phase| {

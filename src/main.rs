@@ -165,6 +165,9 @@ struct BenchArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Exit with status 1 when any reply was an error (for smoke runs).
+    #[arg(long)]
+    fail_on_errors: bool,
     /// Credentials (a key with the roles the mix needs: ingest to register
     /// and attach, desk for verdicts).
     #[command(flatten)]
@@ -461,6 +464,10 @@ async fn bench(args: BenchArgs) -> ExitCode {
                     report.claims, report.prepared
                 );
                 print!("{}", report.to_table());
+            }
+            let errors = report.error_count();
+            if args.fail_on_errors && errors > 0 {
+                return fail(format!("bench: {errors} replies were errors"));
             }
             ExitCode::SUCCESS
         }

@@ -65,6 +65,7 @@ async fn every_rpc_of_the_mix_is_measured_after_the_health_baseline() {
             "40",
             "--mix",
             "register=1,get=1,status=1,attach=1,verdict=1,similar=1",
+            "--fail-on-errors",
         ],
         None,
     );
@@ -151,6 +152,13 @@ async fn refused_calls_are_counted_as_errors_never_as_throughput() {
     assert_eq!(register["per_second"], 0.0);
     assert!(register["errors"]["PermissionDenied"].as_u64().unwrap() > 0);
     assert!(report["mix"]["rpcs"]["health"]["ok"].as_u64().unwrap() > 0);
+
+    // --fail-on-errors turns counted errors into a failed run.
+    let mut failing = args.to_vec();
+    failing.push("--fail-on-errors");
+    let (ok, report, stderr) = bench(&server.addr, &failing, Some(&reader));
+    assert!(!ok, "{report}");
+    assert!(stderr.contains("replies were errors"), "{stderr}");
 
     // Without a token only the (public) health checks succeed.
     let (ok, report, stderr) = bench(&server.addr, &args, None);
