@@ -200,6 +200,15 @@ async fn json_logs_carry_one_line_per_rpc_with_method_claim_code_and_latency() {
         }
     };
     let mut client = connect(&addr).await;
+    // A write is logged at info; a successful read only at debug (the
+    // default level is info), so the next line is the failed read's.
+    let claim = new_claim(&mut client, "UN peacekeepers in Kazakhstan").await;
+    client
+        .get_claim(pb::GetClaimRequest {
+            name: claim.name.clone(),
+        })
+        .await
+        .unwrap();
     let err = client
         .get_claim(pb::GetClaimRequest {
             name: "claims/77".into(),
@@ -207,12 +216,16 @@ async fn json_logs_carry_one_line_per_rpc_with_method_claim_code_and_latency() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    let rpc = loop {
+    let mut rpc_lines = std::iter::from_fn(|| loop {
         let line = next_json();
         if line["fields"]["message"] == "rpc done" {
-            break line;
+            return Some(line);
         }
-    };
+    });
+    let write = rpc_lines.next().unwrap();
+    assert_eq!(write["span"]["method"], "RegisterClaim", "{write}");
+    assert_eq!(write["fields"]["code"], "Ok");
+    let rpc = rpc_lines.next().unwrap();
     assert_eq!(rpc["span"]["method"], "GetClaim");
     assert_eq!(rpc["span"]["claim"], "claims/77");
     assert_eq!(rpc["fields"]["code"], "NotFound");
