@@ -94,6 +94,8 @@ fn bench_store(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // The store starts its flusher task on the current runtime.
+    let _runtime = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
     let generated = rt
