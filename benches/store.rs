@@ -89,6 +89,33 @@ fn new_response(claim_id: u64, n: u64) -> NewResponse {
     }
 }
 
+fn next(n: &mut u64) -> u64 {
+    *n += 1;
+    *n
+}
+
+/// Runs `op` on every command of `batch` at once, on `rt`, and waits for all.
+fn all_at_once<T, F, Fut>(
+    store: &Arc<SledStore>,
+    rt: &tokio::runtime::Runtime,
+    batch: Vec<T>,
+    op: F,
+) where
+    T: Send + 'static,
+    F: Fn(Arc<SledStore>, T) -> Fut,
+    Fut: std::future::Future<Output = photoclaim::domain::Result<()>> + Send + 'static,
+{
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for cmd in batch {
+            tasks.spawn(op(store.clone(), cmd));
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+    })
+}
+
 fn bench_store(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -188,24 +215,10 @@ fn bench_store(c: &mut Criterion) {
     writes.throughput(Throughput::Elements(64));
     writes.bench_function("register_claim x64 concurrent", |b| {
         b.iter_batched(
-            || {
-                (0..64)
-                    .map(|_| {
-                        n += 1;
-                        new_claim(&mut rng, n)
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |batch| {
-                rt.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for cmd in batch {
-                        let store = store.clone();
-                        tasks.spawn(async move { store.register_claim(cmd).await });
-                    }
-                    while let Some(done) = tasks.join_next().await {
-                        done.unwrap().unwrap();
-                    }
+            || (0..64).map(|_| new_claim(&mut rng, next(&mut n))).collect(),
+            |batch: Vec<NewClaim>| {
+                all_at_once(&store, &rt, batch, |store, cmd| async move {
+                    store.register_claim(cmd).await.map(drop)
                 })
             },
             BatchSize::SmallInput,
@@ -215,22 +228,12 @@ fn bench_store(c: &mut Criterion) {
         b.iter_batched(
             || {
                 (0..64)
-                    .map(|_| {
-                        n += 1;
-                        new_response(rng.id(), n)
-                    })
-                    .collect::<Vec<_>>()
+                    .map(|_| new_response(rng.id(), next(&mut n)))
+                    .collect()
             },
-            |batch| {
-                rt.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for cmd in batch {
-                        let store = store.clone();
-                        tasks.spawn(async move { store.attach_response(cmd).await });
-                    }
-                    while let Some(done) = tasks.join_next().await {
-                        done.unwrap().unwrap();
-                    }
+            |batch: Vec<NewResponse>| {
+                all_at_once(&store, &rt, batch, |store, cmd| async move {
+                    store.attach_response(cmd).await.map(drop)
                 })
             },
             BatchSize::SmallInput,

@@ -27,6 +27,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::domain::chain::to_hex;
+use crate::generate::Rng;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
 use crate::remote::ServerTarget;
@@ -290,31 +291,6 @@ pub enum BenchError {
     Server(String),
 }
 
-/// splitmix64, seeded per worker.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next().to_le_bytes());
-        }
-        out
-    }
-}
-
 /// What the workers share: where to send and what exists.
 struct Shared {
     target: ServerTarget,
@@ -348,8 +324,8 @@ fn new_claim(rng: &mut Rng, run: &str, n: u64) -> pb::Claim {
         tags: vec!["bench".into()],
         image: Some(pb::Image {
             source_url: format!("https://bench.example/{run}/{n}.jpg"),
-            sha256: to_hex(&rng.bytes32()),
-            pdq: to_hex(&rng.bytes32()),
+            sha256: to_hex(&rng.bytes()),
+            pdq: to_hex(&rng.bytes()),
             pdq_quality: 90,
             ..Default::default()
         }),
@@ -518,8 +494,10 @@ async fn phase(
                 claims: ClaimServiceClient::new(channel.clone()),
                 health: HealthClient::new(channel.clone()),
             };
-            let mut rng =
-                Rng(config.seed ^ salt ^ (worker as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+            let mut rng = Rng::new(
+                config.seed ^ salt ^ (worker as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+                0,
+            );
             tasks.spawn(async move {
                 let mut tally = Tally::default();
                 let mut n = salt << 32;
@@ -638,7 +616,7 @@ async fn prepare(
         }
         let mut client = ClaimServiceClient::new(channel.clone());
         let target_request = |body| target.request(body);
-        let mut rng = Rng(seed ^ 0x5EED ^ t.wrapping_mul(0x9E37_79B9));
+        let mut rng = Rng::new(seed ^ 0x5EED ^ t.wrapping_mul(0x9E37_79B9), 0);
         let requests: Result<Vec<_>, String> = (0..count)
             .map(|i| {
                 target_request(pb::RegisterClaimRequest {
@@ -673,7 +651,7 @@ async fn sample_pdqs(
     client: &mut ClaimServiceClient<Channel>,
     seed: u64,
 ) -> Result<Vec<[u8; 32]>, BenchError> {
-    let mut rng = Rng(seed ^ 0x0DD5);
+    let mut rng = Rng::new(seed ^ 0x0DD5, 0);
     let mut pdqs = Vec::new();
     for _ in 0..256 {
         let name = format!("claims/{}", 1 + rng.below(shared.max_id));
@@ -691,7 +669,7 @@ async fn sample_pdqs(
     }
     if pdqs.is_empty() {
         // No stored image has a hash: search with random ones.
-        pdqs.extend((0..256).map(|_| rng.bytes32()));
+        pdqs.extend((0..256).map(|_| rng.bytes()));
     }
     Ok(pdqs)
 }
@@ -791,7 +769,7 @@ mod tests {
     #[test]
     fn picks_follow_the_weights() {
         let mix = vec![(Rpc::Register, 1), (Rpc::Status, 3)];
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7, 0);
         let status = (0..40_000)
             .filter(|_| pick(&mix, 4, &mut rng) == Rpc::Status)
             .count();
