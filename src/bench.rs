@@ -352,6 +352,11 @@ fn new_response(rng: &mut Rng) -> pb::OfficialResponse {
     }
 }
 
+/// A uniformly random existing claim's name.
+fn random_claim(shared: &Shared, rng: &mut Rng) -> String {
+    format!("claims/{}", 1 + rng.below(shared.max_id))
+}
+
 /// Sends one `rpc`; Err carries the gRPC code's name.
 async fn send(
     rpc: Rpc,
@@ -379,12 +384,12 @@ async fn send(
             clients.claims.register_claim(request).await.map_err(code)?;
         }
         Rpc::Get => {
-            let name = format!("claims/{}", 1 + rng.below(shared.max_id));
+            let name = random_claim(shared, rng);
             let request = target.request(pb::GetClaimRequest { name })?;
             clients.claims.get_claim(request).await.map_err(code)?;
         }
         Rpc::Status => {
-            let claim = format!("claims/{}", 1 + rng.below(shared.max_id));
+            let claim = random_claim(shared, rng);
             let request = target.request(pb::GetVerificationStatusRequest { claim })?;
             clients
                 .claims
@@ -393,7 +398,7 @@ async fn send(
                 .map_err(code)?;
         }
         Rpc::Attach => {
-            let parent = format!("claims/{}", 1 + rng.below(shared.max_id));
+            let parent = random_claim(shared, rng);
             let request = target.request(pb::AttachOfficialResponseRequest {
                 parent,
                 request_id: request_id(),
@@ -406,7 +411,7 @@ async fn send(
                 .map_err(code)?;
         }
         Rpc::Verdict => {
-            let claim = format!("claims/{}", 1 + rng.below(shared.max_id));
+            let claim = random_claim(shared, rng);
             let (claim_rating, media) = if rng.below(2) == 0 {
                 (
                     pb::ClaimRating::False,
@@ -654,7 +659,7 @@ async fn sample_pdqs(
     let mut rng = Rng::new(seed ^ 0x0DD5, 0);
     let mut pdqs = Vec::new();
     for _ in 0..256 {
-        let name = format!("claims/{}", 1 + rng.below(shared.max_id));
+        let name = random_claim(shared, &mut rng);
         let request = shared
             .target
             .request(pb::GetClaimRequest { name })
@@ -688,6 +693,9 @@ pub async fn run(
     if config.duration.is_zero() {
         return Err(BenchError::Settings("--duration must be above 0".into()));
     }
+    // A token that cannot be a header value is a setting to fix, not an
+    // error to count on every request.
+    target.request(()).map_err(BenchError::Settings)?;
     let run_id = {
         let mut bytes = [0u8; 6];
         getrandom::fill(&mut bytes)

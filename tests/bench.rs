@@ -208,6 +208,18 @@ fn bad_settings_are_refused_naming_the_flag() {
         assert!(!ok, "{args:?} was accepted");
         assert!(out.contains(expected), "{args:?}: {out}");
     }
+    let bad_token = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+        .args(["bench", "--server", "http://127.0.0.1:9"])
+        .env("PHOTOCLAIM_TOKEN", "line\nbreak")
+        .output()
+        .unwrap();
+    assert!(!bad_token.status.success());
+    let text = String::from_utf8_lossy(&bad_token.stderr);
+    assert!(text.contains("not a valid header value"), "{text}");
+    assert!(
+        !text.contains("line\nbreak"),
+        "the token is never echoed: {text}"
+    );
     let (ok, out) = cli(&["bench", "--server", "http://127.0.0.1:9", "--duration", "1"]);
     assert!(!ok);
     assert!(
