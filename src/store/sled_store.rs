@@ -32,6 +32,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prost::Message;
@@ -143,7 +144,11 @@ pub struct SledStore {
     /// `claim_id -> pdq ‖ quality`, the source of `pdq_index`.
     by_pdq: sled::Tree,
     /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
+    /// Built on a background thread at open ([`IndexBuild`]): until it is
+    /// ready, the operations that use it wait (reads that do not serve at once).
     pdq_index: Arc<RwLock<PdqIndexes>>,
+    /// The background build of `pdq_index`.
+    index_build: IndexBuild,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -508,7 +513,9 @@ impl SledStore {
             dir: dir.to_path_buf(),
             cause: cause.to_string(),
         };
+        let started = std::time::Instant::now();
         let db = open_db(dir, cache_bytes)?;
+        let sled_open = started.elapsed();
         let meta = db.open_tree("meta").map_err(other)?;
         let by_sha256 = db.open_tree("claims_by_sha256").map_err(other)?;
         let found = read_format_version(dir, &meta)?.unwrap_or(DIR_FORMAT_VERSION);
@@ -551,14 +558,27 @@ impl SledStore {
         db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
         let by_pdq = tree("claims_by_pdq")?;
-        let pdq_index = PdqIndexes::build(&by_pdq).map_err(other)?;
+        let pdq_index = Arc::new(RwLock::new(PdqIndexes::default()));
+        let index_build =
+            IndexBuild::start(by_pdq.clone(), Arc::clone(&pdq_index)).map_err(|e| {
+                OpenError::Other {
+                    dir: dir.to_path_buf(),
+                    cause: format!("cannot start the PDQ index build: {e}"),
+                }
+            })?;
+        tracing::info!(
+            sled_open_ms = sled_open.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "data directory opened; building the PDQ index in the background"
+        );
         let last_log = event_log.last().map_err(other)?;
         let durable = last_log.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
         Ok(SledStore {
             durable_log: tokio::sync::watch::Sender::new(durable),
             event_log,
             by_pdq,
-            pdq_index: Arc::new(RwLock::new(pdq_index)),
+            pdq_index,
+            index_build,
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
@@ -576,6 +596,13 @@ impl SledStore {
     /// Flushes performed by group commit so far (diagnostics and tests).
     pub fn flush_count(&self) -> u64 {
         self.commit.flush_count()
+    }
+
+    /// Waits until the PDQ index built at open is ready. Every use of the
+    /// index waits for it by itself; this is for callers that want to know
+    /// (start-up benches, tests). Fails if the build failed.
+    pub async fn pdq_index_ready(&self) -> Result<()> {
+        self.index_build.ready().await
     }
 
     async fn durable(&self) -> Result<()> {
@@ -666,6 +693,7 @@ impl SledStore {
         &self,
         f: impl FnOnce(&mut PdqIndexes) -> T + Send + 'static,
     ) -> Result<T> {
+        self.pdq_index_ready().await?;
         let indexes = Arc::clone(&self.pdq_index);
         tokio::task::spawn_blocking(move || {
             let mut guard = indexes.write().unwrap_or_else(PoisonError::into_inner);
@@ -680,6 +708,7 @@ impl SledStore {
         &self,
         f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
     ) -> Result<T> {
+        self.pdq_index_ready().await?;
         let indexes = Arc::clone(&self.pdq_index);
         tokio::task::spawn_blocking(move || {
             let guard = indexes.read().unwrap_or_else(PoisonError::into_inner);
@@ -795,6 +824,7 @@ impl SledStore {
 }
 
 /// The two Hamming indexes over the claims' PDQ hashes.
+#[derive(Default)]
 struct PdqIndexes {
     /// Hashes of unknown quality (given by a caller) or at least
     /// [`MIN_RELIABLE_PDQ_QUALITY`].
@@ -804,11 +834,15 @@ struct PdqIndexes {
 }
 
 impl PdqIndexes {
-    /// Builds both indexes from `claims_by_pdq` (start-up).
-    fn build(tree: &sled::Tree) -> sled::Result<Self> {
+    /// Builds both indexes from `claims_by_pdq` (start-up). `None` when
+    /// `stop` was set before the end.
+    fn build(tree: &sled::Tree, stop: &AtomicBool) -> sled::Result<Option<Self>> {
         let mut reliable = Vec::new();
         let mut low_quality = Vec::new();
-        for entry in tree.iter() {
+        for (n, entry) in tree.iter().enumerate() {
+            if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
             let (key, value) = entry?;
             if key.len() != 8 || value.len() != 33 {
                 tracing::error!(
@@ -826,10 +860,10 @@ impl PdqIndexes {
             };
             target.push((u64_at(&key, 0), hash));
         }
-        Ok(PdqIndexes {
+        Ok(Some(PdqIndexes {
             reliable: PdqIndex::from_entries(reliable),
             low_quality: PdqIndex::from_entries(low_quality),
-        })
+        }))
     }
 
     fn insert(&mut self, id: u64, hash: Pdq, quality: i32) {
@@ -837,6 +871,91 @@ impl PdqIndexes {
             self.reliable.insert(id, hash);
         } else {
             self.low_quality.insert(id, hash);
+        }
+    }
+}
+
+/// Where the background build of the PDQ indexes stands.
+#[derive(Clone, Debug, PartialEq)]
+enum IndexState {
+    Building,
+    Ready,
+    Failed(String),
+}
+
+/// The PDQ indexes are built from `claims_by_pdq` on their own thread, so
+/// that a large archive serves reads before its million hashes are indexed
+/// (reading the tree is most of a start-up: BENCHMARKS.md). Everything that
+/// uses the index waits for [`IndexBuild::ready`] first, so no registration
+/// can insert into the index before the build has put it in place.
+struct IndexBuild {
+    state: tokio::sync::watch::Receiver<IndexState>,
+    /// Asks the thread to stop early (the store is dropped).
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IndexBuild {
+    fn start(tree: sled::Tree, target: Arc<RwLock<PdqIndexes>>) -> std::io::Result<Self> {
+        let (send, state) = tokio::sync::watch::channel(IndexState::Building);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pdq-index-build".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let outcome = match PdqIndexes::build(&tree, &stopping) {
+                    Ok(Some(built)) => {
+                        let entries = built.reliable.len() + built.low_quality.len();
+                        *target.write().unwrap_or_else(PoisonError::into_inner) = built;
+                        tracing::info!(
+                            entries,
+                            build_ms = started.elapsed().as_millis() as u64,
+                            "PDQ index ready"
+                        );
+                        IndexState::Ready
+                    }
+                    Ok(None) => IndexState::Failed("the store was closed".into()),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot build the PDQ index: similarity searches and registrations will fail");
+                        IndexState::Failed(err.to_string())
+                    }
+                };
+                send.send_replace(outcome);
+            })?;
+        Ok(IndexBuild {
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    async fn ready(&self) -> Result<()> {
+        if *self.state.borrow() == IndexState::Ready {
+            return Ok(());
+        }
+        let mut state = self.state.clone();
+        let outcome = state
+            .wait_for(|s| *s != IndexState::Building)
+            .await
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| IndexState::Failed("the build thread ended".into()));
+        match outcome {
+            IndexState::Failed(cause) => Err(Error::Internal(format!(
+                "the PDQ index could not be built: {cause}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for IndexBuild {
+    /// Stops a build still running, so that the data directory is released
+    /// (the thread holds a tree) when the store is.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -1725,6 +1844,74 @@ mod tests {
         // Looking from an older claim sees only what came before it.
         let again = store.same_image(&first.claim.claim, 31).await.unwrap();
         assert!(again.is_empty());
+    }
+
+    /// Adds `n` far-away hashes (ids above any claim) to `claims_by_pdq`, so
+    /// that the background index build takes a while after open.
+    async fn pad_pdq_tree(dir: &Path, n: u64) {
+        let db = open_when_released(dir).await;
+        let tree = db.open_tree("claims_by_pdq").unwrap();
+        let mut rng = crate::generate::Rng::new(7, 0);
+        let mut batch = sled::Batch::default();
+        for id in 1_000_000..1_000_000 + n {
+            let mut value = [90u8; 33];
+            for chunk in value[..32].chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next().to_le_bytes());
+            }
+            batch.insert(&be(id), &value[..]);
+        }
+        tree.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn searches_and_registrations_right_after_open_wait_for_the_background_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "f0".repeat(32);
+        let near = format!("f1{}", "f0".repeat(31));
+        let with_pdq = |text: &str, pdq: &str| {
+            let mut cmd = on_image("", text);
+            let image = cmd.claim.image.as_mut().unwrap();
+            image.pdq = pdq.to_string();
+            image.pdq_quality = 90;
+            image.pdq_quality_known = true;
+            cmd
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.register_claim(with_pdq("base", &base)).await.unwrap();
+            store.close().await.unwrap();
+        }
+        pad_pdq_tree(dir.path(), 60_000).await;
+        let query = SimilarQuery {
+            pdq: Pdq::from_hex(&near),
+            max_distance: 31,
+            limit: 10,
+            ..Default::default()
+        };
+        // Dropped while its build runs: the directory is released.
+        drop(reopen(dir.path()).await);
+        let store = reopen(dir.path()).await;
+        // Reads that need no index are served while the build runs.
+        assert!(store.get_claim(1).await.unwrap().is_some());
+        let found = store.find_similar(query.clone()).await.unwrap();
+        assert_eq!(texts(&found), ["base"], "the search waited for the build");
+        drop(store);
+        let store = reopen(dir.path()).await;
+        // A registration right after open: its hash is inserted after the
+        // build, not into an index the build then replaces.
+        let second = store
+            .register_claim(with_pdq("second", &base))
+            .await
+            .unwrap();
+        assert_eq!(texts(&second.same_image), ["base"]);
+        store.pdq_index_ready().await.unwrap();
+        let found = store.find_similar(query).await.unwrap();
+        assert_eq!(
+            texts(&found),
+            ["second", "base"],
+            "same distance: newest first"
+        );
     }
 
     #[tokio::test]
