@@ -16,7 +16,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::domain::review::{self, Publisher};
-use crate::domain::{validate, Error, Timestamp, Verdict, VerificationState};
+use crate::domain::{validate, Error, StatusView, Timestamp, Verdict, VerificationState};
 use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
@@ -406,7 +406,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         let req = request.into_inner();
         observe("GetVerificationStatus", &req.claim, async {
             let id = parse_claim_name(&req.claim, "claim")?;
-            let view = self.store.get_claim(id).await?;
+            let view = self.store.get_status(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
             Ok(convert::status_out(&view))
         })
@@ -437,7 +437,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     actor,
                 })
                 .await?;
-            Ok(convert::status_out(&view))
+            Ok(convert::status_out(&StatusView::from(&view)))
         })
         .await
     }

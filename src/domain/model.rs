@@ -496,6 +496,67 @@ pub struct ClaimView {
     pub latest_response: Option<OfficialResponse>,
 }
 
+/// The fields of a stored [`Claim`] its verification status is made of.
+/// It decodes a `Claim` record (same tags): the fields it does not name —
+/// the text, the image, the links — are skipped without being copied, so a
+/// status read costs less than reading the claim.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClaimStatus {
+    /// See [`Claim::id`].
+    #[prost(uint64, tag = "2")]
+    pub id: u64,
+    /// See [`Claim::update_time`].
+    #[prost(message, optional, tag = "11")]
+    pub update_time: Option<Timestamp>,
+    /// See [`Claim::last_sequence`].
+    #[prost(uint64, tag = "12")]
+    pub last_sequence: u64,
+    /// See [`Claim::evidence`].
+    #[prost(message, optional, tag = "13")]
+    pub evidence: Option<Evidence>,
+    /// See [`Claim::verdict`].
+    #[prost(message, optional, tag = "14")]
+    pub verdict: Option<Verdict>,
+    /// See [`Claim::state`].
+    #[prost(enumeration = "VerificationState", tag = "15")]
+    pub state: i32,
+    /// See [`Claim::chain_head`].
+    #[prost(bytes = "vec", tag = "17")]
+    pub chain_head: Vec<u8>,
+}
+
+impl From<&Claim> for ClaimStatus {
+    fn from(c: &Claim) -> Self {
+        ClaimStatus {
+            id: c.id,
+            update_time: c.update_time,
+            last_sequence: c.last_sequence,
+            evidence: c.evidence.clone(),
+            verdict: c.verdict.clone(),
+            state: c.state,
+            chain_head: c.chain_head.clone(),
+        }
+    }
+}
+
+/// A claim's status as read, with the latest attached response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusView {
+    /// The status fields of the claim record.
+    pub status: ClaimStatus,
+    /// Its latest response, if any.
+    pub latest_response: Option<OfficialResponse>,
+}
+
+impl From<&ClaimView> for StatusView {
+    fn from(view: &ClaimView) -> Self {
+        StatusView {
+            status: ClaimStatus::from(&view.claim),
+            latest_response: view.latest_response.clone(),
+        }
+    }
+}
+
 /// One page of a listing: the items and the cursor to continue after, if more may follow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {

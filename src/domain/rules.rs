@@ -28,7 +28,12 @@ pub fn derive_state(evidence: &Evidence, verdict: Option<&Verdict>) -> Verificat
 
 /// The claim's etag: changes with every event of the claim.
 pub fn etag(claim: &Claim) -> String {
-    format!("{}-{}", claim.id, claim.last_sequence)
+    etag_of(claim.id, claim.last_sequence)
+}
+
+/// The etag of the claim `id` after its event `last_sequence`.
+pub fn etag_of(id: u64, last_sequence: u64) -> String {
+    format!("{id}-{last_sequence}")
 }
 
 fn next_event(

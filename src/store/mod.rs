@@ -16,7 +16,8 @@ use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, ClaimHistory};
 use crate::domain::pdq::Pdq;
 use crate::domain::{
-    Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, Verdict, VerificationState,
+    Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, StatusView, Verdict,
+    VerificationState,
 };
 
 pub use check::{check_dir, CheckReport};
@@ -181,6 +182,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads one claim.
     fn get_claim(&self, id: u64) -> impl Future<Output = Result<Option<ClaimView>>> + Send;
+
+    /// Reads one claim's status: what [`Store::get_claim`] gives, without
+    /// the claim's text, image and links.
+    fn get_status(&self, id: u64) -> impl Future<Output = Result<Option<StatusView>>> + Send;
 
     /// Lists claims newest first, only those in `state` if given, starting
     /// below the cursor `before`.

@@ -49,8 +49,8 @@ use super::{
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
 use crate::domain::{
-    chain, rules, Claim, ClaimEvent, ClaimView, Error, EventDetails, OfficialResponse, Page,
-    Result, Timestamp, VerificationState, FORMAT_VERSION,
+    chain, rules, Claim, ClaimEvent, ClaimStatus, ClaimView, Error, EventDetails, OfficialResponse,
+    Page, Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
 };
 
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -624,11 +624,44 @@ impl SledStore {
     }
 
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
+        self.read_with_latest(id, "claim", |claim: &Claim| {
+            claim.evidence.as_ref().map_or(0, |e| e.total)
+        })
+        .map(|found| {
+            found.map(|(claim, latest_response)| ClaimView {
+                claim,
+                latest_response,
+            })
+        })
+    }
+
+    /// The status fields of a claim record and its latest response: the
+    /// claim's text, image and links are skipped, not decoded.
+    fn read_status(&self, id: u64) -> Result<Option<StatusView>> {
+        self.read_with_latest(id, "claim", |status: &ClaimStatus| {
+            status.evidence.as_ref().map_or(0, |e| e.total)
+        })
+        .map(|found| {
+            found.map(|(status, latest_response)| StatusView {
+                status,
+                latest_response,
+            })
+        })
+    }
+
+    /// The claim record `id` decoded as `M`, and the response numbered
+    /// `latest(&record)` (none for 0).
+    fn read_with_latest<M: Message + Default>(
+        &self,
+        id: u64,
+        what: &str,
+        latest: impl FnOnce(&M) -> u64,
+    ) -> Result<Option<(M, Option<OfficialResponse>)>> {
         let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
             return Ok(None);
         };
-        let claim: Claim = decode(&bytes, "claim")?;
-        let latest = claim.evidence.as_ref().map(|e| e.total).unwrap_or(0);
+        let record: M = decode(&bytes, what)?;
+        let latest = latest(&record);
         let latest_response = if latest > 0 {
             self.responses
                 .get(pair(id, latest))
@@ -638,10 +671,7 @@ impl SledStore {
         } else {
             None
         };
-        Ok(Some(ClaimView {
-            claim,
-            latest_response,
-        }))
+        Ok(Some((record, latest_response)))
     }
 
     fn require_claim(&self, id: u64) -> Result<()> {
@@ -1081,6 +1111,10 @@ impl Store for SledStore {
 
     async fn get_claim(&self, id: u64) -> Result<Option<ClaimView>> {
         self.read_claim(id)
+    }
+
+    async fn get_status(&self, id: u64) -> Result<Option<StatusView>> {
+        self.read_status(id)
     }
 
     async fn list_claims(
