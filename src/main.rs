@@ -237,6 +237,11 @@ struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     watch_max_streams: u32,
+    /// sled's page cache, in MiB. Reads that miss it go to the disk log:
+    /// for fast reads over a large archive, size it to the data's logical
+    /// size (the last line of `photoclaim check`). BENCHMARKS.md has figures.
+    #[arg(long, default_value_t = photoclaim::store::DEFAULT_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    cache_mb: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
     /// authentication: bind it to a private interface). Off by default.
     #[arg(long, env = "PHOTOCLAIM_METRICS_LISTEN")]
@@ -570,7 +575,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             "no --publisher-name or --review-url-template: ExportClaimReview's JSON-LD will lack `author` or `url`, which fact-check aggregators require"
         );
     }
-    let store = match SledStore::open(&args.data_dir) {
+    let store = match SledStore::open_with_cache(&args.data_dir, args.cache_mb << 20) {
         Ok(store) => Arc::new(store),
         Err(err) => {
             tracing::error!(%err, "cannot start");
@@ -629,6 +634,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!(
         %addr,
         data_dir = %args.data_dir.display(),
+        cache_mb = args.cache_mb,
         tls = tls.is_some(),
         mutual_tls,
         api_keys = keys_exist,

@@ -74,6 +74,31 @@ fn the_default_data_dir_is_photoclaim_data_in_the_working_directory() {
     assert!(cwd.path().join("photoclaim-data").join("db").exists());
 }
 
+#[test]
+fn the_page_cache_size_comes_from_the_flag_or_the_environment_and_is_bounded() {
+    let cwd = tempfile::tempdir().unwrap();
+    let line = listening_line(
+        cwd.path(),
+        &[
+            ("PHOTOCLAIM_LISTEN", "127.0.0.1:0"),
+            ("PHOTOCLAIM_CACHE_MB", "64"),
+        ],
+    );
+    assert!(line.contains("cache_mb=64"), "{line}");
+    let line = listening_line(cwd.path(), &[("PHOTOCLAIM_LISTEN", "127.0.0.1:0")]);
+    assert!(line.contains("cache_mb=1024"), "the default: {line}");
+    for bad in ["8", "0", "lots"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--cache-mb", bad])
+            .current_dir(cwd.path())
+            .output()
+            .expect("run photoclaim");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--cache-mb {bad} is refused");
+        assert!(stderr.contains("--cache-mb"), "names the flag: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn a_lower_message_limit_refuses_larger_requests_before_anything_is_stored() {
     let server = InProcess::start_with(Options {

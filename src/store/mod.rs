@@ -22,7 +22,7 @@ use crate::domain::{
 
 pub use check::{check_dir, CheckReport};
 pub use restore::{Restored, Restorer};
-pub use sled_store::{OpenError, SledStore, DIR_FORMAT_VERSION};
+pub use sled_store::{OpenError, SledStore, DEFAULT_CACHE_BYTES, DIR_FORMAT_VERSION};
 
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;
