@@ -145,7 +145,7 @@ pub struct SledStore {
     by_pdq: sled::Tree,
     /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
     /// Built on a background thread at open ([`IndexBuild`]): until it is
-    /// ready, the operations that use it wait (reads that do not serve at once).
+    /// ready, the operations that use it wait; all others are served.
     pdq_index: Arc<RwLock<PdqIndexes>>,
     /// The background build of `pdq_index`.
     index_build: IndexBuild,
