@@ -565,3 +565,62 @@ pub struct Page<T> {
     /// Cursor of the last item when the page was full, else `None`.
     pub next_cursor: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn a_claim_record_decodes_as_its_status_fields_and_nothing_else() {
+        let at = |seconds| Some(Timestamp { seconds, nanos: 7 });
+        let claim = Claim {
+            format_version: FORMAT_VERSION,
+            id: 42,
+            claim_text: "UN peacekeepers in Kazakhstan".into(),
+            claimant: "social media posts".into(),
+            language: "en".into(),
+            appearance_urls: vec!["https://example.org/post".into()],
+            first_seen_time: at(1),
+            tags: vec!["kazakhstan".into()],
+            image: Some(Image {
+                sha256: "ab".repeat(32),
+                ..Default::default()
+            }),
+            create_time: at(2),
+            update_time: at(3),
+            last_sequence: 5,
+            evidence: Some(Evidence {
+                total: 3,
+                supporting: 1,
+                refuting: 1,
+                context: 1,
+            }),
+            verdict: Some(Verdict {
+                claim_rating: 2,
+                media_authenticity: 3,
+                rationale: "KAZBAT in UN helmets".into(),
+                reviewed_by: "desk".into(),
+                review_time: at(4),
+            }),
+            state: VerificationState::Resolved as i32,
+            registered_by: "ingest".into(),
+            chain_head: vec![9; 32],
+        };
+        let bytes = claim.encode_to_vec();
+        let status = ClaimStatus::decode(bytes.as_slice()).unwrap();
+        assert_eq!(status, ClaimStatus::from(&claim));
+        assert_eq!(status.id, 42);
+        assert_eq!(status.last_sequence, 5);
+        assert_eq!(status.evidence.as_ref().unwrap().refuting, 1);
+        assert_eq!(
+            status.verdict.as_ref().unwrap().rationale,
+            "KAZBAT in UN helmets"
+        );
+        assert_eq!(status.state, VerificationState::Resolved as i32);
+        assert_eq!(status.chain_head, vec![9; 32]);
+        assert_eq!(status.update_time, at(3));
+        // Only the status's fields are kept: re-encoded, it is smaller.
+        assert!(status.encode_to_vec().len() < bytes.len() / 2);
+    }
+}
