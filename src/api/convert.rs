@@ -5,7 +5,7 @@
 
 use prost::Message;
 
-use crate::domain::{self, chain, rules, ClaimView, EventDetails, StatusView};
+use crate::domain::{self, chain, rules, ClaimStatus, ClaimView, EventDetails};
 use crate::pb;
 
 use super::names::{claim_name, response_name};
@@ -123,7 +123,10 @@ pub fn claim_out(view: &ClaimView) -> pb::Claim {
         create_time: time_out(c.create_time),
         update_time: time_out(c.update_time),
         etag: rules::etag(c),
-        verification_status: Some(status_out(&StatusView::from(view))),
+        verification_status: Some(status_out(
+            ClaimStatus::from(c),
+            view.latest_response.as_ref(),
+        )),
     }
 }
 
@@ -131,27 +134,30 @@ fn count(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// A claim's verification status, as the API returns it.
-pub fn status_out(view: &StatusView) -> pb::VerificationStatus {
-    let c = &view.status;
-    let evidence = c.evidence.clone().unwrap_or_default();
-    let verdict = c.verdict.as_ref();
+/// A claim's verification status, as the API returns it, from the claim's
+/// status fields (moved into the reply) and its latest response.
+pub fn status_out(
+    status: ClaimStatus,
+    latest: Option<&domain::OfficialResponse>,
+) -> pb::VerificationStatus {
+    let evidence = status.evidence.unwrap_or_default();
+    let verdict = status.verdict.unwrap_or_default();
     pb::VerificationStatus {
-        claim: claim_name(c.id),
-        state: c.state,
-        claim_rating: verdict.map_or(0, |v| v.claim_rating),
-        media_authenticity: verdict.map_or(0, |v| v.media_authenticity),
-        rationale: verdict.map(|v| v.rationale.clone()).unwrap_or_default(),
-        reviewed_by: verdict.map(|v| v.reviewed_by.clone()).unwrap_or_default(),
-        review_time: time_out(verdict.and_then(|v| v.review_time)),
+        claim: claim_name(status.id),
+        state: status.state,
+        claim_rating: verdict.claim_rating,
+        media_authenticity: verdict.media_authenticity,
+        rationale: verdict.rationale,
+        reviewed_by: verdict.reviewed_by,
+        review_time: time_out(verdict.review_time),
         official_response_count: count(evidence.total),
         supporting_count: count(evidence.supporting),
         refuting_count: count(evidence.refuting),
         context_count: count(evidence.context),
-        latest_official_response: view.latest_response.as_ref().map(response_out),
-        update_time: time_out(c.update_time),
-        etag: rules::etag_of(c.id, c.last_sequence),
-        chain_head: chain::to_hex(&c.chain_head),
+        latest_official_response: latest.map(response_out),
+        update_time: time_out(status.update_time),
+        etag: rules::etag_of(status.id, status.last_sequence),
+        chain_head: chain::to_hex(&status.chain_head),
     }
 }
 

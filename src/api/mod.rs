@@ -16,7 +16,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::domain::review::{self, Publisher};
-use crate::domain::{validate, Error, StatusView, Timestamp, Verdict, VerificationState};
+use crate::domain::{validate, ClaimStatus, Error, Timestamp, Verdict, VerificationState};
 use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
@@ -408,7 +408,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let id = parse_claim_name(&req.claim, "claim")?;
             let view = self.store.get_status(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
-            Ok(convert::status_out(&view))
+            Ok(convert::status_out(
+                view.status,
+                view.latest_response.as_ref(),
+            ))
         })
         .await
     }
@@ -437,7 +440,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     actor,
                 })
                 .await?;
-            Ok(convert::status_out(&StatusView::from(&view)))
+            Ok(convert::status_out(
+                ClaimStatus::from(&view.claim),
+                view.latest_response.as_ref(),
+            ))
         })
         .await
     }

@@ -548,15 +548,6 @@ pub struct StatusView {
     pub latest_response: Option<OfficialResponse>,
 }
 
-impl From<&ClaimView> for StatusView {
-    fn from(view: &ClaimView) -> Self {
-        StatusView {
-            status: ClaimStatus::from(&view.claim),
-            latest_response: view.latest_response.clone(),
-        }
-    }
-}
-
 /// One page of a listing: the items and the cursor to continue after, if more may follow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
