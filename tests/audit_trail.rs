@@ -131,6 +131,29 @@ fn reencoded<M: Message + Default>(bytes: &[u8], change: impl FnOnce(&mut M)) ->
     Some(record.encode_to_vec())
 }
 
+/// A stored claim record: the claim, and the copy of its latest response
+/// (field 30) that the record must end with.
+fn split_record(bytes: &[u8]) -> (domain::Claim, domain::OfficialResponse) {
+    let claim = domain::Claim::decode(bytes).unwrap();
+    let head = claim.encode_to_vec();
+    assert_eq!(&bytes[..head.len()], &head[..], "the claim comes first");
+    let mut tail = &bytes[head.len()..];
+    assert_eq!(tail[..2], [0xf2, 0x01], "field 30, length-delimited");
+    tail = &tail[2..];
+    let len = prost::encoding::decode_varint(&mut tail).unwrap() as usize;
+    assert_eq!(tail.len(), len, "the copy ends the record");
+    (claim, domain::OfficialResponse::decode(tail).unwrap())
+}
+
+fn with_copy(claim: &domain::Claim, latest: &domain::OfficialResponse) -> Vec<u8> {
+    let copy = latest.encode_to_vec();
+    let mut bytes = claim.encode_to_vec();
+    bytes.extend_from_slice(&[0xf2, 0x01]);
+    prost::encoding::encode_varint(copy.len() as u64, &mut bytes);
+    bytes.extend_from_slice(&copy);
+    bytes
+}
+
 #[tokio::test]
 async fn check_catches_records_edited_directly_in_sled() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,6 +213,28 @@ async fn check_catches_records_edited_directly_in_sled() {
         &1u64.to_be_bytes(),
         |b| reencoded::<domain::Claim>(b, |c| c.state = 1),
         "claims/1: the record does not match its events",
+    );
+    // The copy of the latest response that status reads are served from:
+    // edited, and dropped.
+    const COPY: &str = "claims/1: record is not in canonical encoding, or its copy of the latest official response differs";
+    tamper(
+        dir,
+        "claims",
+        &1u64.to_be_bytes(),
+        |b| {
+            let (claim, mut latest) = split_record(b);
+            assert_eq!(latest.id, 2, "the copy is of the latest response");
+            latest.text = "We confirm.".into();
+            Some(with_copy(&claim, &latest))
+        },
+        COPY,
+    );
+    tamper(
+        dir,
+        "claims",
+        &1u64.to_be_bytes(),
+        |b| Some(split_record(b).0.encode_to_vec()),
+        COPY,
     );
     // A deleted event.
     tamper(dir, "events", &key(1, 3), |_| None, "claims/1: event 3");

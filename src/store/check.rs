@@ -8,9 +8,9 @@ use std::path::Path;
 use prost::Message;
 
 use super::sled_store::{
-    be, decode, log_head, open_db, pair, pdq_entry, read_format_version, sha_index_key, sha_key,
-    state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID,
-    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+    be, claim_record, decode, log_head, open_db, pair, pdq_entry, read_format_version,
+    sha_index_key, sha_key, state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN,
+    META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use super::{OpenError, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
@@ -187,7 +187,7 @@ fn check_claims(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
         }
         let id = u64_at(&key, 0);
         let at = format!("claims/{id}");
-        let claim: Claim = match decode_exact(&value, "claim") {
+        let claim: Claim = match decode(&value, "claim") {
             Ok(claim) => claim,
             Err(e) => {
                 report.problem(format!("{at}: {e}"));
@@ -237,7 +237,15 @@ fn check_claims(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
                 chain::to_hex(&claim.chain_head),
                 chain::to_hex(&rebuilt.chain_head)
             )),
-            Ok(_) => {}
+            Ok(_) => {
+                let latest = responses.iter().find(|r| Some(r.id) == claim.evidence.as_ref().map(|e| e.total));
+                let latest = latest.map(Message::encode_to_vec).unwrap_or_default();
+                if claim_record(&claim, &latest) != value.as_ref() {
+                    report.problem(format!(
+                        "{at}: record is not in canonical encoding, or its copy of the latest official response differs from that response"
+                    ));
+                }
+            }
         }
         let attached = claim.evidence.as_ref().map(|e| e.total).unwrap_or(0);
         if responses.len() as u64 > attached {

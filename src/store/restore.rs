@@ -8,9 +8,9 @@ use std::path::Path;
 use prost::Message;
 
 use super::sled_store::{
-    be, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key, state_key,
-    u64_at, IdempotencyRecord, META_FORMAT_VERSION, META_LAST_CLAIM_ID, META_LAST_LOG_POSITION,
-    OP_ATTACH, OP_REGISTER,
+    be, claim_record, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key,
+    state_key, u64_at, IdempotencyRecord, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use super::{RequestRecord, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
@@ -122,7 +122,13 @@ impl Restorer {
             return Err(format!("claims/{id} comes after claims/{}", self.last_id));
         }
         self.last_id = id;
-        self.put(CLAIMS, &be(id), claim.encode_to_vec());
+        let total = claim.evidence.as_ref().map_or(0, |e| e.total);
+        let latest = history
+            .responses
+            .iter()
+            .find(|r| total > 0 && r.id == total);
+        let latest = latest.map(Message::encode_to_vec).unwrap_or_default();
+        self.put(CLAIMS, &be(id), claim_record(claim, &latest));
         self.put(BY_STATE, &state_key(claim.state, id), &[][..]);
         if let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) {
             self.put(BY_SHA256, &sha_index_key(&sha, id), &[][..]);

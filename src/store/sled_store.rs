@@ -7,7 +7,7 @@
 //! | `meta`             | `b"format_version"`                   | u32 ([`DIR_FORMAT_VERSION`])  |
 //! | `meta`             | `b"last_claim_id"`                    | u64                           |
 //! | `meta`             | `b"last_log_position"`                | u64                           |
-//! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf)    |
+//! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf) ‖ copy of the latest response (field 30, see [`claim_record`]) |
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
 //! | `events`           | claim_id (u64) ‖ sequence (u64)       | `domain::ClaimEvent`          |
@@ -49,8 +49,8 @@ use super::{
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
 use crate::domain::{
-    chain, rules, Claim, ClaimEvent, ClaimStatus, ClaimView, Error, EventDetails, OfficialResponse,
-    Page, Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
+    chain, rules, Claim, ClaimEvent, ClaimView, Error, EventDetails, OfficialResponse, Page,
+    Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
 };
 
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -72,9 +72,10 @@ const LOG_SCAN_LIMIT: usize = 4096;
 /// hash chains (`prev_hash`, `record_sha256` and `chain_head` in the records,
 /// the chain head in every `event_log` value). Each step is a function run
 /// by [`SledStore::open`] when the directory is older, safe to repeat; the
-/// version is written only after all steps. (Records carry their own
-/// [`FORMAT_VERSION`].)
-pub const DIR_FORMAT_VERSION: u32 = 4;
+/// version is written only after all steps. Version 5 appends a copy of the
+/// claim's latest response to its record ([`claim_record`]), so that a
+/// status read is one lookup. (Records carry their own [`FORMAT_VERSION`].)
+pub const DIR_FORMAT_VERSION: u32 = 5;
 pub(super) const OP_REGISTER: u8 = b'R';
 pub(super) const OP_ATTACH: u8 = b'A';
 
@@ -307,7 +308,8 @@ fn reindex_state(by_state: &TransactionalTree, claim: &Claim, old_state: i32) ->
 /// Stores `event` at the next position of the event log (read and advanced
 /// inside the transaction, so positions are dense and in commit order),
 /// links it to the claim's hash chain and the service-wide chain, writes the
-/// claim record (whose chain head moved), and returns the position.
+/// claim record (whose chain head moved) with its copy of the latest
+/// response (encoded; empty for none), and returns the position.
 fn append_event(
     (meta, claims, events, log): (
         &TransactionalTree,
@@ -316,6 +318,7 @@ fn append_event(
         &TransactionalTree,
     ),
     claim: &mut Claim,
+    latest_response: &[u8],
     mut event: ClaimEvent,
 ) -> TxResult<u64> {
     let last = meta.get(META_LAST_LOG_POSITION)?;
@@ -340,7 +343,7 @@ fn append_event(
         &be(position),
         &log_entry(&event, &chain::link(&previous, &hash))[..],
     )?;
-    claims.insert(&be(claim.id), claim.encode_to_vec())?;
+    claims.insert(&be(claim.id), claim_record(claim, latest_response))?;
     Ok(position)
 }
 
@@ -490,9 +493,79 @@ fn seal_chains(
     log.apply_batch(log_batch)
 }
 
-fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<Claim> {
+/// Field number of the copy of the latest response in a claim record.
+/// `domain::Claim` does not use it, so decoding a record as a `Claim` (or a
+/// `ClaimStatus`) skips the copy.
+const LATEST_RESPONSE_FIELD: u32 = 30;
+
+/// The copy of the latest response in a claim record, as stored.
+#[derive(Clone, PartialEq, Message)]
+struct LatestCopy {
+    #[prost(bytes = "vec", tag = "30")]
+    response: Vec<u8>,
+}
+
+/// The copy of the latest response in a claim record, decoded. (An
+/// embedded message and bytes share one wire format.)
+#[derive(Clone, PartialEq, Message)]
+struct LatestResponse {
+    #[prost(message, optional, tag = "30")]
+    response: Option<OfficialResponse>,
+}
+
+/// The stored form of a claim: the `Claim` message followed by field
+/// [`LATEST_RESPONSE_FIELD`] holding `latest_response`, the encoded
+/// `OfficialResponse` numbered `evidence.total` (nothing when there is
+/// none). Reads of a claim or its status then need one lookup, not two;
+/// `photoclaim check` verifies the copy against the response record.
+pub(super) fn claim_record(claim: &Claim, latest_response: &[u8]) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let mut bytes = claim.encode_to_vec();
+    if !latest_response.is_empty() {
+        encode_key(LATEST_RESPONSE_FIELD, WireType::LengthDelimited, &mut bytes);
+        encode_varint(latest_response.len() as u64, &mut bytes);
+        bytes.extend_from_slice(latest_response);
+    }
+    bytes
+}
+
+/// A claim record and the encoded copy of its latest response.
+/// Migration to version 5: rewrites every claim record as
+/// [`claim_record`], with the copy of its latest response. Records that
+/// already have it are left alone, so the step is safe to repeat.
+fn copy_latest_responses(claims: &sled::Tree, responses: &sled::Tree) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut pending = 0;
+    for entry in claims.iter() {
+        let (key, value) = entry?;
+        let Ok(claim) = Claim::decode(value.as_ref()) else {
+            tracing::error!(key = ?key, "skipping an undecodable claim while copying latest responses");
+            continue;
+        };
+        let total = claim.evidence.as_ref().map_or(0, |e| e.total);
+        let latest = match total {
+            0 => None,
+            n => responses.get(pair(claim.id, n))?,
+        };
+        let record = claim_record(&claim, latest.as_deref().unwrap_or_default());
+        if record != value.as_ref() {
+            batch.insert(key, record);
+            pending += 1;
+        }
+        if pending == MIGRATION_BATCH_CLAIMS {
+            claims.apply_batch(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+    }
+    claims.apply_batch(batch)
+}
+
+fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)> {
     match claims.get(be(id))? {
-        Some(bytes) => tx_decode(&bytes, "claim"),
+        Some(bytes) => {
+            let copy: LatestCopy = tx_decode(&bytes, "claim")?;
+            Ok((tx_decode(&bytes, "claim")?, copy.response))
+        }
         None => abort(Error::NotFound(format!("claims/{id}"))),
     }
 }
@@ -545,6 +618,11 @@ impl SledStore {
             let claims = db.open_tree("claims").map_err(other)?;
             let responses = db.open_tree("responses").map_err(other)?;
             seal_chains(&claims, &events, &responses, &event_log).map_err(other)?;
+        }
+        if found < 5 {
+            let claims = db.open_tree("claims").map_err(other)?;
+            let responses = db.open_tree("responses").map_err(other)?;
+            copy_latest_responses(&claims, &responses).map_err(other)?;
         }
         if found < DIR_FORMAT_VERSION {
             tracing::info!(
@@ -624,10 +702,7 @@ impl SledStore {
     }
 
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        self.read_with_latest(id, "claim", |claim: &Claim| {
-            claim.evidence.as_ref().map_or(0, |e| e.total)
-        })
-        .map(|found| {
+        self.read_with_latest(id).map(|found| {
             found.map(|(claim, latest_response)| ClaimView {
                 claim,
                 latest_response,
@@ -638,10 +713,7 @@ impl SledStore {
     /// The status fields of a claim record and its latest response: the
     /// claim's text, image and links are skipped, not decoded.
     fn read_status(&self, id: u64) -> Result<Option<StatusView>> {
-        self.read_with_latest(id, "claim", |status: &ClaimStatus| {
-            status.evidence.as_ref().map_or(0, |e| e.total)
-        })
-        .map(|found| {
+        self.read_with_latest(id).map(|found| {
             found.map(|(status, latest_response)| StatusView {
                 status,
                 latest_response,
@@ -649,29 +721,17 @@ impl SledStore {
         })
     }
 
-    /// The claim record `id` decoded as `M`, and the response numbered
-    /// `latest(&record)` (none for 0).
+    /// The claim record `id` decoded as `M`, and its copy of the latest
+    /// response: one lookup.
     fn read_with_latest<M: Message + Default>(
         &self,
         id: u64,
-        what: &str,
-        latest: impl FnOnce(&M) -> u64,
     ) -> Result<Option<(M, Option<OfficialResponse>)>> {
         let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
             return Ok(None);
         };
-        let record: M = decode(&bytes, what)?;
-        let latest = latest(&record);
-        let latest_response = if latest > 0 {
-            self.responses
-                .get(pair(id, latest))
-                .map_err(internal)?
-                .map(|b| decode(&b, "official response"))
-                .transpose()?
-        } else {
-            None
-        };
-        Ok(Some((record, latest_response)))
+        let latest: LatestResponse = decode(&bytes, "claim")?;
+        Ok(Some((decode(&bytes, "claim")?, latest.response)))
     }
 
     fn require_claim(&self, id: u64) -> Result<()> {
@@ -1072,7 +1132,7 @@ impl Store for SledStore {
                 let mut claim = cmd.claim.clone();
                 let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
                 by_state.insert(&state_key(claim.state, id), &[])?;
-                let position = append_event((meta, claims, events, log), &mut claim, event)?;
+                let position = append_event((meta, claims, events, log), &mut claim, &[], event)?;
                 if let Some(sha) = &sha {
                     by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
                 }
@@ -1189,14 +1249,16 @@ impl Store for SledStore {
                         return Ok((record.claim_id, record.response_id, 0, true));
                     }
                 }
-                let mut claim = load_claim(claims, cmd.claim_id)?;
+                let (mut claim, _) = load_claim(claims, cmd.claim_id)?;
                 let old_state = claim.state;
                 let mut response = cmd.response.clone();
                 let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
                     .map_err(ConflictableTransactionError::Abort)?;
                 reindex_state(by_state, &claim, old_state)?;
-                responses.insert(&pair(claim.id, response.id), response.encode_to_vec())?;
-                let position = append_event((meta, claims, events, log), &mut claim, event)?;
+                let encoded = response.encode_to_vec();
+                responses.insert(&pair(claim.id, response.id), &encoded[..])?;
+                let position =
+                    append_event((meta, claims, events, log), &mut claim, &encoded, event)?;
                 if let Some(key) = &request_key {
                     let record = IdempotencyRecord {
                         format_version: FORMAT_VERSION,
@@ -1240,7 +1302,7 @@ impl Store for SledStore {
             &self.event_log,
         );
         let outcome = trees.transaction(|(meta, claims, by_state, events, log)| {
-            let mut claim = load_claim(claims, cmd.claim_id)?;
+            let (mut claim, latest) = load_claim(claims, cmd.claim_id)?;
             let old_state = claim.state;
             let event = rules::set_verdict(
                 &mut claim,
@@ -1251,7 +1313,7 @@ impl Store for SledStore {
             )
             .map_err(ConflictableTransactionError::Abort)?;
             reindex_state(by_state, &claim, old_state)?;
-            append_event((meta, claims, events, log), &mut claim, event)
+            append_event((meta, claims, events, log), &mut claim, &latest, event)
         });
         let position = finish_tx(outcome)?;
         self.durable_through(position).await?;
@@ -1837,6 +1899,61 @@ mod tests {
             (report.claims, report.events, report.log_position),
             (2, 5, 5)
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_4_directory_gets_copies_of_the_latest_responses_in_its_claim_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            some_history(&store).await;
+            store.close().await.unwrap();
+        }
+        let db = open_when_released(dir.path()).await;
+        let live = dump(&db, "claims");
+        let latest = db.open_tree("responses").unwrap().get(pair(1, 2)).unwrap();
+        let first = Claim::decode(live[0].1.as_ref()).unwrap();
+        assert_eq!(
+            live[0].1.as_ref(),
+            claim_record(&first, &latest.unwrap()),
+            "after the verdict, claim 1 still ends with a copy of response 2"
+        );
+        // Rewrite as version 4 wrote it: the bare claim.
+        for (key, value) in &live {
+            let claim = Claim::decode(value.as_ref()).unwrap();
+            let claims = db.open_tree("claims").unwrap();
+            claims.insert(key, claim.encode_to_vec()).unwrap();
+        }
+        assert_ne!(dump(&db, "claims"), live);
+        db.open_tree("meta")
+            .unwrap()
+            .insert(META_FORMAT_VERSION, &4u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let store = reopen(dir.path()).await;
+        assert_eq!(
+            dump(&store.db, "claims"),
+            live,
+            "the same records as live writes"
+        );
+        let status = store.get_status(1).await.unwrap().unwrap();
+        let latest = status.latest_response.expect("claim 1 has responses");
+        assert_eq!(
+            (latest.id, latest.stance),
+            (2, crate::domain::Stance::Supports as i32)
+        );
+        assert_eq!(status.status.verdict.unwrap().rationale, "KAZBAT");
+        let view = store.get_claim(1).await.unwrap().unwrap();
+        assert_eq!(view.latest_response.map(|r| r.id), Some(2));
+        assert_eq!(view.claim.claim_text, "one");
+        let second = store.get_status(2).await.unwrap().unwrap();
+        assert_eq!(second.latest_response, None);
+        drop(store);
+        let db = open_when_released(dir.path()).await;
+        drop(db);
+        let report = super::super::check_dir(dir.path()).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
     }
 
     #[tokio::test]
