@@ -758,19 +758,33 @@ impl SledStore {
 
     /// Claims registered before `claim` on the same image or a near
     /// duplicate of it (reliable hashes only), nearest first, then newest.
-    async fn same_image(&self, claim: &Claim, near_distance: u32) -> Result<Vec<Similar>> {
+    /// `insert`, a new claim's index entry, is added to the PDQ index in
+    /// the same hand-off as the search (one thread hand-off, not two).
+    async fn same_image(
+        &self,
+        claim: &Claim,
+        near_distance: u32,
+        insert: Option<IndexEntry>,
+    ) -> Result<Vec<Similar>> {
         let Some(image) = &claim.image else {
+            if let Some((id, hash, quality)) = insert {
+                self.with_indexes(move |indexes| indexes.insert(id, hash, quality))
+                    .await?;
+            }
             return Ok(Vec::new());
         };
         let reliable = is_reliable(stored_quality(image));
-        self.similar(&SimilarQuery {
-            sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
-            pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
-            max_distance: near_distance,
-            include_low_quality: false,
-            before: Some(claim.id),
-            limit: MAX_SAME_IMAGE_CLAIMS,
-        })
+        self.similar(
+            &SimilarQuery {
+                sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
+                pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
+                max_distance: near_distance,
+                include_low_quality: false,
+                before: Some(claim.id),
+                limit: MAX_SAME_IMAGE_CLAIMS,
+            },
+            insert,
+        )
         .await
     }
 
@@ -808,7 +822,13 @@ impl SledStore {
         .map_err(|e| Error::Internal(format!("PDQ index task failed: {e}")))
     }
 
-    async fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
+    /// Claims matching `query`; `insert` (see [`Self::same_image`]) is
+    /// added to the index first, under the same lock.
+    async fn similar(
+        &self,
+        query: &SimilarQuery,
+        insert: Option<IndexEntry>,
+    ) -> Result<Vec<Similar>> {
         let before = query.before.unwrap_or(u64::MAX);
         let sha = query.sha256.as_deref().and_then(sha_key);
         // id -> distance; exact matches first at distance 0.
@@ -830,17 +850,29 @@ impl SledStore {
                 Pdq::from_hex(&image.pdq).filter(|_| usable)
             })
         });
-        if let Some(pdq) = pdq {
-            let (radius, low_quality) = (query.max_distance, query.include_low_quality);
-            let hits = self
-                .read_indexes(move |indexes| {
-                    let mut hits = indexes.reliable.query(&pdq, radius);
-                    if low_quality {
-                        hits.extend(indexes.low_quality.query(&pdq, radius));
-                    }
-                    hits
+        let (radius, low_quality) = (query.max_distance, query.include_low_quality);
+        let search = move |indexes: &PdqIndexes| {
+            let Some(pdq) = pdq else {
+                return Vec::new();
+            };
+            let mut hits = indexes.reliable.query(&pdq, radius);
+            if low_quality {
+                hits.extend(indexes.low_quality.query(&pdq, radius));
+            }
+            hits
+        };
+        let hits = match insert {
+            Some((id, hash, quality)) => {
+                self.with_indexes(move |indexes| {
+                    indexes.insert(id, hash, quality);
+                    search(indexes)
                 })
-                .await?;
+                .await?
+            }
+            None if pdq.is_some() => self.read_indexes(search).await?,
+            None => Vec::new(),
+        };
+        {
             for (id, distance) in hits {
                 if id < before {
                     let entry = found.entry(id).or_insert(distance);
@@ -1050,6 +1082,9 @@ impl Drop for IndexBuild {
     }
 }
 
+/// A claim's entry in the PDQ index: id, hash, quality.
+type IndexEntry = (u64, Pdq, i32);
+
 /// Quality byte of `claims_by_pdq` meaning "not known" (a caller's hash).
 const UNKNOWN_QUALITY: i32 = 255;
 
@@ -1123,7 +1158,7 @@ impl Store for SledStore {
             |(meta, claims, by_state, events, log, by_sha256, by_pdq, request_ids)| {
                 if let Some(key) = &request_key {
                     if let Some(record) = check_request_id(request_ids, key, &fp)? {
-                        return Ok((record.claim_id, 0, true));
+                        return Ok((record.claim_id, 0, None));
                     }
                 }
                 let last = meta.get(META_LAST_CLAIM_ID)?;
@@ -1148,20 +1183,32 @@ impl Store for SledStore {
                     };
                     request_ids.insert(key.as_slice(), record.encode_to_vec())?;
                 }
-                Ok((id, position, false))
+                Ok((id, position, Some(claim)))
             },
         );
-        let (id, position, replayed) = finish_tx(outcome)?;
-        if let (Some((hash, quality, _)), false) = (pdq, replayed) {
-            self.with_indexes(move |indexes| indexes.insert(id, hash, quality))
-                .await?;
-        }
+        let (id, position, committed) = finish_tx(outcome)?;
+        let replayed = committed.is_none();
+        let claim = match committed {
+            // Just written: no response yet.
+            Some(claim) => ClaimView {
+                claim,
+                latest_response: None,
+            },
+            None => self
+                .read_claim(id)?
+                .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?,
+        };
+        // The index entry goes in before the reply, whatever happens to the
+        // flush: the claim is committed.
+        let insert = pdq
+            .filter(|_| !replayed)
+            .map(|(hash, quality, _)| (id, hash, quality));
+        let same_image = self
+            .same_image(&claim.claim, cmd.near_distance, insert)
+            .await;
         // A replay may race the first call's flush: wait for durability either way.
         self.durable_through(position).await?;
-        let claim = self
-            .read_claim(id)?
-            .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?;
-        let same_image = self.same_image(&claim.claim, cmd.near_distance).await?;
+        let same_image = same_image?;
         Ok(Registered {
             claim,
             replayed,
@@ -1331,7 +1378,7 @@ impl Store for SledStore {
     }
 
     async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
-        self.similar(&query).await
+        self.similar(&query, None).await
     }
 
     async fn log_events(
@@ -1993,7 +2040,10 @@ mod tests {
         assert_eq!(texts(&last.same_image)[0], newest);
         assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
         // Looking from an older claim sees only what came before it.
-        let again = store.same_image(&first.claim.claim, 31).await.unwrap();
+        let again = store
+            .same_image(&first.claim.claim, 31, None)
+            .await
+            .unwrap();
         assert!(again.is_empty());
     }
 
