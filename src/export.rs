@@ -155,7 +155,7 @@ pub fn open_existing(dir: &Path) -> Result<SledStore, String> {
             dir.display()
         ));
     }
-    SledStore::open_with_cache(dir, EXPORT_CACHE_BYTES).map_err(|err| match err {
+    SledStore::open_without_index(dir, EXPORT_CACHE_BYTES).map_err(|err| match err {
         OpenError::Locked(_) => format!(
             "{err}. While the server runs, work through it: add --server http://HOST:PORT \
              (and PHOTOCLAIM_TOKEN=<an admin key's token>)"

@@ -11,7 +11,7 @@ use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::Timestamp;
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
-use crate::store::{OpenError, SledStore, Store};
+use crate::store::{OpenError, SledStore, Store, DEFAULT_CACHE_BYTES};
 
 /// Actor recorded for key changes made on the data directory.
 pub const CLI_ACTOR: &str = "cli";
@@ -121,7 +121,7 @@ fn open_existing(dir: &std::path::Path) -> Result<SledStore, KeyError> {
 }
 
 fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
-    SledStore::open(dir).map_err(|err| match err {
+    SledStore::open_without_index(dir, DEFAULT_CACHE_BYTES).map_err(|err| match err {
         OpenError::Locked(_) => format!(
             "{err}. While the server runs, manage keys through it: add --server http://HOST:PORT \
              (and PHOTOCLAIM_TOKEN=<an admin key's token>)"

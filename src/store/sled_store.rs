@@ -582,6 +582,26 @@ impl SledStore {
     /// cache would hold every page it has read, so that its memory would
     /// grow with the data.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> std::result::Result<Self, OpenError> {
+        Self::open_inner(dir, cache_bytes, true)
+    }
+
+    /// Like [`SledStore::open_with_cache`], for offline tools that never
+    /// search by similarity (export, backup, key management): the PDQ index
+    /// is not built, so a million-claim directory costs them no index build.
+    /// Registrations and similarity searches on such a store fail with
+    /// [`Error::Internal`].
+    pub fn open_without_index(
+        dir: &Path,
+        cache_bytes: u64,
+    ) -> std::result::Result<Self, OpenError> {
+        Self::open_inner(dir, cache_bytes, false)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        cache_bytes: u64,
+        build_index: bool,
+    ) -> std::result::Result<Self, OpenError> {
         let other = |cause: sled::Error| OpenError::Other {
             dir: dir.to_path_buf(),
             cause: cause.to_string(),
@@ -637,17 +657,25 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(other);
         let by_pdq = tree("claims_by_pdq")?;
         let pdq_index = Arc::new(RwLock::new(PdqIndexes::default()));
-        let index_build =
+        let index_build = if build_index {
             IndexBuild::start(by_pdq.clone(), Arc::clone(&pdq_index)).map_err(|e| {
                 OpenError::Other {
                     dir: dir.to_path_buf(),
                     cause: format!("cannot start the PDQ index build: {e}"),
                 }
-            })?;
+            })?
+        } else {
+            IndexBuild::skipped()
+        };
         tracing::info!(
             sled_open_ms = sled_open.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
-            "data directory opened; building the PDQ index in the background"
+            pdq_index = if build_index {
+                "building in the background"
+            } else {
+                "not built (offline tool)"
+            },
+            "data directory opened"
         );
         let last_log = event_log.last().map_err(other)?;
         let durable = last_log.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
@@ -1052,6 +1080,18 @@ impl IndexBuild {
         })
     }
 
+    /// No index at all: everything that needs it fails.
+    fn skipped() -> Self {
+        let (_, state) = tokio::sync::watch::channel(IndexState::Failed(
+            "this store was opened without it (an offline tool)".into(),
+        ));
+        IndexBuild {
+            state,
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        }
+    }
+
     async fn ready(&self) -> Result<()> {
         if *self.state.borrow() == IndexState::Ready {
             return Ok(());
@@ -1138,6 +1178,9 @@ fn migrate_sha256_index(tree: &sled::Tree) -> sled::Result<()> {
 
 impl Store for SledStore {
     async fn register_claim(&self, cmd: NewClaim) -> Result<Registered> {
+        // Every registration updates or searches the index after its commit:
+        // without one, refuse before writing anything.
+        self.pdq_index_ready().await?;
         let draft_bytes = cmd.claim.encode_to_vec();
         let fp = fingerprint(&[&draft_bytes]);
         let request_key = (!cmd.request_id.is_empty())
@@ -2001,6 +2044,48 @@ mod tests {
         drop(db);
         let report = super::super::check_dir(dir.path()).unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            some_history(&store).await;
+            store.close().await.unwrap();
+        }
+        let store = loop {
+            match SledStore::open_without_index(dir.path(), 16 << 20) {
+                Ok(store) => break store,
+                Err(OpenError::Locked(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let view = store.get_claim(1).await.unwrap().unwrap();
+        assert_eq!(view.latest_response.map(|r| r.id), Some(2));
+        let refused = |e: Error| matches!(&e, Error::Internal(m) if m.contains("without it"));
+        let search = store
+            .find_similar(SimilarQuery {
+                sha256: None,
+                pdq: Some(Pdq([0; 32])),
+                max_distance: 31,
+                include_low_quality: false,
+                before: None,
+                limit: 10,
+            })
+            .await;
+        assert!(refused(search.expect_err("no index to search")));
+        let register = store
+            .register_claim(on_image(&"ab".repeat(32), "three"))
+            .await;
+        assert!(refused(register.expect_err("no index to update")));
+        assert!(
+            store.get_claim(3).await.unwrap().is_none(),
+            "nothing written"
+        );
+        assert_eq!(store.stats().await.unwrap().claims, 2);
     }
 
     #[tokio::test]
