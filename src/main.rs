@@ -242,6 +242,12 @@ struct ServeArgs {
     /// size (the last line of `photoclaim check`). BENCHMARKS.md has figures.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     cache_mb: u64,
+    /// Statuses kept in memory for GetVerificationStatus, in MiB (0: off).
+    /// Every write updates its entry before it is acknowledged, so a cached
+    /// status is never older than an acknowledged write. Roughly 650 bytes
+    /// a claim: size it to hold the claims desks read.
+    #[arg(long, default_value_t = photoclaim::store::DEFAULT_STATUS_CACHE_BYTES >> 20, env = "PHOTOCLAIM_STATUS_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    status_cache_mb: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
     /// authentication: bind it to a private interface). Off by default.
     #[arg(long, env = "PHOTOCLAIM_METRICS_LISTEN")]
@@ -576,7 +582,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         );
     }
     let store = match SledStore::open_with_cache(&args.data_dir, args.cache_mb << 20) {
-        Ok(store) => Arc::new(store),
+        Ok(store) => Arc::new(store.with_status_cache(args.status_cache_mb << 20)),
         Err(err) => {
             tracing::error!(%err, "cannot start");
             return fail(err);
@@ -635,6 +641,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         %addr,
         data_dir = %args.data_dir.display(),
         cache_mb = args.cache_mb,
+        status_cache_mb = args.status_cache_mb,
         tls = tls.is_some(),
         mutual_tls,
         api_keys = keys_exist,

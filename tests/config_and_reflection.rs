@@ -84,18 +84,34 @@ fn the_page_cache_size_comes_from_the_flag_or_the_environment_and_is_bounded() {
             ("PHOTOCLAIM_CACHE_MB", "64"),
         ],
     );
-    assert!(line.contains("cache_mb=64"), "{line}");
+    assert!(line.contains(" cache_mb=64"), "{line}");
     let line = listening_line(cwd.path(), &[("PHOTOCLAIM_LISTEN", "127.0.0.1:0")]);
-    assert!(line.contains("cache_mb=1024"), "the default: {line}");
-    for bad in ["8", "0", "lots"] {
+    assert!(line.contains(" cache_mb=1024"), "the default: {line}");
+    assert!(line.contains(" status_cache_mb=256"), "the default: {line}");
+    let line = listening_line(
+        cwd.path(),
+        &[
+            ("PHOTOCLAIM_LISTEN", "127.0.0.1:0"),
+            ("PHOTOCLAIM_STATUS_CACHE_MB", "0"),
+        ],
+    );
+    assert!(line.contains(" status_cache_mb=0"), "off: {line}");
+    for (flag, bad) in [
+        ("--cache-mb", "8"),
+        ("--cache-mb", "0"),
+        ("--cache-mb", "lots"),
+        ("--status-cache-mb", "1.5"),
+        ("--status-cache-mb", "2000000"),
+        ("--status-cache-mb", "lots"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--cache-mb", bad])
+            .args(["serve", "--listen", "127.0.0.1:0", flag, bad])
             .current_dir(cwd.path())
             .output()
             .expect("run photoclaim");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "--cache-mb {bad} is refused");
-        assert!(stderr.contains("--cache-mb"), "names the flag: {stderr}");
+        assert!(!out.status.success(), "{flag} {bad} is refused");
+        assert!(stderr.contains(flag), "names the flag: {stderr}");
     }
 }
 

@@ -9,6 +9,7 @@ mod check;
 mod group_commit;
 mod restore;
 mod sled_store;
+mod status_cache;
 
 use std::future::Future;
 
@@ -22,7 +23,9 @@ use crate::domain::{
 
 pub use check::{check_dir, CheckReport};
 pub use restore::{Restored, Restorer};
-pub use sled_store::{OpenError, SledStore, DEFAULT_CACHE_BYTES, DIR_FORMAT_VERSION};
+pub use sled_store::{
+    OpenError, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_STATUS_CACHE_BYTES, DIR_FORMAT_VERSION,
+};
 
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;

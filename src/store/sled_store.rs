@@ -41,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use super::group_commit::GroupCommit;
+use super::status_cache::StatusCache;
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
     RequestRecord, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
@@ -49,13 +50,15 @@ use super::{
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
 use crate::domain::{
-    chain, rules, Claim, ClaimEvent, ClaimView, Error, EventDetails, OfficialResponse, Page,
-    Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
+    chain, rules, Claim, ClaimEvent, ClaimStatus, ClaimView, Error, EventDetails, OfficialResponse,
+    Page, Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
 };
 
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// sled's page cache for a server: sled's own default, 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+/// The status cache of a server: enough for about 400,000 claims.
+pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// Log entries examined per [`Store::log_events`] call at most.
@@ -150,6 +153,8 @@ pub struct SledStore {
     pdq_index: Arc<RwLock<PdqIndexes>>,
     /// The background build of `pdq_index`.
     index_build: IndexBuild,
+    /// Statuses served without a sled read ([`super::status_cache`]).
+    status_cache: StatusCache,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -685,6 +690,7 @@ impl SledStore {
             by_pdq,
             pdq_index,
             index_build,
+            status_cache: StatusCache::new(DEFAULT_STATUS_CACHE_BYTES),
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
@@ -697,6 +703,13 @@ impl SledStore {
             commit: GroupCommit::start(db.clone()),
             db,
         })
+    }
+
+    /// Bounds the in-process status cache to `bytes` (0 turns it off);
+    /// [`DEFAULT_STATUS_CACHE_BYTES`] otherwise.
+    pub fn with_status_cache(mut self, bytes: u64) -> Self {
+        self.status_cache = StatusCache::new(bytes);
+        self
     }
 
     /// Flushes performed by group commit so far (diagnostics and tests).
@@ -1230,6 +1243,15 @@ impl Store for SledStore {
             },
         );
         let (id, position, committed) = finish_tx(outcome)?;
+        if let Some(claim) = &committed {
+            self.status_cache.update(
+                id,
+                StatusView {
+                    status: ClaimStatus::from(claim),
+                    latest_response: None,
+                },
+            );
+        }
         let replayed = committed.is_none();
         let claim = match committed {
             // Just written: no response yet.
@@ -1264,7 +1286,15 @@ impl Store for SledStore {
     }
 
     async fn get_status(&self, id: u64) -> Result<Option<StatusView>> {
-        self.read_status(id)
+        if let Some(view) = self.status_cache.get(id) {
+            return Ok(Some(StatusView::clone(&view)));
+        }
+        let epoch = self.status_cache.epoch(id);
+        let found = self.read_status(id)?;
+        if let Some(view) = &found {
+            self.status_cache.fill(id, epoch, view.clone());
+        }
+        Ok(found)
     }
 
     async fn list_claims(
@@ -1336,7 +1366,7 @@ impl Store for SledStore {
             |(meta, claims, by_state, responses, events, log, request_ids)| {
                 if let Some(key) = &request_key {
                     if let Some(record) = check_request_id(request_ids, key, &fp)? {
-                        return Ok((record.claim_id, record.response_id, 0, true));
+                        return Ok((record.claim_id, record.response_id, 0, None));
                     }
                 }
                 let (mut claim, _) = load_claim(claims, cmd.claim_id)?;
@@ -1358,20 +1388,33 @@ impl Store for SledStore {
                     };
                     request_ids.insert(key.as_slice(), record.encode_to_vec())?;
                 }
-                Ok((claim.id, response.id, position, false))
+                Ok((claim.id, response.id, position, Some((claim, response))))
             },
         );
-        let (claim_id, response_id, position, replayed) = finish_tx(outcome)?;
+        let (claim_id, response_id, position, committed) = finish_tx(outcome)?;
+        let replayed = committed.is_none();
+        let response = match committed {
+            Some((claim, response)) => {
+                self.status_cache.update(
+                    claim_id,
+                    StatusView {
+                        status: ClaimStatus::from(&claim),
+                        latest_response: Some(response.clone()),
+                    },
+                );
+                response
+            }
+            None => {
+                let bytes = self
+                    .responses
+                    .get(pair(claim_id, response_id))
+                    .map_err(internal)?
+                    .ok_or_else(|| Error::Internal("response vanished after commit".into()))?;
+                decode(&bytes, "official response")?
+            }
+        };
         self.durable_through(position).await?;
-        let bytes = self
-            .responses
-            .get(pair(claim_id, response_id))
-            .map_err(internal)?
-            .ok_or_else(|| Error::Internal("response vanished after commit".into()))?;
-        Ok(Attached {
-            response: decode(&bytes, "official response")?,
-            replayed,
-        })
+        Ok(Attached { response, replayed })
     }
 
     async fn list_responses(
@@ -1403,9 +1446,27 @@ impl Store for SledStore {
             )
             .map_err(ConflictableTransactionError::Abort)?;
             reindex_state(by_state, &claim, old_state)?;
-            append_event((meta, claims, events, log), &mut claim, &latest, event)
+            let position = append_event((meta, claims, events, log), &mut claim, &latest, event)?;
+            Ok((position, claim, latest))
         });
-        let position = finish_tx(outcome)?;
+        let (position, claim, latest) = finish_tx(outcome)?;
+        let latest_response = match latest.is_empty() {
+            true => Ok(None),
+            false => decode(&latest, "official response").map(Some),
+        };
+        match latest_response {
+            Ok(latest_response) => self.status_cache.update(
+                claim.id,
+                StatusView {
+                    status: ClaimStatus::from(&claim),
+                    latest_response,
+                },
+            ),
+            Err(err) => {
+                self.status_cache.forget(claim.id);
+                return Err(err);
+            }
+        }
         self.durable_through(position).await?;
         self.read_claim(cmd.claim_id)?
             .ok_or_else(|| Error::Internal("claim vanished after commit".into()))
@@ -2086,6 +2147,138 @@ mod tests {
             "nothing written"
         );
         assert_eq!(store.stats().await.unwrap().claims, 2);
+    }
+
+    #[tokio::test]
+    async fn cached_statuses_are_what_sled_holds_after_every_kind_of_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let same = |store: &SledStore, id: u64| {
+            let cached = store.status_cache.get(id).expect("written through");
+            assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
+        };
+        store
+            .register_claim(on_image(&"ab".repeat(32), "one"))
+            .await
+            .unwrap();
+        same(&store, 1);
+        some_history(&store).await; // registers 2 and 3, attaches two to 1, a verdict on 1
+        for id in 1..=3 {
+            same(&store, id);
+        }
+        let status = store.get_status(1).await.unwrap().unwrap();
+        assert_eq!(status.latest_response.map(|r| r.id), Some(2));
+        assert!(status.status.verdict.is_some());
+        // A store with the cache off reads sled and holds nothing.
+        drop(store);
+        let store = reopen(dir.path()).await.with_status_cache(0);
+        assert_eq!(
+            store.get_status(1).await.unwrap(),
+            store.read_status(1).unwrap()
+        );
+        assert_eq!(store.status_cache.len(), 0);
+        // A read fills it; the next write replaces the entry.
+        let store = store.with_status_cache(1 << 20);
+        store.get_status(2).await.unwrap();
+        assert_eq!(store.status_cache.len(), 1);
+        store
+            .attach_response(NewResponse {
+                claim_id: 2,
+                response: OfficialResponse::default(),
+                request_id: String::new(),
+                actor: "desk".into(),
+            })
+            .await
+            .unwrap();
+        same(&store, 2);
+        assert_eq!(
+            store
+                .get_status(2)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .last_sequence,
+            2
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_status_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() {
+        let dir = tempfile::tempdir().unwrap();
+        // About 60 entries for 40 claims: evictions all the time.
+        let store = Arc::new(
+            SledStore::open(dir.path())
+                .unwrap()
+                .with_status_cache(8 << 10),
+        );
+        for i in 0..40 {
+            let claim = NewClaim {
+                claim: Claim {
+                    claim_text: format!("claim {i}"),
+                    language: "en".into(),
+                    ..Default::default()
+                },
+                request_id: String::new(),
+                actor: "test".into(),
+                near_distance: 0,
+            };
+            store.register_claim(claim).await.unwrap();
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for r in 0..3u64 {
+            let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+            readers.push(tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let id = (reads * 7 + r) % 40 + 1;
+                    store.get_status(id).await.unwrap().expect("registered");
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            }));
+        }
+        let mut writers = Vec::new();
+        for w in 0..4u64 {
+            let store = Arc::clone(&store);
+            writers.push(tokio::spawn(async move {
+                for i in 0..40u64 {
+                    let id = (w * 13 + i * 3) % 40 + 1;
+                    let attached = store
+                        .attach_response(NewResponse {
+                            claim_id: id,
+                            response: OfficialResponse::default(),
+                            request_id: String::new(),
+                            actor: "desk".into(),
+                        })
+                        .await
+                        .unwrap();
+                    let status = store.get_status(id).await.unwrap().unwrap();
+                    let total = status.status.evidence.map_or(0, |e| e.total);
+                    assert!(
+                        total >= attached.response.id,
+                        "claims/{id}: acknowledged response {} but the status counts {total}",
+                        attached.response.id
+                    );
+                    assert!(status.latest_response.unwrap().id >= attached.response.id);
+                }
+            }));
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.await.unwrap() > 0);
+        }
+        for id in 1..=40 {
+            assert_eq!(
+                store.get_status(id).await.unwrap(),
+                store.read_status(id).unwrap()
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,207 @@
+//! An in-process cache of claim statuses in front of sled, for the hot read
+//! (`GetVerificationStatus`), bounded in bytes (`serve --status-cache-mb`).
+//!
+//! It never serves a status older than an acknowledged write:
+//!
+//! - every committed write puts its new status in ([`StatusCache::update`])
+//!   before the write is acknowledged, replacing any older one;
+//! - a reader that missed fills the cache with what it read from sled
+//!   ([`StatusCache::fill`]) only if no write to that shard happened since it
+//!   looked ([`StatusCache::epoch`]): otherwise what it read may predate a
+//!   write whose own entry has since been evicted.
+//!
+//! Both run under the shard's lock, and a status is only ever replaced by a
+//! newer one (higher `last_sequence`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prost::Message;
+
+use crate::domain::StatusView;
+
+const SHARDS: usize = 64;
+/// Bookkeeping counted per entry on top of its encoded size.
+const ENTRY_OVERHEAD: usize = 128;
+
+pub(super) struct StatusCache {
+    shards: Box<[Mutex<Shard>]>,
+    /// Bytes per shard; 0 turns the cache off.
+    shard_budget: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<u64, (Arc<StatusView>, usize)>,
+    bytes: usize,
+    /// Writes seen by this shard, for [`StatusCache::fill`].
+    writes: u64,
+}
+
+impl Shard {
+    /// Puts `view` in unless a newer status is there.
+    fn put(&mut self, id: u64, view: StatusView, budget: usize) {
+        if let Some((old, _)) = self.entries.get(&id) {
+            if old.status.last_sequence >= view.status.last_sequence {
+                return;
+            }
+        }
+        let size = ENTRY_OVERHEAD
+            + view.status.encoded_len()
+            + view.latest_response.as_ref().map_or(0, |r| r.encoded_len());
+        if let Some((_, old_size)) = self.entries.insert(id, (Arc::new(view), size)) {
+            self.bytes -= old_size;
+        }
+        self.bytes += size;
+        if self.bytes > budget {
+            // Down to seven eighths of the budget, in the map's (arbitrary)
+            // order: random eviction, without bookkeeping on reads.
+            let target = budget - budget / 8;
+            let mut bytes = self.bytes;
+            let mut victims = Vec::new();
+            for (&key, &(_, size)) in &self.entries {
+                if bytes <= target {
+                    break;
+                }
+                if key != id {
+                    victims.push(key);
+                    bytes -= size;
+                }
+            }
+            for key in victims {
+                self.entries.remove(&key);
+            }
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl StatusCache {
+    pub(super) fn new(bytes: u64) -> Self {
+        StatusCache {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shard_budget: usize::try_from(bytes).unwrap_or(usize::MAX) / SHARDS,
+        }
+    }
+
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(id % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn get(&self, id: u64) -> Option<Arc<StatusView>> {
+        if self.shard_budget == 0 {
+            return None;
+        }
+        self.shard(id).entries.get(&id).map(|(v, _)| Arc::clone(v))
+    }
+
+    /// To pass to [`Self::fill`]: taken before reading sled.
+    pub(super) fn epoch(&self, id: u64) -> u64 {
+        self.shard(id).writes
+    }
+
+    /// A status read from sled after [`Self::epoch`] returned `epoch`.
+    pub(super) fn fill(&self, id: u64, epoch: u64, view: StatusView) {
+        if self.shard_budget == 0 {
+            return;
+        }
+        let mut shard = self.shard(id);
+        if shard.writes == epoch {
+            shard.put(id, view, self.shard_budget);
+        }
+    }
+
+    /// The status a committed write left: call before acknowledging it.
+    pub(super) fn update(&self, id: u64, view: StatusView) {
+        let mut shard = self.shard(id);
+        shard.writes += 1;
+        if self.shard_budget > 0 {
+            shard.put(id, view, self.shard_budget);
+        }
+    }
+
+    /// A committed write whose status could not be built: the entry goes,
+    /// and reads fall back to sled.
+    pub(super) fn forget(&self, id: u64) {
+        let mut shard = self.shard(id);
+        shard.writes += 1;
+        if let Some((_, size)) = shard.entries.remove(&id) {
+            shard.bytes -= size;
+        }
+    }
+
+    /// Entries held (tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ClaimStatus;
+
+    fn view(id: u64, seq: u64) -> StatusView {
+        StatusView {
+            status: ClaimStatus {
+                id,
+                last_sequence: seq,
+                ..Default::default()
+            },
+            latest_response: None,
+        }
+    }
+
+    fn seq(cache: &StatusCache, id: u64) -> Option<u64> {
+        cache.get(id).map(|v| v.status.last_sequence)
+    }
+
+    #[test]
+    fn a_read_that_raced_a_write_never_puts_back_the_older_status() {
+        let cache = StatusCache::new(1 << 20);
+        // The reader looks, reads sequence 1 from sled; meanwhile a write
+        // commits sequence 2 and its entry is gone again (evicted).
+        let epoch = cache.epoch(7);
+        cache.update(7, view(7, 2));
+        cache.shard(7).entries.clear();
+        cache.fill(7, epoch, view(7, 1));
+        assert_eq!(seq(&cache, 7), None, "the stale read is not cached");
+        // Without a write in between, a read fills the cache.
+        let epoch = cache.epoch(7);
+        cache.fill(7, epoch, view(7, 2));
+        assert_eq!(seq(&cache, 7), Some(2));
+        // An older status never replaces a newer one.
+        cache.update(7, view(7, 1));
+        assert_eq!(seq(&cache, 7), Some(2));
+        cache.update(7, view(7, 3));
+        assert_eq!(seq(&cache, 7), Some(3));
+    }
+
+    #[test]
+    fn it_stays_within_its_budget_and_a_zero_budget_holds_nothing() {
+        let cache = StatusCache::new(64 * 1024);
+        for id in 0..10_000 {
+            cache.update(id, view(id, 1));
+        }
+        let held = cache.len();
+        assert!(held > 100 && held < 64 * 1024 / ENTRY_OVERHEAD, "{held}");
+        let bytes: usize = cache.shards.iter().map(|s| s.lock().unwrap().bytes).sum();
+        assert!(bytes <= 64 * 1024, "{bytes}");
+        assert_eq!(seq(&cache, 9_999), Some(1), "the newest write is kept");
+        let off = StatusCache::new(0);
+        off.update(1, view(1, 1));
+        off.fill(1, off.epoch(1), view(1, 1));
+        assert_eq!(off.len(), 0);
+    }
+}
