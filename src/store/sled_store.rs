@@ -154,7 +154,9 @@ pub struct SledStore {
     /// The background build of `pdq_index`.
     index_build: IndexBuild,
     /// Statuses served without a sled read ([`super::status_cache`]).
-    status_cache: StatusCache,
+    status_cache: Arc<StatusCache>,
+    /// Fills the status cache at start-up ([`SledStore::with_status_cache`]).
+    warmer: Option<Warmer>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -690,7 +692,8 @@ impl SledStore {
             by_pdq,
             pdq_index,
             index_build,
-            status_cache: StatusCache::new(DEFAULT_STATUS_CACHE_BYTES),
+            status_cache: Arc::new(StatusCache::new(DEFAULT_STATUS_CACHE_BYTES)),
+            warmer: None,
             meta,
             claims: tree("claims")?,
             by_state: tree("claims_by_state")?,
@@ -705,11 +708,28 @@ impl SledStore {
         })
     }
 
-    /// Bounds the in-process status cache to `bytes` (0 turns it off);
-    /// [`DEFAULT_STATUS_CACHE_BYTES`] otherwise.
+    /// Bounds the in-process status cache to `bytes` (0 turns it off;
+    /// [`DEFAULT_STATUS_CACHE_BYTES`] otherwise), and fills it on a
+    /// background thread with the newest claims' statuses until it is
+    /// nearly full (a server: random reads over a large archive would take
+    /// minutes to fill it).
     pub fn with_status_cache(mut self, bytes: u64) -> Self {
-        self.status_cache = StatusCache::new(bytes);
+        self.warmer = None; // stops and joins a running one first
+        self.status_cache = Arc::new(StatusCache::new(bytes));
+        if bytes > 0 {
+            self.warmer = Warmer::start(self.claims.clone(), Arc::clone(&self.status_cache))
+                .map_err(|e| tracing::warn!(error = %e, "cannot start filling the status cache"))
+                .ok();
+        }
         self
+    }
+
+    /// Whether the status cache's warm-up is over (tests).
+    #[cfg(test)]
+    fn status_cache_warmed(&self) -> bool {
+        self.warmer
+            .as_ref()
+            .is_none_or(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
     }
 
     /// Flushes performed by group commit so far (diagnostics and tests).
@@ -754,12 +774,10 @@ impl SledStore {
     /// The status fields of a claim record and its latest response: the
     /// claim's text, image and links are skipped, not decoded.
     fn read_status(&self, id: u64) -> Result<Option<StatusView>> {
-        self.read_with_latest(id).map(|found| {
-            found.map(|(status, latest_response)| StatusView {
-                status,
-                latest_response,
-            })
-        })
+        match self.claims.get(be(id)).map_err(internal)? {
+            Some(bytes) => status_of(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The claim record `id` decoded as `M`, and its copy of the latest
@@ -1127,6 +1145,86 @@ impl IndexBuild {
 impl Drop for IndexBuild {
     /// Stops a build still running, so that the data directory is released
     /// (the thread holds a tree) when the store is.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A claim record's status fields and its copy of the latest response.
+fn status_of(record: &[u8]) -> Result<StatusView> {
+    let latest: LatestResponse = decode(record, "claim")?;
+    Ok(StatusView {
+        status: decode(record, "claim")?,
+        latest_response: latest.response,
+    })
+}
+
+/// Fills the status cache from the claims tree, newest first, on its own
+/// thread, until the cache is nearly full or every claim is in.
+struct Warmer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Claims read per batch by [`Warmer`].
+const WARM_BATCH: usize = 1024;
+
+impl Warmer {
+    fn start(claims: sled::Tree, cache: Arc<StatusCache>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("status-cache-fill".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match Self::fill(&claims, &cache, &stopping) {
+                    Ok(entries) => tracing::info!(
+                        entries,
+                        fill_ms = started.elapsed().as_millis() as u64,
+                        "status cache filled"
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "filling the status cache stopped; reads fill it instead")
+                    }
+                }
+            })?;
+        Ok(Warmer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Each batch is read by an iterator made after the shards' write
+    /// epochs were taken, so a status that a write has since replaced is
+    /// never put in (see [`StatusCache::fill`]).
+    fn fill(claims: &sled::Tree, cache: &StatusCache, stop: &AtomicBool) -> Result<u64> {
+        let mut before = u64::MAX;
+        let mut entries = 0;
+        loop {
+            if stop.load(Ordering::Relaxed) || cache.nearly_full() {
+                return Ok(entries);
+            }
+            let epochs = cache.epochs();
+            let mut read = 0;
+            for entry in claims.range(..be(before)).rev().take(WARM_BATCH) {
+                let (key, value) = entry.map_err(internal)?;
+                let id = u64_at(&key, 0);
+                cache.fill(id, epochs.of(id), status_of(&value)?);
+                before = id;
+                read += 1;
+            }
+            entries += read;
+            if read < WARM_BATCH as u64 {
+                return Ok(entries);
+            }
+        }
+    }
+}
+
+impl Drop for Warmer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -2177,10 +2275,16 @@ mod tests {
             store.read_status(1).unwrap()
         );
         assert_eq!(store.status_cache.len(), 0);
-        // A read fills it; the next write replaces the entry.
+        // Turned on, it is filled in the background, then every write
+        // replaces its entry.
         let store = store.with_status_cache(1 << 20);
-        store.get_status(2).await.unwrap();
-        assert_eq!(store.status_cache.len(), 1);
+        while !store.status_cache_warmed() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.status_cache.len(), 3);
+        for id in 1..=3 {
+            same(&store, id);
+        }
         store
             .attach_response(NewResponse {
                 claim_id: 2,

@@ -76,6 +76,16 @@ impl Shard {
     }
 }
 
+/// The shards' write epochs, taken together ([`StatusCache::epochs`]).
+pub(super) struct Epochs(Vec<u64>);
+
+impl Epochs {
+    /// The epoch of `id`'s shard.
+    pub(super) fn of(&self, id: u64) -> u64 {
+        self.0[(id % SHARDS as u64) as usize]
+    }
+}
+
 impl StatusCache {
     pub(super) fn new(bytes: u64) -> Self {
         StatusCache {
@@ -100,6 +110,26 @@ impl StatusCache {
     /// To pass to [`Self::fill`]: taken before reading sled.
     pub(super) fn epoch(&self, id: u64) -> u64 {
         self.shard(id).writes
+    }
+
+    /// Every shard's epoch at once, for a batch of [`Self::fill`]s.
+    pub(super) fn epochs(&self) -> Epochs {
+        Epochs(
+            self.shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).writes)
+                .collect(),
+        )
+    }
+
+    /// Whether the entries take seven eighths of the budget or more.
+    pub(super) fn nearly_full(&self) -> bool {
+        let held: usize = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).bytes)
+            .sum();
+        held >= (self.shard_budget - self.shard_budget / 8) * SHARDS
     }
 
     /// A status read from sled after [`Self::epoch`] returned `epoch`.
