@@ -244,8 +244,9 @@ struct ServeArgs {
     cache_mb: u64,
     /// Statuses kept in memory for GetVerificationStatus, in MiB (0: off).
     /// Every write updates its entry before it is acknowledged, so a cached
-    /// status is never older than an acknowledged write. Roughly 650 bytes
-    /// a claim: size it to hold the claims desks read.
+    /// status is never older than an acknowledged write. About 450 bytes a
+    /// claim: size it to hold the claims desks read. Filled at start-up with
+    /// the newest claims, on a background thread.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_STATUS_CACHE_BYTES >> 20, env = "PHOTOCLAIM_STATUS_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     status_cache_mb: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
