@@ -57,7 +57,8 @@ use crate::domain::{
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// sled's page cache for a server: sled's own default, 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
-/// The status cache of a server: enough for about 400,000 claims.
+/// The status cache of a server: about 570,000 claims of the generated
+/// 1M archive (BENCHMARKS.md).
 pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
@@ -536,7 +537,6 @@ pub(super) fn claim_record(claim: &Claim, latest_response: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A claim record and the encoded copy of its latest response.
 /// Migration to version 5: rewrites every claim record as
 /// [`claim_record`], with the copy of its latest response. Records that
 /// already have it are left alone, so the step is safe to repeat.
@@ -567,6 +567,7 @@ fn copy_latest_responses(claims: &sled::Tree, responses: &sled::Tree) -> sled::R
     claims.apply_batch(batch)
 }
 
+/// A claim record and the encoded copy of its latest response.
 fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)> {
     match claims.get(be(id))? {
         Some(bytes) => {
