@@ -763,13 +763,16 @@ impl SledStore {
         Ok(())
     }
 
+    /// A claim and its copy of the latest response: one lookup.
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        self.read_with_latest(id).map(|found| {
-            found.map(|(claim, latest_response)| ClaimView {
-                claim,
-                latest_response,
-            })
-        })
+        let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
+            return Ok(None);
+        };
+        let latest: LatestResponse = decode(&bytes, "claim")?;
+        Ok(Some(ClaimView {
+            claim: decode(&bytes, "claim")?,
+            latest_response: latest.response,
+        }))
     }
 
     /// The status fields of a claim record and its latest response: the
@@ -779,19 +782,6 @@ impl SledStore {
             Some(bytes) => status_of(&bytes).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// The claim record `id` decoded as `M`, and its copy of the latest
-    /// response: one lookup.
-    fn read_with_latest<M: Message + Default>(
-        &self,
-        id: u64,
-    ) -> Result<Option<(M, Option<OfficialResponse>)>> {
-        let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
-            return Ok(None);
-        };
-        let latest: LatestResponse = decode(&bytes, "claim")?;
-        Ok(Some((decode(&bytes, "claim")?, latest.response)))
     }
 
     fn require_claim(&self, id: u64) -> Result<()> {
@@ -2072,6 +2062,15 @@ mod tests {
             .unwrap();
     }
 
+    /// A directory holding [`some_history`], its store closed.
+    async fn dir_with_history() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        some_history(&store).await;
+        store.close().await.unwrap();
+        dir
+    }
+
     fn dump(db: &sled::Db, tree: &str) -> Vec<(sled::IVec, sled::IVec)> {
         db.open_tree(tree)
             .unwrap()
@@ -2082,12 +2081,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_3_directory_gets_the_same_hash_chains_as_live_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SledStore::open(dir.path()).unwrap();
-            some_history(&store).await;
-            store.close().await.unwrap();
-        }
+        let dir = dir_with_history().await;
         let db = open_when_released(dir.path()).await;
         let live: Vec<_> = ["claims", "events", "event_log"]
             .iter()
@@ -2153,12 +2147,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_4_directory_gets_copies_of_the_latest_responses_in_its_claim_records() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SledStore::open(dir.path()).unwrap();
-            some_history(&store).await;
-            store.close().await.unwrap();
-        }
+        let dir = dir_with_history().await;
         let db = open_when_released(dir.path()).await;
         let live = dump(&db, "claims");
         let latest = db.open_tree("responses").unwrap().get(pair(1, 2)).unwrap();
@@ -2208,12 +2197,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registrations() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SledStore::open(dir.path()).unwrap();
-            some_history(&store).await;
-            store.close().await.unwrap();
-        }
+        let dir = dir_with_history().await;
         let store = loop {
             match SledStore::open_without_index(dir.path(), 16 << 20) {
                 Ok(store) => break store,
