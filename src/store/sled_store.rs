@@ -157,7 +157,7 @@ pub struct SledStore {
     /// Statuses served without a sled read ([`super::status_cache`]).
     status_cache: Arc<StatusCache>,
     /// Fills the status cache at start-up ([`SledStore::with_status_cache`]).
-    warmer: Option<Warmer>,
+    warmer: Option<Background>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
@@ -728,9 +728,7 @@ impl SledStore {
     /// Whether the status cache's warm-up is over (tests).
     #[cfg(test)]
     fn status_cache_warmed(&self) -> bool {
-        self.warmer
-            .as_ref()
-            .is_none_or(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+        self.warmer.as_ref().is_none_or(Background::finished)
     }
 
     /// Flushes performed by group commit so far (diagnostics and tests).
@@ -1062,43 +1060,82 @@ enum IndexState {
 /// can insert into the index before the build has put it in place.
 struct IndexBuild {
     state: tokio::sync::watch::Receiver<IndexState>,
-    /// Asks the thread to stop early (the store is dropped).
+    /// Stopped early when the store is dropped.
+    _worker: Background,
+}
+
+/// A named thread that is asked to stop and joined when dropped, so that
+/// the data directory is released (the thread holds trees) with the store.
+struct Background {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Runs `work`, which should return soon after its flag is set.
+    fn spawn(name: &str, work: impl FnOnce(&AtomicBool) + Send + 'static) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(&stopping))?;
+        Ok(Background {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// No thread.
+    fn none() -> Self {
+        Background {
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        }
+    }
+
+    /// Whether the work is over (or there was none).
+    #[cfg(test)]
+    fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl IndexBuild {
     fn start(tree: sled::Tree, target: Arc<RwLock<PdqIndexes>>) -> std::io::Result<Self> {
         let (send, state) = tokio::sync::watch::channel(IndexState::Building);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("pdq-index-build".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let outcome = match PdqIndexes::build(&tree, &stopping) {
-                    Ok(Some(built)) => {
-                        let entries = built.reliable.len() + built.low_quality.len();
-                        *target.write().unwrap_or_else(PoisonError::into_inner) = built;
-                        tracing::info!(
-                            entries,
-                            build_ms = started.elapsed().as_millis() as u64,
-                            "PDQ index ready"
-                        );
-                        IndexState::Ready
-                    }
-                    Ok(None) => IndexState::Failed("the store was closed".into()),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot build the PDQ index: similarity searches and registrations will fail");
-                        IndexState::Failed(err.to_string())
-                    }
-                };
-                send.send_replace(outcome);
-            })?;
+        let worker = Background::spawn("pdq-index-build", move |stopping| {
+            let started = std::time::Instant::now();
+            let outcome = match PdqIndexes::build(&tree, stopping) {
+                Ok(Some(built)) => {
+                    let entries = built.reliable.len() + built.low_quality.len();
+                    *target.write().unwrap_or_else(PoisonError::into_inner) = built;
+                    tracing::info!(
+                        entries,
+                        build_ms = started.elapsed().as_millis() as u64,
+                        "PDQ index ready"
+                    );
+                    IndexState::Ready
+                }
+                Ok(None) => IndexState::Failed("the store was closed".into()),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot build the PDQ index: similarity searches and registrations will fail");
+                    IndexState::Failed(err.to_string())
+                }
+            };
+            send.send_replace(outcome);
+        })?;
         Ok(IndexBuild {
             state,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         })
     }
 
@@ -1109,8 +1146,7 @@ impl IndexBuild {
         ));
         IndexBuild {
             state,
-            stop: Arc::new(AtomicBool::new(true)),
-            thread: None,
+            _worker: Background::none(),
         }
     }
 
@@ -1133,17 +1169,6 @@ impl IndexBuild {
     }
 }
 
-impl Drop for IndexBuild {
-    /// Stops a build still running, so that the data directory is released
-    /// (the thread holds a tree) when the store is.
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A claim record's status fields and its copy of the latest response.
 fn status_of(record: &[u8]) -> Result<StatusView> {
     let latest: LatestResponse = decode(record, "claim")?;
@@ -1155,36 +1180,25 @@ fn status_of(record: &[u8]) -> Result<StatusView> {
 
 /// Fills the status cache from the claims tree, newest first, on its own
 /// thread, until the cache is nearly full or every claim is in.
-struct Warmer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct Warmer;
 
 /// Claims read per batch by [`Warmer`].
 const WARM_BATCH: usize = 1024;
 
 impl Warmer {
-    fn start(claims: sled::Tree, cache: Arc<StatusCache>) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("status-cache-fill".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                match Self::fill(&claims, &cache, &stopping) {
-                    Ok(entries) => tracing::info!(
-                        entries,
-                        fill_ms = started.elapsed().as_millis() as u64,
-                        "status cache filled"
-                    ),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "filling the status cache stopped; reads fill it instead")
-                    }
+    fn start(claims: sled::Tree, cache: Arc<StatusCache>) -> std::io::Result<Background> {
+        Background::spawn("status-cache-fill", move |stopping| {
+            let started = std::time::Instant::now();
+            match Self::fill(&claims, &cache, stopping) {
+                Ok(entries) => tracing::info!(
+                    entries,
+                    fill_ms = started.elapsed().as_millis() as u64,
+                    "status cache filled"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "filling the status cache stopped; reads fill it instead")
                 }
-            })?;
-        Ok(Warmer {
-            stop,
-            thread: Some(thread),
+            }
         })
     }
 
@@ -1211,15 +1225,6 @@ impl Warmer {
             if read < WARM_BATCH as u64 {
                 return Ok(entries);
             }
-        }
-    }
-}
-
-impl Drop for Warmer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
