@@ -249,6 +249,13 @@ struct ServeArgs {
     /// the newest claims, on a background thread.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_STATUS_CACHE_BYTES >> 20, env = "PHOTOCLAIM_STATUS_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     status_cache_mb: u64,
+    /// Claims (with their latest response) kept in memory for GetClaim and
+    /// the claims of FindSimilarClaims replies, in MiB (0: off). Kept up to
+    /// date like the status cache. About 2 KB a claim of the generated
+    /// archive: size it to the claims desks open. Filled at start-up with
+    /// the newest claims, with the status cache.
+    #[arg(long, default_value_t = photoclaim::store::DEFAULT_CLAIM_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    claim_cache_mb: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
     /// authentication: bind it to a private interface). Off by default.
     #[arg(long, env = "PHOTOCLAIM_METRICS_LISTEN")]
@@ -583,7 +590,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         );
     }
     let store = match SledStore::open_with_cache(&args.data_dir, args.cache_mb << 20) {
-        Ok(store) => Arc::new(store.with_status_cache(args.status_cache_mb << 20)),
+        Ok(store) => {
+            Arc::new(store.with_caches(args.status_cache_mb << 20, args.claim_cache_mb << 20))
+        }
         Err(err) => {
             tracing::error!(%err, "cannot start");
             return fail(err);
@@ -643,6 +652,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         data_dir = %args.data_dir.display(),
         cache_mb = args.cache_mb,
         status_cache_mb = args.status_cache_mb,
+        claim_cache_mb = args.claim_cache_mb,
         tls = tls.is_some(),
         mutual_tls,
         api_keys = keys_exist,

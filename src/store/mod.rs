@@ -7,9 +7,9 @@
 
 mod check;
 mod group_commit;
+mod record_cache;
 mod restore;
 mod sled_store;
-mod status_cache;
 
 use std::future::Future;
 
@@ -24,7 +24,8 @@ use crate::domain::{
 pub use check::{check_dir, CheckReport};
 pub use restore::{Restored, Restorer};
 pub use sled_store::{
-    OpenError, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_STATUS_CACHE_BYTES, DIR_FORMAT_VERSION,
+    OpenError, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_CLAIM_CACHE_BYTES,
+    DEFAULT_STATUS_CACHE_BYTES, DIR_FORMAT_VERSION,
 };
 
 /// Most claims reported in `same_image_claims`.

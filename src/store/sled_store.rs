@@ -41,7 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use super::group_commit::GroupCommit;
-use super::status_cache::StatusCache;
+use super::record_cache::{ClaimCache, StatusCache};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
     RequestRecord, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
@@ -60,6 +60,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// The status cache of a server: about 570,000 claims of the generated
 /// 1M archive (BENCHMARKS.md).
 pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// The claim cache of a server (BENCHMARKS.md gives its size in claims).
+pub const DEFAULT_CLAIM_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// Log entries examined per [`Store::log_events`] call at most.
@@ -154,9 +156,11 @@ pub struct SledStore {
     pdq_index: Arc<RwLock<PdqIndexes>>,
     /// The background build of `pdq_index`.
     index_build: IndexBuild,
-    /// Statuses served without a sled read ([`super::status_cache`]).
+    /// Statuses served without a sled read ([`super::record_cache`]).
     status_cache: Arc<StatusCache>,
-    /// Fills the status cache at start-up ([`SledStore::with_status_cache`]).
+    /// Claims with their latest response, likewise.
+    claim_cache: Arc<ClaimCache>,
+    /// Fills both caches at start-up ([`SledStore::with_caches`]).
     warmer: Option<Background>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
@@ -694,6 +698,7 @@ impl SledStore {
             pdq_index,
             index_build,
             status_cache: Arc::new(StatusCache::new(DEFAULT_STATUS_CACHE_BYTES)),
+            claim_cache: Arc::new(ClaimCache::new(DEFAULT_CLAIM_CACHE_BYTES)),
             warmer: None,
             meta,
             claims: tree("claims")?,
@@ -709,25 +714,31 @@ impl SledStore {
         })
     }
 
-    /// Bounds the in-process status cache to `bytes` (0 turns it off;
-    /// [`DEFAULT_STATUS_CACHE_BYTES`] otherwise), and fills it on a
-    /// background thread with the newest claims' statuses until it is
-    /// nearly full (a server: random reads over a large archive would take
-    /// minutes to fill it).
-    pub fn with_status_cache(mut self, bytes: u64) -> Self {
+    /// Bounds the in-process status and claim caches to `status_bytes` and
+    /// `claim_bytes` (0 turns one off; [`DEFAULT_STATUS_CACHE_BYTES`] and
+    /// [`DEFAULT_CLAIM_CACHE_BYTES`] otherwise), and fills them on a
+    /// background thread with the newest claims until they are nearly full
+    /// (a server: random reads over a large archive would take minutes to
+    /// fill them).
+    pub fn with_caches(mut self, status_bytes: u64, claim_bytes: u64) -> Self {
         self.warmer = None; // stops and joins a running one first
-        self.status_cache = Arc::new(StatusCache::new(bytes));
-        if bytes > 0 {
-            self.warmer = Warmer::start(self.claims.clone(), Arc::clone(&self.status_cache))
-                .map_err(|e| tracing::warn!(error = %e, "cannot start filling the status cache"))
+        self.status_cache = Arc::new(StatusCache::new(status_bytes));
+        self.claim_cache = Arc::new(ClaimCache::new(claim_bytes));
+        if status_bytes > 0 || claim_bytes > 0 {
+            let caches = (
+                Arc::clone(&self.status_cache),
+                Arc::clone(&self.claim_cache),
+            );
+            self.warmer = Warmer::start(self.claims.clone(), caches)
+                .map_err(|e| tracing::warn!(error = %e, "cannot start filling the caches"))
                 .ok();
         }
         self
     }
 
-    /// Whether the status cache's warm-up is over (tests).
+    /// Whether the caches' warm-up is over (tests).
     #[cfg(test)]
-    fn status_cache_warmed(&self) -> bool {
+    fn caches_warmed(&self) -> bool {
         self.warmer.as_ref().is_none_or(Background::finished)
     }
 
@@ -763,14 +774,44 @@ impl SledStore {
 
     /// A claim and its copy of the latest response: one lookup.
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        let Some(bytes) = self.claims.get(be(id)).map_err(internal)? else {
-            return Ok(None);
-        };
-        let latest: LatestResponse = decode(&bytes, "claim")?;
-        Ok(Some(ClaimView {
-            claim: decode(&bytes, "claim")?,
-            latest_response: latest.response,
-        }))
+        match self.claims.get(be(id)).map_err(internal)? {
+            Some(bytes) => claim_view(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::read_claim`] through the claim cache.
+    fn cached_claim(&self, id: u64) -> Result<Option<ClaimView>> {
+        if let Some(view) = self.claim_cache.get(id) {
+            return Ok(Some(ClaimView::clone(&view)));
+        }
+        let epoch = self.claim_cache.epoch(id);
+        let found = self.read_claim(id)?;
+        if let Some(view) = &found {
+            self.claim_cache.fill(id, epoch, view.clone());
+        }
+        Ok(found)
+    }
+
+    /// Puts what a committed write left in both caches: call before
+    /// acknowledging it.
+    fn cache_written(&self, claim: &Claim, latest_response: Option<OfficialResponse>) {
+        self.status_cache.update(
+            claim.id,
+            StatusView {
+                status: ClaimStatus::from(claim),
+                latest_response: latest_response.clone(),
+            },
+        );
+        if self.claim_cache.is_on() {
+            self.claim_cache.update(
+                claim.id,
+                ClaimView {
+                    claim: claim.clone(),
+                    latest_response,
+                },
+            );
+        }
     }
 
     /// The status fields of a claim record and its latest response: the
@@ -885,7 +926,7 @@ impl SledStore {
         if let Some(sha) = &sha {
             for id in self.exact_ids(sha, before, query.limit)? {
                 found.insert(id, 0);
-                if let Some(view) = self.read_claim(id)? {
+                if let Some(view) = self.cached_claim(id)? {
                     exact_views.push(view);
                 }
             }
@@ -938,7 +979,7 @@ impl SledStore {
         ranked.sort_by_key(rank);
         let mut out = Vec::new();
         for (id, distance) in ranked.into_iter().take(query.limit) {
-            if let Some(claim) = self.read_claim(id)? {
+            if let Some(claim) = self.cached_claim(id)? {
                 let exact = query
                     .sha256
                     .as_deref()
@@ -1178,52 +1219,78 @@ fn status_of(record: &[u8]) -> Result<StatusView> {
     })
 }
 
-/// Fills the status cache from the claims tree, newest first, on its own
-/// thread, until the cache is nearly full or every claim is in.
+/// A claim record decoded whole: the claim and its latest response.
+fn claim_view(record: &[u8]) -> Result<ClaimView> {
+    let latest: LatestResponse = decode(record, "claim")?;
+    Ok(ClaimView {
+        claim: decode(record, "claim")?,
+        latest_response: latest.response,
+    })
+}
+
+/// Fills the status and claim caches from the claims tree, newest first,
+/// on its own thread, until both are nearly full or every claim is in.
 struct Warmer;
 
 /// Claims read per batch by [`Warmer`].
 const WARM_BATCH: usize = 1024;
 
 impl Warmer {
-    fn start(claims: sled::Tree, cache: Arc<StatusCache>) -> std::io::Result<Background> {
-        Background::spawn("status-cache-fill", move |stopping| {
+    fn start(
+        claims: sled::Tree,
+        caches: (Arc<StatusCache>, Arc<ClaimCache>),
+    ) -> std::io::Result<Background> {
+        Background::spawn("cache-fill", move |stopping| {
             let started = std::time::Instant::now();
-            match Self::fill(&claims, &cache, stopping) {
-                Ok(entries) => tracing::info!(
-                    entries,
+            match Self::fill(&claims, (&caches.0, &caches.1), stopping) {
+                Ok((statuses, claims)) => tracing::info!(
+                    statuses,
+                    claims,
                     fill_ms = started.elapsed().as_millis() as u64,
-                    "status cache filled"
+                    "caches filled"
                 ),
                 Err(err) => {
-                    tracing::warn!(error = %err, "filling the status cache stopped; reads fill it instead")
+                    tracing::warn!(error = %err, "filling the caches stopped; reads fill them instead")
                 }
             }
         })
     }
 
     /// Each batch is read by an iterator made after the shards' write
-    /// epochs were taken, so a status that a write has since replaced is
-    /// never put in (see [`StatusCache::fill`]).
-    fn fill(claims: &sled::Tree, cache: &StatusCache, stop: &AtomicBool) -> Result<u64> {
+    /// epochs were taken, so a value that a write has since replaced is
+    /// never put in (see [`RecordCache::fill`](super::record_cache::RecordCache::fill)).
+    /// Returns how many statuses and claims it put in.
+    fn fill(
+        claims: &sled::Tree,
+        (statuses, views): (&StatusCache, &ClaimCache),
+        stop: &AtomicBool,
+    ) -> Result<(u64, u64)> {
         let mut before = u64::MAX;
-        let mut entries = 0;
+        let mut filled = (0, 0);
         loop {
-            if stop.load(Ordering::Relaxed) || cache.nearly_full() {
-                return Ok(entries);
+            let fill_statuses = !statuses.nearly_full();
+            let fill_claims = !views.nearly_full();
+            if stop.load(Ordering::Relaxed) || !(fill_statuses || fill_claims) {
+                return Ok(filled);
             }
-            let epochs = cache.epochs();
+            let epochs = (statuses.epochs(), views.epochs());
             let mut read = 0;
             for entry in claims.range(..be(before)).rev().take(WARM_BATCH) {
                 let (key, value) = entry.map_err(internal)?;
                 let id = u64_at(&key, 0);
-                cache.fill(id, epochs.of(id), status_of(&value)?);
+                if fill_statuses {
+                    statuses.fill(id, epochs.0.of(id), status_of(&value)?);
+                    filled.0 += 1;
+                }
+                if fill_claims {
+                    views.fill(id, epochs.1.of(id), claim_view(&value)?);
+                    filled.1 += 1;
+                }
                 before = id;
                 read += 1;
             }
-            entries += read;
-            if read < WARM_BATCH as u64 {
-                return Ok(entries);
+            if read < WARM_BATCH {
+                return Ok(filled);
             }
         }
     }
@@ -1338,13 +1405,7 @@ impl Store for SledStore {
         );
         let (id, position, committed) = finish_tx(outcome)?;
         if let Some(claim) = &committed {
-            self.status_cache.update(
-                id,
-                StatusView {
-                    status: ClaimStatus::from(claim),
-                    latest_response: None,
-                },
-            );
+            self.cache_written(claim, None);
         }
         let replayed = committed.is_none();
         let claim = match committed {
@@ -1376,7 +1437,7 @@ impl Store for SledStore {
     }
 
     async fn get_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        self.read_claim(id)
+        self.cached_claim(id)
     }
 
     async fn get_status(&self, id: u64) -> Result<Option<StatusView>> {
@@ -1489,13 +1550,7 @@ impl Store for SledStore {
         let replayed = committed.is_none();
         let response = match committed {
             Some((claim, response)) => {
-                self.status_cache.update(
-                    claim_id,
-                    StatusView {
-                        status: ClaimStatus::from(&claim),
-                        latest_response: Some(response.clone()),
-                    },
-                );
+                self.cache_written(&claim, Some(response.clone()));
                 response
             }
             None => {
@@ -1548,22 +1603,20 @@ impl Store for SledStore {
             true => Ok(None),
             false => decode(&latest, "official response").map(Some),
         };
-        match latest_response {
-            Ok(latest_response) => self.status_cache.update(
-                claim.id,
-                StatusView {
-                    status: ClaimStatus::from(&claim),
-                    latest_response,
-                },
-            ),
+        let latest_response = match latest_response {
+            Ok(latest_response) => latest_response,
             Err(err) => {
                 self.status_cache.forget(claim.id);
+                self.claim_cache.forget(claim.id);
                 return Err(err);
             }
-        }
+        };
+        self.cache_written(&claim, latest_response.clone());
         self.durable_through(position).await?;
-        self.read_claim(cmd.claim_id)?
-            .ok_or_else(|| Error::Internal("claim vanished after commit".into()))
+        Ok(ClaimView {
+            claim,
+            latest_response,
+        })
     }
 
     async fn list_events(
@@ -2238,12 +2291,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cached_statuses_are_what_sled_holds_after_every_kind_of_write() {
+    async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let same = |store: &SledStore, id: u64| {
             let cached = store.status_cache.get(id).expect("written through");
             assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
+            let cached = store.claim_cache.get(id).expect("written through");
+            assert_eq!(Some((*cached).clone()), store.read_claim(id).unwrap());
         };
         store
             .register_claim(on_image(&"ab".repeat(32), "one"))
@@ -2257,21 +2312,30 @@ mod tests {
         let status = store.get_status(1).await.unwrap().unwrap();
         assert_eq!(status.latest_response.map(|r| r.id), Some(2));
         assert!(status.status.verdict.is_some());
-        // A store with the cache off reads sled and holds nothing.
+        let view = store.get_claim(1).await.unwrap().unwrap();
+        assert_eq!(view.latest_response.map(|r| r.id), Some(2));
+        assert!(view.claim.verdict.is_some());
+        // A store with the caches off reads sled and holds nothing.
         drop(store);
-        let store = reopen(dir.path()).await.with_status_cache(0);
+        let store = reopen(dir.path()).await.with_caches(0, 0);
         assert_eq!(
             store.get_status(1).await.unwrap(),
             store.read_status(1).unwrap()
         );
+        assert_eq!(
+            store.get_claim(1).await.unwrap(),
+            store.read_claim(1).unwrap()
+        );
         assert_eq!(store.status_cache.len(), 0);
-        // Turned on, it is filled in the background, then every write
-        // replaces its entry.
-        let store = store.with_status_cache(1 << 20);
-        while !store.status_cache_warmed() {
+        assert_eq!(store.claim_cache.len(), 0);
+        // Turned on, they are filled in the background, then every write
+        // replaces its entries.
+        let store = store.with_caches(1 << 20, 1 << 20);
+        while !store.caches_warmed() {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(store.status_cache.len(), 3);
+        assert_eq!(store.claim_cache.len(), 3);
         for id in 1..=3 {
             same(&store, id);
         }
@@ -2298,13 +2362,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_status_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() {
+    async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() {
         let dir = tempfile::tempdir().unwrap();
-        // About 60 entries for 40 claims: evictions all the time.
+        // About 60 statuses and 20 claims for 40 claims: evictions all the
+        // time.
         let store = Arc::new(
             SledStore::open(dir.path())
                 .unwrap()
-                .with_status_cache(8 << 10),
+                .with_caches(8 << 10, 8 << 10),
         );
         for i in 0..40 {
             let claim = NewClaim {
@@ -2328,6 +2393,7 @@ mod tests {
                 while !done.load(Ordering::Relaxed) {
                     let id = (reads * 7 + r) % 40 + 1;
                     store.get_status(id).await.unwrap().expect("registered");
+                    store.get_claim(id).await.unwrap().expect("registered");
                     reads += 1;
                     tokio::task::yield_now().await;
                 }
@@ -2357,6 +2423,10 @@ mod tests {
                         attached.response.id
                     );
                     assert!(status.latest_response.unwrap().id >= attached.response.id);
+                    let view = store.get_claim(id).await.unwrap().unwrap();
+                    let total = view.claim.evidence.map_or(0, |e| e.total);
+                    assert!(total >= attached.response.id, "claims/{id}: {total}");
+                    assert!(view.latest_response.unwrap().id >= attached.response.id);
                 }
             }));
         }
@@ -2371,6 +2441,10 @@ mod tests {
             assert_eq!(
                 store.get_status(id).await.unwrap(),
                 store.read_status(id).unwrap()
+            );
+            assert_eq!(
+                store.get_claim(id).await.unwrap(),
+                store.read_claim(id).unwrap()
             );
         }
     }

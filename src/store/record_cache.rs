@@ -1,16 +1,18 @@
-//! An in-process cache of claim statuses in front of sled, for the hot read
-//! (`GetVerificationStatus`), bounded in bytes (`serve --status-cache-mb`).
+//! In-process caches of what the hot reads return, in front of sled, each
+//! bounded in bytes: statuses (`GetVerificationStatus`, `serve
+//! --status-cache-mb`) and claims with their latest response (`GetClaim`
+//! and each claim of a `FindSimilarClaims` reply, `serve --claim-cache-mb`).
 //!
-//! It never serves a status older than an acknowledged write:
+//! A cache never serves a value older than an acknowledged write:
 //!
-//! - every committed write puts its new status in ([`StatusCache::update`])
+//! - every committed write puts its new value in ([`RecordCache::update`])
 //!   before the write is acknowledged, replacing any older one;
 //! - a reader that missed fills the cache with what it read from sled
-//!   ([`StatusCache::fill`]) only if no write to that shard happened since it
-//!   looked ([`StatusCache::epoch`]): otherwise what it read may predate a
-//!   write whose own entry has since been evicted.
+//!   ([`RecordCache::fill`]) only if no write to that shard happened since
+//!   it looked ([`RecordCache::epoch`]): otherwise what it read may predate
+//!   a write whose own entry has since been evicted.
 //!
-//! Both run under the shard's lock, and a status is only ever replaced by a
+//! Both run under the shard's lock, and a value is only ever replaced by a
 //! newer one (higher `last_sequence`).
 
 use std::collections::HashMap;
@@ -18,38 +20,81 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prost::Message;
 
-use crate::domain::StatusView;
+use crate::domain::{ClaimView, StatusView};
 
 const SHARDS: usize = 64;
-/// Bookkeeping counted per entry on top of its encoded size.
+/// Bookkeeping counted per entry on top of its [`Cached::weight`].
 const ENTRY_OVERHEAD: usize = 128;
 
-pub(super) struct StatusCache {
-    shards: Box<[Mutex<Shard>]>,
+/// A value a [`RecordCache`] holds.
+pub(super) trait Cached {
+    /// The claim's `last_sequence` it reflects: a newer one replaces it.
+    fn sequence(&self) -> u64;
+    /// Bytes it is counted as, besides the entry's bookkeeping.
+    fn weight(&self) -> usize;
+}
+
+impl Cached for StatusView {
+    fn sequence(&self) -> u64 {
+        self.status.last_sequence
+    }
+
+    fn weight(&self) -> usize {
+        self.status.encoded_len() + self.latest_response.as_ref().map_or(0, |r| r.encoded_len())
+    }
+}
+
+impl Cached for ClaimView {
+    fn sequence(&self) -> u64 {
+        self.claim.last_sequence
+    }
+
+    /// Decoded, a claim takes about twice its encoded size (string and
+    /// vector headers, allocator rounding).
+    fn weight(&self) -> usize {
+        2 * (self.claim.encoded_len()
+            + self.latest_response.as_ref().map_or(0, |r| r.encoded_len()))
+    }
+}
+
+/// The statuses' cache.
+pub(super) type StatusCache = RecordCache<StatusView>;
+/// The claims' cache.
+pub(super) type ClaimCache = RecordCache<ClaimView>;
+
+pub(super) struct RecordCache<V> {
+    shards: Box<[Mutex<Shard<V>>]>,
     /// Bytes per shard; 0 turns the cache off.
     shard_budget: usize,
 }
 
-#[derive(Default)]
-struct Shard {
-    entries: HashMap<u64, (Arc<StatusView>, usize)>,
+struct Shard<V> {
+    entries: HashMap<u64, (Arc<V>, usize)>,
     bytes: usize,
-    /// Writes seen by this shard, for [`StatusCache::fill`].
+    /// Writes seen by this shard, for [`RecordCache::fill`].
     writes: u64,
 }
 
-impl Shard {
-    /// Puts `view` in unless a newer status is there.
-    fn put(&mut self, id: u64, view: StatusView, budget: usize) {
+impl<V> Default for Shard<V> {
+    fn default() -> Self {
+        Shard {
+            entries: HashMap::new(),
+            bytes: 0,
+            writes: 0,
+        }
+    }
+}
+
+impl<V: Cached> Shard<V> {
+    /// Puts `value` in unless a newer one is there.
+    fn put(&mut self, id: u64, value: V, budget: usize) {
         if let Some((old, _)) = self.entries.get(&id) {
-            if old.status.last_sequence >= view.status.last_sequence {
+            if old.sequence() >= value.sequence() {
                 return;
             }
         }
-        let size = ENTRY_OVERHEAD
-            + view.status.encoded_len()
-            + view.latest_response.as_ref().map_or(0, |r| r.encoded_len());
-        if let Some((_, old_size)) = self.entries.insert(id, (Arc::new(view), size)) {
+        let size = ENTRY_OVERHEAD + value.weight();
+        if let Some((_, old_size)) = self.entries.insert(id, (Arc::new(value), size)) {
             self.bytes -= old_size;
         }
         self.bytes += size;
@@ -76,7 +121,7 @@ impl Shard {
     }
 }
 
-/// The shards' write epochs, taken together ([`StatusCache::epochs`]).
+/// The shards' write epochs, taken together ([`RecordCache::epochs`]).
 pub(super) struct Epochs(Vec<u64>);
 
 impl Epochs {
@@ -86,21 +131,21 @@ impl Epochs {
     }
 }
 
-impl StatusCache {
+impl<V: Cached> RecordCache<V> {
     pub(super) fn new(bytes: u64) -> Self {
-        StatusCache {
+        RecordCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_budget: usize::try_from(bytes).unwrap_or(usize::MAX) / SHARDS,
         }
     }
 
-    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, Shard> {
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, Shard<V>> {
         self.shards[(id % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn get(&self, id: u64) -> Option<Arc<StatusView>> {
+    pub(super) fn get(&self, id: u64) -> Option<Arc<V>> {
         if self.shard_budget == 0 {
             return None;
         }
@@ -122,7 +167,8 @@ impl StatusCache {
         )
     }
 
-    /// Whether the entries take seven eighths of the budget or more.
+    /// Whether the entries take seven eighths of the budget or more (always,
+    /// for a cache that is off).
     pub(super) fn nearly_full(&self) -> bool {
         let held: usize = self
             .shards
@@ -132,27 +178,27 @@ impl StatusCache {
         held >= (self.shard_budget - self.shard_budget / 8) * SHARDS
     }
 
-    /// A status read from sled after [`Self::epoch`] returned `epoch`.
-    pub(super) fn fill(&self, id: u64, epoch: u64, view: StatusView) {
+    /// A value read from sled after [`Self::epoch`] returned `epoch`.
+    pub(super) fn fill(&self, id: u64, epoch: u64, value: V) {
         if self.shard_budget == 0 {
             return;
         }
         let mut shard = self.shard(id);
         if shard.writes == epoch {
-            shard.put(id, view, self.shard_budget);
+            shard.put(id, value, self.shard_budget);
         }
     }
 
-    /// The status a committed write left: call before acknowledging it.
-    pub(super) fn update(&self, id: u64, view: StatusView) {
+    /// The value a committed write left: call before acknowledging it.
+    pub(super) fn update(&self, id: u64, value: V) {
         let mut shard = self.shard(id);
         shard.writes += 1;
         if self.shard_budget > 0 {
-            shard.put(id, view, self.shard_budget);
+            shard.put(id, value, self.shard_budget);
         }
     }
 
-    /// A committed write whose status could not be built: the entry goes,
+    /// A committed write whose value could not be built: the entry goes,
     /// and reads fall back to sled.
     pub(super) fn forget(&self, id: u64) {
         let mut shard = self.shard(id);
@@ -160,6 +206,11 @@ impl StatusCache {
         if let Some((_, size)) = shard.entries.remove(&id) {
             shard.bytes -= size;
         }
+    }
+
+    /// Whether the cache holds anything at all (0 bytes: off).
+    pub(super) fn is_on(&self) -> bool {
+        self.shard_budget > 0
     }
 
     /// Entries held (tests).
