@@ -85,35 +85,45 @@ pub fn response_draft(
 
 /// A claim with its status, as the API returns it.
 pub fn claim_out(view: &ClaimView) -> pb::Claim {
-    let c = &view.claim;
+    claim_into(view.clone())
+}
+
+/// [`claim_out`] for an owned view: its strings are moved, not copied.
+pub fn claim_into(view: ClaimView) -> pb::Claim {
+    let ClaimView {
+        claim: c,
+        latest_response,
+    } = view;
+    let verification_status = Some(status_out(ClaimStatus::from(&c), latest_response.as_ref()));
+    let etag = rules::etag(&c);
     pb::Claim {
         name: claim_name(c.id),
-        claim_text: c.claim_text.clone(),
-        claimant: c.claimant.clone(),
-        language: c.language.clone(),
-        appearance_urls: c.appearance_urls.clone(),
+        claim_text: c.claim_text,
+        claimant: c.claimant,
+        language: c.language,
+        appearance_urls: c.appearance_urls,
         first_seen_time: time_out(c.first_seen_time),
-        tags: c.tags.clone(),
-        image: c.image.as_ref().map(|i| pb::Image {
-            source_url: i.source_url.clone(),
-            sha256: i.sha256.clone(),
-            credit: i.credit.clone(),
-            publisher: i.publisher.clone(),
+        tags: c.tags,
+        image: c.image.map(|i| pb::Image {
+            source_url: i.source_url,
+            sha256: i.sha256,
+            credit: i.credit,
+            publisher: i.publisher,
             published_time: time_out(i.published_time),
             captured_time: time_out(i.captured_time),
-            location: i.location.clone(),
-            caption: i.caption.clone(),
+            location: i.location,
+            caption: i.caption,
             content: Vec::new(),
-            pdq: i.pdq.clone(),
+            pdq: i.pdq,
             pdq_quality: i.pdq_quality,
             width: i.width,
             height: i.height,
-            format: i.format.clone(),
-            exif: i.exif.as_ref().map(|e| pb::ImageExif {
-                capture_time: e.capture_time.clone(),
-                camera_make: e.camera_make.clone(),
-                camera_model: e.camera_model.clone(),
-                software: e.software.clone(),
+            format: i.format,
+            exif: i.exif.map(|e| pb::ImageExif {
+                capture_time: e.capture_time,
+                camera_make: e.camera_make,
+                camera_model: e.camera_model,
+                software: e.software,
                 orientation: e.orientation,
                 has_gps: e.has_gps,
                 gps_latitude: e.gps_latitude,
@@ -122,11 +132,8 @@ pub fn claim_out(view: &ClaimView) -> pb::Claim {
         }),
         create_time: time_out(c.create_time),
         update_time: time_out(c.update_time),
-        etag: rules::etag(c),
-        verification_status: Some(status_out(
-            ClaimStatus::from(c),
-            view.latest_response.as_ref(),
-        )),
+        etag,
+        verification_status,
     }
 }
 

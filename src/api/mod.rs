@@ -196,9 +196,9 @@ impl<S: Store> ClaimApi<S> {
     }
 }
 
-fn image_match(found: &Similar) -> pb::ImageMatch {
+fn image_match(found: Similar) -> pb::ImageMatch {
     pb::ImageMatch {
-        claim: Some(convert::claim_out(&found.claim)),
+        claim: Some(convert::claim_into(found.claim)),
         exact: found.exact,
         distance: found.distance as i32,
     }
@@ -267,12 +267,12 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     near_distance: self.images.default_max_distance,
                 })
                 .await?;
-            let claim = convert::claim_out(&registered.claim);
+            let claim = convert::claim_into(registered.claim);
             tracing::Span::current().record("claim", claim.name.as_str());
             // Same budget as a list page, so that the reply stays under
             // clients' default 4 MiB limit even when earlier claims on the
             // image are long.
-            let matches = registered.same_image.iter().map(image_match);
+            let matches = registered.same_image.into_iter().map(image_match);
             let budget = MAX_PAGE_BYTES.saturating_sub(claim.encoded_len());
             Ok(pb::RegisterClaimResponse {
                 same_image_claims: fitting(matches, budget, false),
@@ -292,7 +292,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let id = parse_claim_name(&req.name, "name")?;
             let view = self.store.get_claim(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.name.clone()))?;
-            Ok(convert::claim_out(&view))
+            Ok(convert::claim_into(view))
         })
         .await
     }
@@ -567,7 +567,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     Some(pdq).filter(|_| req.include_low_quality || !reply.query_low_quality);
             }
             let found = self.store.find_similar(query).await?;
-            reply.matches = fitting(found.iter().map(image_match), MAX_PAGE_BYTES, false);
+            reply.matches = fitting(found.into_iter().map(image_match), MAX_PAGE_BYTES, false);
             Ok(reply)
         })
         .await

@@ -102,13 +102,7 @@ impl Pdq {
 
     /// The 64 lower-case hex digits of the hash, byte 0 first.
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for &b in &self.0 {
-            s.push(HEX[usize::from(b >> 4)] as char);
-            s.push(HEX[usize::from(b & 0x0f)] as char);
-        }
-        s
+        super::chain::to_hex(&self.0)
     }
 
     /// The Hamming distance to `other`: the number of differing bits, 0..=256.
@@ -475,17 +469,22 @@ impl PdqIndex {
         if !force && total > self.indexed / SCAN_FRACTION {
             return false;
         }
-        hits.reserve(total.min(1024));
+        // Gather the candidates first, then measure them in one tight loop:
+        // each is a cache miss into `words`, and a loop without the
+        // buckets' short inner loops lets the CPU overlap many of them.
+        let mut candidates = Vec::with_capacity(total);
         for (i, slot) in self.slots.iter().enumerate() {
             for_each_probe(qc[i], rho[i], |v| {
-                for &p in slot.bucket(v) {
-                    let p = p as usize;
-                    let d = hamming(&self.words[p], q);
-                    if d <= radius && self.is_live(p) {
-                        hits.push((self.ids[p], d));
-                    }
-                }
+                candidates.extend_from_slice(slot.bucket(v))
             });
+        }
+        hits.reserve(total.min(1024));
+        for p in candidates {
+            let p = p as usize;
+            let d = hamming(&self.words[p], q);
+            if d <= radius && self.is_live(p) {
+                hits.push((self.ids[p], d));
+            }
         }
         true
     }
