@@ -75,7 +75,7 @@ fn the_default_data_dir_is_photoclaim_data_in_the_working_directory() {
 }
 
 #[test]
-fn the_page_cache_size_comes_from_the_flag_or_the_environment_and_is_bounded() {
+fn the_cache_sizes_come_from_the_flags_or_the_environment_and_are_bounded() {
     let cwd = tempfile::tempdir().unwrap();
     let line = listening_line(
         cwd.path(),
@@ -88,14 +88,17 @@ fn the_page_cache_size_comes_from_the_flag_or_the_environment_and_is_bounded() {
     let line = listening_line(cwd.path(), &[("PHOTOCLAIM_LISTEN", "127.0.0.1:0")]);
     assert!(line.contains(" cache_mb=1024"), "the default: {line}");
     assert!(line.contains(" status_cache_mb=256"), "the default: {line}");
+    assert!(line.contains(" claim_cache_mb=256"), "the default: {line}");
     let line = listening_line(
         cwd.path(),
         &[
             ("PHOTOCLAIM_LISTEN", "127.0.0.1:0"),
             ("PHOTOCLAIM_STATUS_CACHE_MB", "0"),
+            ("PHOTOCLAIM_CLAIM_CACHE_MB", "0"),
         ],
     );
     assert!(line.contains(" status_cache_mb=0"), "off: {line}");
+    assert!(line.contains(" claim_cache_mb=0"), "off: {line}");
     for (flag, bad) in [
         ("--cache-mb", "8"),
         ("--cache-mb", "0"),
@@ -103,6 +106,8 @@ fn the_page_cache_size_comes_from_the_flag_or_the_environment_and_is_bounded() {
         ("--status-cache-mb", "1.5"),
         ("--status-cache-mb", "2000000"),
         ("--status-cache-mb", "lots"),
+        ("--claim-cache-mb", "lots"),
+        ("--claim-cache-mb", "2000000"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
             .args(["serve", "--listen", "127.0.0.1:0", flag, bad])
