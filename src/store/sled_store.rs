@@ -2364,8 +2364,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() {
         let dir = tempfile::tempdir().unwrap();
-        // About 60 statuses and 20 claims for 40 claims: evictions all the
-        // time.
+        // 128 bytes a shard, less than one entry: each shard keeps only its
+        // newest entry, so evictions happen all the time.
         let store = Arc::new(
             SledStore::open(dir.path())
                 .unwrap()
