@@ -159,6 +159,30 @@ impl<V: Cached> RecordCache<V> {
         self.shard(id).entries.get(&id).map(|(v, _)| Arc::clone(v))
     }
 
+    /// The cached value of `id`, else what `read` finds in sled, which is
+    /// put in unless a write reached the shard meanwhile ([`Self::fill`]).
+    pub(super) fn get_or_read<E>(
+        &self,
+        id: u64,
+        read: impl FnOnce() -> Result<Option<V>, E>,
+    ) -> Result<Option<V>, E>
+    where
+        V: Clone,
+    {
+        if !self.is_on() {
+            return read();
+        }
+        if let Some(value) = self.get(id) {
+            return Ok(Some(V::clone(&value)));
+        }
+        let epoch = self.epoch(id);
+        let found = read()?;
+        if let Some(value) = &found {
+            self.fill(id, epoch, value.clone());
+        }
+        Ok(found)
+    }
+
     /// To pass to [`Self::fill`]: taken before reading sled.
     pub(super) fn epoch(&self, id: u64) -> u64 {
         self.shard(id).writes
@@ -274,6 +298,31 @@ mod tests {
         assert_eq!(seq(&cache, 7), Some(2));
         cache.update(7, view(7, 3));
         assert_eq!(seq(&cache, 7), Some(3));
+    }
+
+    #[test]
+    fn get_or_read_keeps_a_read_only_when_no_write_raced_it() {
+        let cache = StatusCache::new(1 << 20);
+        // A write commits sequence 2 (and its entry is evicted) while the
+        // read of sequence 1 is under way: the read is returned, not kept.
+        let got = cache.get_or_read(7, || -> Result<_, ()> {
+            cache.update(7, view(7, 2));
+            cache.shard(7).entries.clear();
+            Ok(Some(view(7, 1)))
+        });
+        assert_eq!(got.unwrap().map(|v| v.status.last_sequence), Some(1));
+        assert_eq!(seq(&cache, 7), None);
+        let got = cache.get_or_read(7, || -> Result<_, ()> { Ok(Some(view(7, 2))) });
+        assert_eq!(got.unwrap().map(|v| v.status.last_sequence), Some(2));
+        assert_eq!(seq(&cache, 7), Some(2), "kept");
+        let got = cache.get_or_read(7, || -> Result<_, ()> { panic!("served from memory") });
+        assert_eq!(got.unwrap().map(|v| v.status.last_sequence), Some(2));
+        let missing = cache.get_or_read(8, || -> Result<_, ()> { Ok(None) });
+        assert_eq!(missing, Ok(None));
+        let off = StatusCache::new(0);
+        let got = off.get_or_read(7, || -> Result<_, ()> { Ok(Some(view(7, 2))) });
+        assert_eq!(got.unwrap().map(|v| v.status.last_sequence), Some(2));
+        assert_eq!(off.len(), 0);
     }
 
     #[test]

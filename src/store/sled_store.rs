@@ -57,8 +57,7 @@ use crate::domain::{
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// sled's page cache for a server: sled's own default, 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
-/// The status cache of a server: about 570,000 claims of the generated
-/// 1M archive (BENCHMARKS.md).
+/// The status cache of a server (BENCHMARKS.md gives its size in claims).
 pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// The claim cache of a server (BENCHMARKS.md gives its size in claims).
 pub const DEFAULT_CLAIM_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -782,15 +781,7 @@ impl SledStore {
 
     /// [`Self::read_claim`] through the claim cache.
     fn cached_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        if let Some(view) = self.claim_cache.get(id) {
-            return Ok(Some(ClaimView::clone(&view)));
-        }
-        let epoch = self.claim_cache.epoch(id);
-        let found = self.read_claim(id)?;
-        if let Some(view) = &found {
-            self.claim_cache.fill(id, epoch, view.clone());
-        }
-        Ok(found)
+        self.claim_cache.get_or_read(id, || self.read_claim(id))
     }
 
     /// Puts what a committed write left in both caches: call before
@@ -1441,15 +1432,7 @@ impl Store for SledStore {
     }
 
     async fn get_status(&self, id: u64) -> Result<Option<StatusView>> {
-        if let Some(view) = self.status_cache.get(id) {
-            return Ok(Some(StatusView::clone(&view)));
-        }
-        let epoch = self.status_cache.epoch(id);
-        let found = self.read_status(id)?;
-        if let Some(view) = &found {
-            self.status_cache.fill(id, epoch, view.clone());
-        }
-        Ok(found)
+        self.status_cache.get_or_read(id, || self.read_status(id))
     }
 
     async fn list_claims(
