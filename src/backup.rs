@@ -522,31 +522,65 @@ async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Strin
 /// `check` on the result. The directory appears only when all of that
 /// passed.
 pub fn restore(input: &Path, dir: &Path) -> std::result::Result<Summary, String> {
+    into_new_dir(dir, "restoring", |temp| restore_into(input, temp))
+}
+
+/// `photoclaim compact`: copies the stopped data directory `from` into the
+/// new directory `to` key by key ([`crate::store::copy_trees`]), runs
+/// `check` on the copy, and puts it in place only when that passed. `from`
+/// is only read.
+pub fn compact(
+    from: &Path,
+    to: &Path,
+) -> std::result::Result<(crate::store::Compacted, crate::store::CheckReport), String> {
+    into_new_dir(to, "compacting", |temp| {
+        let copied = crate::store::copy_trees(from, temp)?;
+        let report = check_released(temp)?;
+        if !report.is_ok() {
+            return Err(format!(
+                "the copy fails check ({} problems), first: {}",
+                report.problem_count,
+                report.problems.first().cloned().unwrap_or_default()
+            ));
+        }
+        Ok((copied, report))
+    })
+}
+
+/// Builds the data directory `dir`, which must be absent or empty, with
+/// `build` in a hidden directory beside it (`.NAME.WHAT-PID`): renamed into
+/// place only when `build` succeeded, removed otherwise, so that a failed
+/// run leaves nothing behind.
+fn into_new_dir<T>(
+    dir: &Path,
+    what: &str,
+    build: impl FnOnce(&Path) -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
     if dir.exists() {
         let mut entries =
             std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         if entries.next().is_some() {
             return Err(format!(
-                "{} is not empty: restore only into a new or empty directory",
+                "{} is not empty: write only into a new or empty directory",
                 dir.display()
             ));
         }
     }
     let name = dir
         .file_name()
-        .ok_or_else(|| format!("--data-dir {} is not a directory name", dir.display()))?;
+        .ok_or_else(|| format!("{} is not a directory name", dir.display()))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
-    temp_name.push(format!(".restoring-{}", std::process::id()));
+    temp_name.push(format!(".{what}-{}", std::process::id()));
     let temp: PathBuf = dir.with_file_name(temp_name);
-    let result = restore_into(input, &temp).and_then(|summary| {
+    let result = build(&temp).and_then(|built| {
         if dir.exists() {
             std::fs::remove_dir(dir)
                 .map_err(|e| format!("cannot replace the empty {}: {e}", dir.display()))?;
         }
         std::fs::rename(&temp, dir)
-            .map_err(|e| format!("cannot move the restored data to {}: {e}", dir.display()))?;
-        Ok(summary)
+            .map_err(|e| format!("cannot move the new data to {}: {e}", dir.display()))?;
+        Ok(built)
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&temp);

@@ -1,6 +1,7 @@
 //! Online backup and restore with the real binary: a backup taken through
 //! `AdminService.Backup` while writers keep writing restores to exactly the
-//! snapshot it recorded; damaged or misdirected restores change nothing.
+//! snapshot it recorded; damaged or misdirected restores change nothing;
+//! `compact` copies a stopped directory exactly.
 
 mod common;
 
@@ -343,4 +344,105 @@ async fn a_backup_refuses_data_whose_audit_trail_is_broken() {
     assert!(!ok, "{text}");
     assert!(text.contains("claims/1: audit trail broken"), "{text}");
     assert!(!file.exists());
+}
+
+/// The part of a `check` line that describes the data, not the directory
+/// or its size on disk: from "format version" to the logical size.
+fn checked_content(line: &str) -> &str {
+    let start = line.find("format version").expect(line);
+    let end = line.find(" bytes of keys and values").expect(line);
+    &line[start..end]
+}
+
+#[tokio::test]
+async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_do() {
+    let source = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("compacted");
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("compacting"))
+            .collect()
+    };
+    let server = Process::spawn(source.path());
+    let mut client = common::connect(&server.addr).await;
+    for i in 0..12 {
+        let claim = common::new_claim(&mut client, &format!("claim {i}")).await;
+        let stance = pb::Stance::Refutes;
+        attach(
+            &mut client,
+            &claim.name,
+            sample_response(stance),
+            &format!("r{i}"),
+        )
+        .await;
+        if i % 2 == 0 {
+            verdict(&mut client, &claim.name, "KAZBAT").await;
+        }
+    }
+    // While the server holds the directory: refused, nothing created.
+    let (ok, text) = cli(&[
+        "compact",
+        "--data-dir",
+        s(source.path()),
+        "--out",
+        s(&target),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("in use"), "{text}");
+    assert!(!target.exists() && leftovers().is_empty(), "{text}");
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    let (ok, before) = cli(&["check", "--data-dir", s(source.path())]);
+    assert!(ok, "{before}");
+    // Never over existing data, never from what is not a data directory.
+    let (ok, text) = cli(&[
+        "compact",
+        "--data-dir",
+        s(source.path()),
+        "--out",
+        s(source.path()),
+    ]);
+    assert!(!ok && text.contains("is not empty"), "{text}");
+    let empty = out.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, text) = cli(&["compact", "--data-dir", s(&empty), "--out", s(&target)]);
+    assert!(
+        !ok && text.contains("not a photoclaim data directory"),
+        "{text}"
+    );
+    assert!(!target.exists() && leftovers().is_empty(), "{text}");
+    // The copy: checked, the same data, the source only read.
+    let (ok, text) = cli(&[
+        "compact",
+        "--data-dir",
+        s(source.path()),
+        "--out",
+        s(&target),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("check ok (12 claims"), "{text}");
+    assert!(leftovers().is_empty(), "{text}");
+    let (ok, after) = cli(&["check", "--data-dir", s(source.path())]);
+    assert!(ok, "{after}");
+    let (ok, copy) = cli(&["check", "--data-dir", s(&target)]);
+    assert!(ok, "{copy}");
+    assert_eq!(checked_content(&before), checked_content(&after));
+    assert_eq!(checked_content(&before), checked_content(&copy));
+    assert_eq!(
+        number_after(&text, "values,"),
+        number_after(&copy, "values,"),
+        "reports the copy's size on disk: {text} / {copy}"
+    );
+    // Both serve the same claims, responses and events.
+    let a = Process::spawn(source.path());
+    let b = Process::spawn(&target);
+    let mut ca = common::connect(&a.addr).await;
+    let mut cb = common::connect(&b.addr).await;
+    assert_eq!(
+        common::snapshot(&mut ca).await,
+        common::snapshot(&mut cb).await
+    );
 }

@@ -6,6 +6,7 @@
 //! backend (PostgreSQL) implements the same trait and runs the same tests.
 
 mod check;
+mod compact;
 mod group_commit;
 mod record_cache;
 mod restore;
@@ -22,6 +23,7 @@ use crate::domain::{
 };
 
 pub use check::{check_dir, CheckReport};
+pub use compact::{copy_trees, Compacted};
 pub use restore::{Restored, Restorer};
 pub use sled_store::{
     OpenError, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_CLAIM_CACHE_BYTES,
