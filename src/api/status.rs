@@ -55,20 +55,37 @@ fn logged_at_info(method: &str) -> bool {
     )
 }
 
+/// The `rpc` span of one call, with `method` and `claim`, at info or (for
+/// successful reads, see [`observe`]) at debug.
+fn rpc_span(at_info: bool, method: &'static str, claim: &str) -> tracing::Span {
+    let span = if at_info {
+        tracing::info_span!("rpc", method, claim = tracing::field::Empty)
+    } else {
+        tracing::debug_span!("rpc", method, claim = tracing::field::Empty)
+    };
+    // Only a well-formed name is logged: a caller's raw field could be a
+    // megabyte long or carry anything.
+    if !span.is_disabled() && super::names::parse_claim_name(claim, "").is_ok() {
+        span.record("claim", claim);
+    }
+    span
+}
+
 /// Runs one RPC inside a span named `rpc` with `method` and `claim`, maps its
 /// error, and logs one line with the status code and latency (successful
 /// reads at debug, everything else at info).
+///
+/// A read's span is at debug too: at the default level it is never built,
+/// which saves the subscriber formatting its fields on every call (about 5
+/// % of a read's server time, BENCHMARKS.md). A failed read gets its info
+/// span afterwards, for its line.
 pub async fn observe<T>(
     method: &'static str,
     claim: &str,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<Response<T>, Status> {
-    let span = tracing::info_span!("rpc", method, claim = tracing::field::Empty);
-    // Only a well-formed name is logged: a caller's raw field could be a
-    // megabyte long or carry anything.
-    if super::names::parse_claim_name(claim, "").is_ok() {
-        span.record("claim", claim);
-    }
+    let at_info = logged_at_info(method);
+    let span = rpc_span(at_info, method, claim);
     let started = Instant::now();
     let metrics = crate::metrics::global();
     let in_flight = metrics.started(method);
@@ -78,21 +95,31 @@ pub async fn observe<T>(
     let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
     metrics.finished(method, code as i32, elapsed);
     let latency_us = elapsed.as_micros() as u64;
-    let _entered = span.enter();
     match &result {
         // A successful read changes nothing and can come thousands of
         // times a second (BENCHMARKS.md: the line cost ~10% of read
         // throughput); the metrics count it. Writes and failures stay at info.
-        Ok(_) if !logged_at_info(method) => {
+        Ok(_) if !at_info => {
+            let _entered = span.enter();
             tracing::debug!(code = ?Code::Ok, latency_us, "rpc done")
         }
-        Ok(_) => tracing::info!(code = ?Code::Ok, latency_us, "rpc done"),
-        Err(status) => tracing::info!(
-            code = ?status.code(),
-            latency_us,
-            error = status.message(),
-            "rpc done"
-        ),
+        Ok(_) => {
+            let _entered = span.enter();
+            tracing::info!(code = ?Code::Ok, latency_us, "rpc done")
+        }
+        Err(status) => {
+            let span = match at_info {
+                true => span,
+                false => rpc_span(true, method, claim),
+            };
+            let _entered = span.enter();
+            tracing::info!(
+                code = ?status.code(),
+                latency_us,
+                error = status.message(),
+                "rpc done"
+            )
+        }
     }
     result.map(Response::new)
 }
