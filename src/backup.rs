@@ -535,14 +535,7 @@ pub fn compact(
 ) -> std::result::Result<(crate::store::Compacted, crate::store::CheckReport), String> {
     into_new_dir(to, "compacting", |temp| {
         let copied = crate::store::copy_trees(from, temp)?;
-        let report = check_released(temp)?;
-        if !report.is_ok() {
-            return Err(format!(
-                "the copy fails check ({} problems), first: {}",
-                report.problem_count,
-                report.problems.first().cloned().unwrap_or_default()
-            ));
-        }
+        let report = check_released(temp, "copy")?;
         Ok((copied, report))
     })
 }
@@ -588,19 +581,31 @@ fn into_new_dir<T>(
     result
 }
 
-/// Checks `dir` once the restorer's database has let go of it (sled's
-/// background thread may hold its lock for a moment after the drop).
-fn check_released(dir: &Path) -> std::result::Result<crate::store::CheckReport, String> {
+/// Checks the new data directory `dir` once its writer's database has let
+/// go of it (sled's background thread may hold its lock for a moment after
+/// the drop); a problem is an error naming `what` was checked.
+fn check_released(
+    dir: &Path,
+    what: &str,
+) -> std::result::Result<crate::store::CheckReport, String> {
     let mut attempts = 0;
-    loop {
+    let report = loop {
         match check_dir(dir) {
             Err(crate::store::OpenError::Locked(_)) if attempts < 100 => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => return other.map_err(|e| e.to_string()),
+            other => break other.map_err(|e| e.to_string())?,
         }
+    };
+    if !report.is_ok() {
+        return Err(format!(
+            "the {what} fails check ({} problems), first: {}",
+            report.problem_count,
+            report.problems.first().cloned().unwrap_or_default()
+        ));
     }
+    Ok(report)
 }
 
 fn restore_into(input: &Path, temp: &Path) -> std::result::Result<Summary, String> {
@@ -625,14 +630,7 @@ fn restore_into(input: &Path, temp: &Path) -> std::result::Result<Summary, Strin
         .try_into()
         .map_err(|_| "the backup header has no chain head".to_string())?;
     let restored = restorer.finish(header.log_position, &head)?;
-    let report = check_released(temp)?;
-    if !report.is_ok() {
-        return Err(format!(
-            "the restored data fails check ({} problems), first: {}",
-            report.problem_count,
-            report.problems.first().cloned().unwrap_or_default()
-        ));
-    }
+    let report = check_released(temp, "restored data")?;
     Ok(Summary {
         claims: restored.claims,
         responses: restored.responses,

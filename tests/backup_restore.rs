@@ -32,6 +32,19 @@ fn number_after(text: &str, word: &str) -> u64 {
         .unwrap()
 }
 
+/// Servers on the data directories `a` and `b` serve the same claims,
+/// responses and events.
+async fn assert_served_alike(a: &Path, b: &Path) {
+    let a = Process::spawn(a);
+    let b = Process::spawn(b);
+    let mut ca = common::connect(&a.addr).await;
+    let mut cb = common::connect(&b.addr).await;
+    assert_eq!(
+        common::snapshot(&mut ca).await,
+        common::snapshot(&mut cb).await
+    );
+}
+
 async fn verdict(client: &mut common::Client, claim: &str, rationale: &str) {
     client
         .set_verdict(pb::SetVerdictRequest {
@@ -300,14 +313,7 @@ async fn damaged_or_misdirected_restores_change_nothing() {
     std::fs::create_dir(&target).unwrap();
     let (ok, text) = cli(&["restore", "--in", s(&file), "--data-dir", s(&target)]);
     assert!(ok, "{text}");
-    let a = Process::spawn(source.path());
-    let b = Process::spawn(&target);
-    let mut ca = common::connect(&a.addr).await;
-    let mut cb = common::connect(&b.addr).await;
-    assert_eq!(
-        common::snapshot(&mut ca).await,
-        common::snapshot(&mut cb).await
-    );
+    assert_served_alike(source.path(), &target).await;
 }
 
 #[tokio::test]
@@ -437,12 +443,5 @@ async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_d
         "reports the copy's size on disk: {text} / {copy}"
     );
     // Both serve the same claims, responses and events.
-    let a = Process::spawn(source.path());
-    let b = Process::spawn(&target);
-    let mut ca = common::connect(&a.addr).await;
-    let mut cb = common::connect(&b.addr).await;
-    assert_eq!(
-        common::snapshot(&mut ca).await,
-        common::snapshot(&mut cb).await
-    );
+    assert_served_alike(source.path(), &target).await;
 }
