@@ -630,7 +630,7 @@ fn restore_into(input: &Path, temp: &Path) -> std::result::Result<Summary, Strin
         .try_into()
         .map_err(|_| "the backup header has no chain head".to_string())?;
     let restored = restorer.finish(header.log_position, &head)?;
-    let report = check_released(temp, "restored data")?;
+    check_released(temp, "restored data")?;
     Ok(Summary {
         claims: restored.claims,
         responses: restored.responses,

@@ -372,6 +372,10 @@ async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_d
             .filter(|n| n.contains("compacting"))
             .collect()
     };
+    let compact = || {
+        let (from, to) = (s(source.path()), s(&target));
+        cli(&["compact", "--data-dir", from, "--out", to])
+    };
     let server = Process::spawn(source.path());
     let mut client = common::connect(&server.addr).await;
     for i in 0..12 {
@@ -389,13 +393,7 @@ async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_d
         }
     }
     // While the server holds the directory: refused, nothing created.
-    let (ok, text) = cli(&[
-        "compact",
-        "--data-dir",
-        s(source.path()),
-        "--out",
-        s(&target),
-    ]);
+    let (ok, text) = compact();
     assert!(!ok, "{text}");
     assert!(text.contains("in use"), "{text}");
     assert!(!target.exists() && leftovers().is_empty(), "{text}");
@@ -421,13 +419,7 @@ async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_d
     );
     assert!(!target.exists() && leftovers().is_empty(), "{text}");
     // The copy: checked, the same data, the source only read.
-    let (ok, text) = cli(&[
-        "compact",
-        "--data-dir",
-        s(source.path()),
-        "--out",
-        s(&target),
-    ]);
+    let (ok, text) = compact();
     assert!(ok, "{text}");
     assert!(text.contains("check ok (12 claims"), "{text}");
     assert!(leftovers().is_empty(), "{text}");
