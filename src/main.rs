@@ -256,14 +256,14 @@ struct ServeArgs {
     cache_mb: u64,
     /// Statuses kept in memory for GetVerificationStatus, in MiB (0: off).
     /// Every write updates its entry before it is acknowledged, so a cached
-    /// status is never older than an acknowledged write. About 450 bytes a
+    /// status is never older than an acknowledged write. About 1.2 KB a
     /// claim: size it to hold the claims desks read. Filled at start-up with
     /// the newest claims, on a background thread.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_STATUS_CACHE_BYTES >> 20, env = "PHOTOCLAIM_STATUS_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     status_cache_mb: u64,
     /// Claims (with their latest response) kept in memory for GetClaim and
     /// the claims of FindSimilarClaims replies, in MiB (0: off). Kept up to
-    /// date like the status cache. About 2 KB a claim of the generated
+    /// date like the status cache. About 2.6 KB a claim of the generated
     /// archive: size it to the claims desks open. Filled at start-up with
     /// the newest claims, with the status cache.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_CLAIM_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]

@@ -3,13 +3,14 @@
 //!
 //! sled keeps superseded page versions in its log until a whole segment is
 //! at most half live, so a directory written live for a long time takes
-//! about 3.3 × its keys and values on disk; written once and in order, the
-//! same data takes about 2.2 × (BENCHMARKS.md, budget 8). The copy is byte
+//! about 3.3 × its keys and values on disk; copied once, tree by tree in
+//! key order, the same data takes about 1.8 × (BENCHMARKS.md, budget 8). The copy is byte
 //! for byte (the same trees, keys and values, `meta` included), in batches,
 //! with small page caches: its memory does not grow with the archive.
 
 use std::path::Path;
 
+use super::restore::storage;
 use super::sled_store::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
 
@@ -30,10 +31,6 @@ pub struct Compacted {
     pub logical_bytes: u64,
     /// The source directory's size on disk, as sled counts it.
     pub source_disk_bytes: u64,
-}
-
-fn storage(err: sled::Error) -> String {
-    format!("storage error: {err}")
 }
 
 /// Copies every tree of the data directory `from` into `to`, which must not

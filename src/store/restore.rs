@@ -52,7 +52,7 @@ pub struct Restorer {
     restored: Restored,
 }
 
-fn storage(err: sled::Error) -> String {
+pub(super) fn storage(err: sled::Error) -> String {
     format!("storage error: {err}")
 }
 
