@@ -573,6 +573,14 @@ fn into_new_dir<T>(
         }
         std::fs::rename(&temp, dir)
             .map_err(|e| format!("cannot move the new data to {}: {e}", dir.display()))?;
+        // The rename itself is durable once the parent directory is synced.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
         Ok(built)
     });
     if result.is_err() {
