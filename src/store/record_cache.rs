@@ -93,11 +93,11 @@ impl<V> Default for Shard<V> {
 }
 
 impl<V: Cached> Shard<V> {
-    /// Puts `value` in unless a newer one is there.
-    fn put(&mut self, id: u64, value: V, budget: usize) {
+    /// Puts `value` in unless a newer one is there; whether it did.
+    fn put(&mut self, id: u64, value: V, budget: usize) -> bool {
         if let Some((old, _)) = self.entries.get(&id) {
             if old.sequence() >= value.sequence() {
-                return;
+                return false;
             }
         }
         let size = ENTRY_OVERHEAD + std::mem::size_of::<V>() + value.heap_bytes();
@@ -125,6 +125,7 @@ impl<V: Cached> Shard<V> {
             }
             self.bytes = bytes;
         }
+        true
     }
 }
 
@@ -209,23 +210,23 @@ impl<V: Cached> RecordCache<V> {
         held >= (self.shard_budget - self.shard_budget / 8) * SHARDS
     }
 
-    /// A value read from sled after [`Self::epoch`] returned `epoch`.
-    pub(super) fn fill(&self, id: u64, epoch: u64, value: V) {
+    /// A value read from sled after [`Self::epoch`] returned `epoch`;
+    /// whether it was put in.
+    pub(super) fn fill(&self, id: u64, epoch: u64, value: V) -> bool {
         if self.shard_budget == 0 {
-            return;
+            return false;
         }
         let mut shard = self.shard(id);
-        if shard.writes == epoch {
-            shard.put(id, value, self.shard_budget);
-        }
+        shard.writes == epoch && shard.put(id, value, self.shard_budget)
     }
 
-    /// The value a committed write left: call before acknowledging it.
-    pub(super) fn update(&self, id: u64, value: V) {
+    /// The value a committed write left, built by `value` only when the
+    /// cache is on: call before acknowledging the write.
+    pub(super) fn update(&self, id: u64, value: impl FnOnce() -> V) {
         let mut shard = self.shard(id);
         shard.writes += 1;
         if self.shard_budget > 0 {
-            shard.put(id, value, self.shard_budget);
+            shard.put(id, value(), self.shard_budget);
         }
     }
 
@@ -285,7 +286,7 @@ mod tests {
         // The reader looks, reads sequence 1 from sled; meanwhile a write
         // commits sequence 2 and its entry is gone again (evicted).
         let epoch = cache.epoch(7);
-        cache.update(7, view(7, 2));
+        cache.update(7, || view(7, 2));
         cache.shard(7).entries.clear();
         cache.fill(7, epoch, view(7, 1));
         assert_eq!(seq(&cache, 7), None, "the stale read is not cached");
@@ -294,9 +295,9 @@ mod tests {
         cache.fill(7, epoch, view(7, 2));
         assert_eq!(seq(&cache, 7), Some(2));
         // An older status never replaces a newer one.
-        cache.update(7, view(7, 1));
+        cache.update(7, || view(7, 1));
         assert_eq!(seq(&cache, 7), Some(2));
-        cache.update(7, view(7, 3));
+        cache.update(7, || view(7, 3));
         assert_eq!(seq(&cache, 7), Some(3));
     }
 
@@ -306,7 +307,7 @@ mod tests {
         // A write commits sequence 2 (and its entry is evicted) while the
         // read of sequence 1 is under way: the read is returned, not kept.
         let got = cache.get_or_read(7, || -> Result<_, ()> {
-            cache.update(7, view(7, 2));
+            cache.update(7, || view(7, 2));
             cache.shard(7).entries.clear();
             Ok(Some(view(7, 1)))
         });
@@ -329,7 +330,7 @@ mod tests {
     fn it_stays_within_its_budget_and_a_zero_budget_holds_nothing() {
         let cache = StatusCache::new(64 * 1024);
         for id in 0..10_000 {
-            cache.update(id, view(id, 1));
+            cache.update(id, || view(id, 1));
         }
         let held = cache.len();
         assert!(held > 20 && held < 64 * 1024 / ENTRY_OVERHEAD, "{held}");
@@ -337,7 +338,7 @@ mod tests {
         assert!(bytes <= 64 * 1024, "{bytes}");
         assert_eq!(seq(&cache, 9_999), Some(1), "the newest write is kept");
         let off = StatusCache::new(0);
-        off.update(1, view(1, 1));
+        off.update(1, || view(1, 1));
         off.fill(1, off.epoch(1), view(1, 1));
         assert_eq!(off.len(), 0);
     }

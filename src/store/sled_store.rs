@@ -787,22 +787,14 @@ impl SledStore {
     /// Puts what a committed write left in both caches: call before
     /// acknowledging it.
     fn cache_written(&self, claim: &Claim, latest_response: Option<OfficialResponse>) {
-        self.status_cache.update(
-            claim.id,
-            StatusView {
-                status: ClaimStatus::from(claim),
-                latest_response: latest_response.clone(),
-            },
-        );
-        if self.claim_cache.is_on() {
-            self.claim_cache.update(
-                claim.id,
-                ClaimView {
-                    claim: claim.clone(),
-                    latest_response,
-                },
-            );
-        }
+        self.status_cache.update(claim.id, || StatusView {
+            status: ClaimStatus::from(claim),
+            latest_response: latest_response.clone(),
+        });
+        self.claim_cache.update(claim.id, || ClaimView {
+            claim: claim.clone(),
+            latest_response,
+        });
     }
 
     /// The status fields of a claim record and its latest response: the
@@ -1270,12 +1262,10 @@ impl Warmer {
                 let (key, value) = entry.map_err(internal)?;
                 let id = u64_at(&key, 0);
                 if fill_statuses {
-                    statuses.fill(id, epochs.0.of(id), status_of(&value)?);
-                    filled.0 += 1;
+                    filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status_of(&value)?));
                 }
                 if fill_claims {
-                    views.fill(id, epochs.1.of(id), claim_view(&value)?);
-                    filled.1 += 1;
+                    filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim_view(&value)?));
                 }
                 before = id;
                 read += 1;
