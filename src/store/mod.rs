@@ -5,6 +5,7 @@
 //! `NotFound` where the operation names a parent that must exist). A later
 //! backend (PostgreSQL) implements the same trait and runs the same tests.
 
+mod batch_commit;
 mod check;
 mod compact;
 mod group_commit;

@@ -40,6 +40,7 @@ use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+use super::batch_commit::{Committer, Tx, WriteTrees};
 use super::group_commit::GroupCommit;
 use super::record_cache::{ClaimCache, StatusCache};
 use super::{
@@ -147,8 +148,6 @@ pub struct SledStore {
     durable_log: tokio::sync::watch::Sender<u64>,
     /// `sha256 ‖ claim_id -> ()`, for same-image lookups by prefix.
     by_sha256: sled::Tree,
-    /// `claim_id -> pdq ‖ quality`, the source of `pdq_index`.
-    by_pdq: sled::Tree,
     /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
     /// Built on a background thread at open ([`IndexBuild`]): until it is
     /// ready, the operations that use it wait; all others are served.
@@ -168,6 +167,8 @@ pub struct SledStore {
     /// `lower-cased key name -> key_id`, so names are unique regardless of
     /// case (actors stay unambiguous) and revocation finds a key by name.
     key_names: sled::Tree,
+    /// Runs claim writes, many to a transaction ([`super::batch_commit`]).
+    committer: Committer,
     /// Shares flushes between concurrent writers.
     commit: GroupCommit,
 }
@@ -322,12 +323,13 @@ fn reindex_state(by_state: &TransactionalTree, claim: &Claim, old_state: i32) ->
 /// claim record (whose chain head moved) with its copy of the latest
 /// response (encoded; empty for none), and returns the position.
 fn append_event(
-    (meta, claims, events, log): (
-        &TransactionalTree,
-        &TransactionalTree,
-        &TransactionalTree,
-        &TransactionalTree,
-    ),
+    Tx {
+        meta,
+        claims,
+        events,
+        log,
+        ..
+    }: &Tx<'_>,
     claim: &mut Claim,
     latest_response: &[u8],
     mut event: ClaimEvent,
@@ -690,24 +692,43 @@ impl SledStore {
         );
         let last_log = event_log.last().map_err(other)?;
         let durable = last_log.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
+        let claims = tree("claims")?;
+        let by_state = tree("claims_by_state")?;
+        let responses = tree("responses")?;
+        let request_ids = tree("request_ids")?;
+        let committer = Committer::start(WriteTrees {
+            meta: meta.clone(),
+            claims: claims.clone(),
+            by_state: by_state.clone(),
+            responses: responses.clone(),
+            events: events.clone(),
+            event_log: event_log.clone(),
+            by_sha256: by_sha256.clone(),
+            by_pdq,
+            request_ids: request_ids.clone(),
+        })
+        .map_err(|e| OpenError::Other {
+            dir: dir.to_path_buf(),
+            cause: format!("cannot start the write committer: {e}"),
+        })?;
         Ok(SledStore {
             durable_log: tokio::sync::watch::Sender::new(durable),
             event_log,
-            by_pdq,
             pdq_index,
             index_build,
             status_cache: Arc::new(StatusCache::new(DEFAULT_STATUS_CACHE_BYTES)),
             claim_cache: Arc::new(ClaimCache::new(DEFAULT_CLAIM_CACHE_BYTES)),
             warmer: None,
             meta,
-            claims: tree("claims")?,
-            by_state: tree("claims_by_state")?,
-            responses: tree("responses")?,
+            claims,
+            by_state,
+            responses,
             events,
             by_sha256,
-            request_ids: tree("request_ids")?,
+            request_ids,
             keys: tree("api_keys")?,
             key_names: tree("api_key_names")?,
+            committer,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -1342,35 +1363,28 @@ impl Store for SledStore {
             .then(|| request_key(OP_REGISTER, cmd.request_id.as_bytes()));
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
         let pdq = pdq_entry(&cmd.claim);
-        let trees = (
-            &self.meta,
-            &self.claims,
-            &self.by_state,
-            &self.events,
-            &self.event_log,
-            &self.by_sha256,
-            &self.by_pdq,
-            &self.request_ids,
-        );
-        let outcome = trees.transaction(
-            |(meta, claims, by_state, events, log, by_sha256, by_pdq, request_ids)| {
+        let pdq_value = pdq.map(|(_, _, value)| value);
+        let near_distance = cmd.near_distance;
+        let (id, position, committed) = self
+            .committer
+            .write(move |tx| {
                 if let Some(key) = &request_key {
-                    if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
                         return Ok((record.claim_id, 0, None));
                     }
                 }
-                let last = meta.get(META_LAST_CLAIM_ID)?;
+                let last = tx.meta.get(META_LAST_CLAIM_ID)?;
                 let id = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
-                meta.insert(META_LAST_CLAIM_ID, &be(id))?;
+                tx.meta.insert(META_LAST_CLAIM_ID, &be(id))?;
                 let mut claim = cmd.claim.clone();
                 let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
-                by_state.insert(&state_key(claim.state, id), &[])?;
-                let position = append_event((meta, claims, events, log), &mut claim, &[], event)?;
+                tx.by_state.insert(&state_key(claim.state, id), &[])?;
+                let position = append_event(tx, &mut claim, &[], event)?;
                 if let Some(sha) = &sha {
-                    by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
+                    tx.by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
                 }
-                if let Some((_, _, value)) = &pdq {
-                    by_pdq.insert(&be(id), &value[..])?;
+                if let Some(value) = &pdq_value {
+                    tx.by_pdq.insert(&be(id), &value[..])?;
                 }
                 if let Some(key) = &request_key {
                     let record = IdempotencyRecord {
@@ -1379,12 +1393,12 @@ impl Store for SledStore {
                         claim_id: id,
                         response_id: 0,
                     };
-                    request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+                    tx.request_ids
+                        .insert(key.as_slice(), record.encode_to_vec())?;
                 }
                 Ok((id, position, Some(claim)))
-            },
-        );
-        let (id, position, committed) = finish_tx(outcome)?;
+            })
+            .await?;
         if let Some(claim) = &committed {
             self.cache_written(claim, None);
         }
@@ -1404,9 +1418,7 @@ impl Store for SledStore {
         let insert = pdq
             .filter(|_| !replayed)
             .map(|(hash, quality, _)| (id, hash, quality));
-        let same_image = self
-            .same_image(&claim.claim, cmd.near_distance, insert)
-            .await;
+        let same_image = self.same_image(&claim.claim, near_distance, insert).await;
         // A replay may race the first call's flush: wait for durability either way.
         self.durable_through(position).await?;
         let same_image = same_image?;
@@ -1481,32 +1493,24 @@ impl Store for SledStore {
         let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, cmd.request_id.as_bytes()));
-        let trees = (
-            &self.meta,
-            &self.claims,
-            &self.by_state,
-            &self.responses,
-            &self.events,
-            &self.event_log,
-            &self.request_ids,
-        );
-        let outcome = trees.transaction(
-            |(meta, claims, by_state, responses, events, log, request_ids)| {
+        let (claim_id, response_id, position, committed) = self
+            .committer
+            .write(move |tx| {
                 if let Some(key) = &request_key {
-                    if let Some(record) = check_request_id(request_ids, key, &fp)? {
+                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
                         return Ok((record.claim_id, record.response_id, 0, None));
                     }
                 }
-                let (mut claim, _) = load_claim(claims, cmd.claim_id)?;
+                let (mut claim, _) = load_claim(tx.claims, cmd.claim_id)?;
                 let old_state = claim.state;
                 let mut response = cmd.response.clone();
                 let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
                     .map_err(ConflictableTransactionError::Abort)?;
-                reindex_state(by_state, &claim, old_state)?;
+                reindex_state(tx.by_state, &claim, old_state)?;
                 let encoded = response.encode_to_vec();
-                responses.insert(&pair(claim.id, response.id), &encoded[..])?;
-                let position =
-                    append_event((meta, claims, events, log), &mut claim, &encoded, event)?;
+                tx.responses
+                    .insert(&pair(claim.id, response.id), &encoded[..])?;
+                let position = append_event(tx, &mut claim, &encoded, event)?;
                 if let Some(key) = &request_key {
                     let record = IdempotencyRecord {
                         format_version: FORMAT_VERSION,
@@ -1514,12 +1518,12 @@ impl Store for SledStore {
                         claim_id: claim.id,
                         response_id: response.id,
                     };
-                    request_ids.insert(key.as_slice(), record.encode_to_vec())?;
+                    tx.request_ids
+                        .insert(key.as_slice(), record.encode_to_vec())?;
                 }
                 Ok((claim.id, response.id, position, Some((claim, response))))
-            },
-        );
-        let (claim_id, response_id, position, committed) = finish_tx(outcome)?;
+            })
+            .await?;
         let replayed = committed.is_none();
         let response = match committed {
             Some((claim, response)) => {
@@ -1549,29 +1553,24 @@ impl Store for SledStore {
     }
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
-        let trees = (
-            &self.meta,
-            &self.claims,
-            &self.by_state,
-            &self.events,
-            &self.event_log,
-        );
-        let outcome = trees.transaction(|(meta, claims, by_state, events, log)| {
-            let (mut claim, latest) = load_claim(claims, cmd.claim_id)?;
-            let old_state = claim.state;
-            let event = rules::set_verdict(
-                &mut claim,
-                cmd.verdict.clone(),
-                cmd.etag.as_deref(),
-                &cmd.actor,
-                Timestamp::now(),
-            )
-            .map_err(ConflictableTransactionError::Abort)?;
-            reindex_state(by_state, &claim, old_state)?;
-            let position = append_event((meta, claims, events, log), &mut claim, &latest, event)?;
-            Ok((position, claim, latest))
-        });
-        let (position, claim, latest) = finish_tx(outcome)?;
+        let (position, claim, latest) = self
+            .committer
+            .write(move |tx| {
+                let (mut claim, latest) = load_claim(tx.claims, cmd.claim_id)?;
+                let old_state = claim.state;
+                let event = rules::set_verdict(
+                    &mut claim,
+                    cmd.verdict.clone(),
+                    cmd.etag.as_deref(),
+                    &cmd.actor,
+                    Timestamp::now(),
+                )
+                .map_err(ConflictableTransactionError::Abort)?;
+                reindex_state(tx.by_state, &claim, old_state)?;
+                let position = append_event(tx, &mut claim, &latest, event)?;
+                Ok((position, claim, latest))
+            })
+            .await?;
         let latest_response = match latest.is_empty() {
             true => Ok(None),
             false => decode(&latest, "official response").map(Some),
