@@ -6,7 +6,8 @@
 //!   runs, for authentication or load, count under their method too);
 //! - `photoclaim_rpc_duration_seconds{method}`: handler latency histogram;
 //! - `photoclaim_rpc_in_flight{method}`: calls being handled now;
-//! - `photoclaim_flush_duration_seconds`: group-commit flush latency;
+//! - `photoclaim_flush_duration_seconds`: latency of the flush after each
+//!   write batch;
 //! - `photoclaim_claims`, `photoclaim_store_bytes`: claims stored and the
 //!   data directory's size on disk, read at scrape time.
 //!
@@ -138,7 +139,7 @@ impl Metrics {
         let flush = latency_histogram();
         registry.register(
             "flush_duration_seconds",
-            "Time of one group-commit flush to disk",
+            "Time of one flush to disk (one per batch of writes)",
             flush.clone(),
         );
         let claims = Gauge::default();
@@ -195,7 +196,7 @@ impl Metrics {
             .inc();
     }
 
-    /// A group-commit flush took `elapsed`.
+    /// A write batch's flush took `elapsed`.
     pub fn flushed(&self, elapsed: Duration) {
         self.flush.observe(elapsed.as_secs_f64());
     }

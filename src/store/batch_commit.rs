@@ -1,25 +1,33 @@
-//! Batched commits: one thread runs every claim write, and runs all the
-//! writes queued at once in a single sled transaction.
+//! The committer: one thread runs every claim write, many to a sled
+//! transaction, and makes each batch durable with one flush before it
+//! answers.
 //!
-//! Each sled transaction seals and writes sled's current log buffer twice
-//! (a `pwrite` and a `sync_file_range` each, handed to sled's thread pool),
-//! whatever it holds. One transaction per registration made that the
-//! largest part of a write's CPU cost under load. Batching pays it once
-//! per batch: under load many writes, alone one.
+//! Its cycle: take every write queued, run them all in one transaction,
+//! flush, answer them all. Writes that arrive meanwhile wait in the queue
+//! and make the next batch, so under load a cycle carries tens of writes
+//! and alone it carries one. A write would wait for the next flush anyway;
+//! committing it just before that flush instead of the moment it arrived
+//! costs it nothing, and saves the per-transaction work: sled seals and
+//! writes its log buffer twice per transaction (a `pwrite` and a
+//! `sync_file_range` each, on its thread pool), whatever the transaction
+//! holds. One transaction and one flush per write made that most of a
+//! write's CPU cost under load (BENCHMARKS.md, change 15). No lock is held
+//! while flushing: reads and key writes go on; claim writes queue.
 //!
 //! A write is a closure over the batch's trees ([`Tx`]) that may run more
 //! than once: sled reruns a transaction on a conflict, and a write that
 //! fails (a domain error such as a stale etag) is answered with its error
-//! and the batch rerun without it. So a failed write changes nothing, and
-//! the others commit as if it had never been sent. Writes in one batch run
-//! in arrival order and see each other's changes (ids, log positions and
-//! request ids advance as if they had committed one by one).
-//!
-//! Durability is not the committer's business: a writer that got its
-//! answer waits for [`super::group_commit`]'s shared flush.
+//! at once and the batch rerun without it. So a failed write changes
+//! nothing, and the others commit as if it had never been sent. Writes in
+//! one batch run in arrival order and see each other's changes (ids, log
+//! positions and request ids advance as if they had committed one by one).
+//! Other writers (API keys) commit their own transaction and then ask for
+//! the next flush ([`Committer::durable`]).
 
 use std::cell::RefCell;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -60,17 +68,26 @@ pub(super) struct Tx<'a> {
     pub(super) request_ids: &'a TransactionalTree,
 }
 
-/// One queued write: run it (perhaps several times), then answer once.
+/// A committed write: what it returned, and whether the flush after its
+/// batch succeeded (if not, it must not be acknowledged).
+#[derive(Debug)]
+pub(super) struct Committed<T> {
+    pub(super) value: T,
+    pub(super) durable: Result<()>,
+}
+
+/// One queued write: run it (perhaps several times), then answer once:
+/// `Err` if it failed (nothing of it committed), else the flush's outcome.
 trait Job: Send {
     fn apply(&mut self, tx: &Tx<'_>) -> TxResult<()>;
-    fn answer(self: Box<Self>, outcome: Result<()>);
+    fn answer(self: Box<Self>, outcome: Result<Result<()>>);
 }
 
 struct Write<F, T> {
     apply: F,
     /// What the latest run returned; sent once the batch committed.
     out: Option<T>,
-    reply: oneshot::Sender<Result<T>>,
+    reply: oneshot::Sender<Result<Committed<T>>>,
 }
 
 impl<F, T> Job for Write<F, T>
@@ -83,10 +100,11 @@ where
         Ok(())
     }
 
-    fn answer(self: Box<Self>, outcome: Result<()>) {
+    fn answer(self: Box<Self>, outcome: Result<Result<()>>) {
         let Write { out, reply, .. } = *self;
-        let result = outcome.and_then(|()| {
-            out.ok_or_else(|| Error::Internal("committed write left no result".into()))
+        let result = outcome.and_then(|durable| match out {
+            Some(value) => Ok(Committed { value, durable }),
+            None => Err(Error::Internal("committed write left no result".into())),
         });
         // The writer may have gone (its RPC was cancelled): the write
         // stands, like any committed write whose reply was lost.
@@ -94,69 +112,131 @@ where
     }
 }
 
+/// What the committer's queue holds.
+enum Queued {
+    /// A claim write.
+    Write(Box<dyn Job>),
+    /// A writer that committed on its own and waits for the next flush.
+    Flush(oneshot::Sender<Result<()>>),
+}
+
 /// Handle to the committer thread; dropping it lets the queued writes
 /// finish and joins the thread.
 pub(super) struct Committer {
-    queue: Option<mpsc::Sender<Box<dyn Job>>>,
+    queue: Option<mpsc::Sender<Queued>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Flushes performed, for tests and diagnostics.
+    flushes: Arc<AtomicU64>,
 }
 
 impl Committer {
-    /// Starts the committer thread.
-    pub(super) fn start(trees: WriteTrees) -> std::io::Result<Self> {
-        let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
+    /// Starts the committer thread. `db` is flushed after every batch.
+    pub(super) fn start(db: sled::Db, trees: WriteTrees) -> std::io::Result<Self> {
+        let (queue, items) = mpsc::channel::<Queued>();
+        let flushes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&flushes);
         let thread = std::thread::Builder::new()
             .name("photoclaim-commit".into())
             .spawn(move || {
-                while let Ok(first) = jobs.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match jobs.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
+                while let Ok(first) = items.recv() {
+                    let mut writes = Vec::new();
+                    let mut waiters = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(item) = next {
+                        match item {
+                            Queued::Write(job) => writes.push(job),
+                            Queued::Flush(waiter) => waiters.push(waiter),
                         }
+                        next = match writes.len() < MAX_BATCH {
+                            true => items.try_recv().ok(),
+                            false => None,
+                        };
                     }
-                    let size = batch.len();
+                    let size = writes.len();
                     // A panic (none is known) fails this batch's writes (their
                     // answers are dropped unsent) but not the ones after it.
-                    let run = std::panic::AssertUnwindSafe(|| commit(&trees, batch));
-                    if std::panic::catch_unwind(run).is_err() {
+                    let run = std::panic::AssertUnwindSafe(|| commit(&trees, writes));
+                    let committed = std::panic::catch_unwind(run).unwrap_or_else(|_| {
                         tracing::error!(
                             writes = size,
                             "a write batch panicked; none of it committed"
                         );
+                        Vec::new()
+                    });
+                    if committed.is_empty() && waiters.is_empty() {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().flushed(started.elapsed());
+                    tracing::trace!(
+                        writes = committed.len(),
+                        waiters = waiters.len(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "batch flushed"
+                    );
+                    if let Err(cause) = &flushed {
+                        tracing::error!(%cause, "flush failed; writes not acknowledged");
+                    }
+                    let outcome = || flushed.clone().map_err(Error::Internal);
+                    for job in committed {
+                        job.answer(Ok(outcome()));
+                    }
+                    for waiter in waiters {
+                        let _ = waiter.send(outcome());
                     }
                 }
             })?;
         Ok(Committer {
             queue: Some(queue),
             thread: Some(thread),
+            flushes,
         })
     }
 
     /// Runs `apply` in the next batch's transaction and returns what it
-    /// returned once the batch committed, or its error (nothing of it
-    /// committed). `apply` may run more than once.
-    pub(super) async fn write<T, F>(&self, apply: F) -> Result<T>
+    /// returned once the batch was flushed, with the flush's outcome; or
+    /// its error, and then nothing of it was committed. `apply` may run
+    /// more than once.
+    pub(super) async fn write<T, F>(&self, apply: F) -> Result<Committed<T>>
     where
         F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Write {
+        self.send(Queued::Write(Box::new(Write {
             apply,
             out: None,
             reply,
-        });
-        let stopped = || Error::Internal("the write committer stopped".into());
-        self.queue
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())?;
+        })))?;
         answer.await.map_err(|_| {
             Error::Internal("the write's batch failed; nothing of it was committed".into())
         })?
+    }
+
+    /// Returns once everything committed before this call is durable.
+    pub(super) async fn durable(&self) -> Result<()> {
+        let (waiter, flushed) = oneshot::channel();
+        self.send(Queued::Flush(waiter))?;
+        flushed.await.map_err(|_| self.stopped())?
+    }
+
+    /// Flushes performed so far.
+    pub(super) fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, item: Queued) -> Result<()> {
+        self.queue
+            .as_ref()
+            .ok_or_else(|| self.stopped())?
+            .send(item)
+            .map_err(|_| self.stopped())
+    }
+
+    fn stopped(&self) -> Error {
+        Error::Internal("the write committer stopped".into())
     }
 }
 
@@ -169,9 +249,10 @@ impl Drop for Committer {
     }
 }
 
-/// Commits `batch` in one transaction, dropping (and answering) each write
-/// that fails until the rest commit.
-fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) {
+/// Commits `batch` in one transaction, answering each write that fails
+/// (and rerunning the rest without it) until the rest commit; returns the
+/// committed writes, to be answered once they are durable.
+fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
     let batch = RefCell::new(batch);
     let all = (
         &trees.meta,
@@ -216,11 +297,7 @@ fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) {
         );
         let mut jobs = batch.borrow_mut();
         match outcome {
-            Ok(()) => {
-                for job in jobs.drain(..) {
-                    job.answer(Ok(()));
-                }
-            }
+            Ok(()) => return std::mem::take(&mut *jobs),
             Err(TransactionError::Abort((at, err))) => {
                 jobs.remove(at).answer(Err(err));
             }
@@ -231,6 +308,7 @@ fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) {
             }
         }
     }
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -272,7 +350,7 @@ mod tests {
 
     fn queued(
         apply: impl Fn(&Tx<'_>) -> TxResult<u64> + Send + 'static,
-    ) -> (Box<dyn Job>, oneshot::Receiver<Result<u64>>) {
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<Committed<u64>>>) {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Write {
             apply,
@@ -300,10 +378,18 @@ mod tests {
             batch.push(job);
             answers.push(answer);
         }
-        commit(&trees, batch);
+        for job in commit(&trees, batch) {
+            job.answer(Ok(Ok(())));
+        }
         let mut got: Vec<_> = answers
             .into_iter()
-            .map(|mut a| a.try_recv().expect("every write is answered"))
+            .map(|mut a| {
+                let answer = a.try_recv().expect("every write is answered");
+                answer.map(|c| {
+                    c.durable.unwrap();
+                    c.value
+                })
+            })
             .collect();
         assert_eq!(got.remove(0).unwrap(), 1);
         let refused = got.remove(0).unwrap_err();
@@ -334,7 +420,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let trees = trees(&db);
-        let committer = std::sync::Arc::new(Committer::start(trees.clone()).unwrap());
+        let committer = Arc::new(Committer::start(db.clone(), trees.clone()).unwrap());
         let names: Vec<&'static str> = (0..200)
             .map(|i| &*Box::leak(format!("w{i}").into_boxed_str()))
             .collect();
@@ -343,7 +429,10 @@ mod tests {
             .map(|name| {
                 let committer = committer.clone();
                 let fail = name.ends_with('7');
-                tokio::spawn(async move { committer.write(numbered(name, fail)).await })
+                tokio::spawn(async move {
+                    let committed = committer.write(numbered(name, fail)).await?;
+                    committed.durable.map(|()| committed.value)
+                })
             })
             .collect();
         let mut numbers = Vec::new();
@@ -356,6 +445,10 @@ mod tests {
         // 20 of the 200 names end in 7.
         assert_eq!(numbers, (1..=180).collect::<Vec<u64>>());
         assert_eq!(trees.claims.len(), 180);
+        let flushes = committer.flush_count();
+        assert!((1..=180).contains(&flushes), "{flushes} flushes");
+        committer.durable().await.unwrap();
+        assert_eq!(committer.flush_count(), flushes + 1);
 
         let lost = committer
             .write(|_tx| -> TxResult<u64> { panic!("a bug in a write") })
@@ -366,6 +459,7 @@ mod tests {
             "{lost}"
         );
         let after = committer.write(numbered("after", false)).await.unwrap();
-        assert_eq!(after, 181);
+        assert_eq!(after.value, 181);
+        after.durable.unwrap();
     }
 }

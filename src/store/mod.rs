@@ -8,7 +8,6 @@
 mod batch_commit;
 mod check;
 mod compact;
-mod group_commit;
 mod record_cache;
 mod restore;
 mod sled_store;

@@ -40,8 +40,7 @@ use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-use super::batch_commit::{Committer, Tx, WriteTrees};
-use super::group_commit::GroupCommit;
+use super::batch_commit::{Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
@@ -167,10 +166,9 @@ pub struct SledStore {
     /// `lower-cased key name -> key_id`, so names are unique regardless of
     /// case (actors stay unambiguous) and revocation finds a key by name.
     key_names: sled::Tree,
-    /// Runs claim writes, many to a transaction ([`super::batch_commit`]).
+    /// Runs claim writes, many to a transaction and a flush
+    /// ([`super::batch_commit`]); flushes for the other writers too.
     committer: Committer,
-    /// Shares flushes between concurrent writers.
-    commit: GroupCommit,
 }
 
 /// Opens sled in `dir` (creating it if absent), telling a held lock apart.
@@ -584,8 +582,8 @@ fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)>
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
-    /// runtime (it starts the group-commit flusher).
+    /// Opens (or creates) the store in `dir` and starts its write
+    /// committer's thread.
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
@@ -696,17 +694,20 @@ impl SledStore {
         let by_state = tree("claims_by_state")?;
         let responses = tree("responses")?;
         let request_ids = tree("request_ids")?;
-        let committer = Committer::start(WriteTrees {
-            meta: meta.clone(),
-            claims: claims.clone(),
-            by_state: by_state.clone(),
-            responses: responses.clone(),
-            events: events.clone(),
-            event_log: event_log.clone(),
-            by_sha256: by_sha256.clone(),
-            by_pdq,
-            request_ids: request_ids.clone(),
-        })
+        let committer = Committer::start(
+            db.clone(),
+            WriteTrees {
+                meta: meta.clone(),
+                claims: claims.clone(),
+                by_state: by_state.clone(),
+                responses: responses.clone(),
+                events: events.clone(),
+                event_log: event_log.clone(),
+                by_sha256: by_sha256.clone(),
+                by_pdq,
+                request_ids: request_ids.clone(),
+            },
+        )
         .map_err(|e| OpenError::Other {
             dir: dir.to_path_buf(),
             cause: format!("cannot start the write committer: {e}"),
@@ -729,7 +730,6 @@ impl SledStore {
             keys: tree("api_keys")?,
             key_names: tree("api_key_names")?,
             committer,
-            commit: GroupCommit::start(db.clone()),
             db,
         })
     }
@@ -762,9 +762,9 @@ impl SledStore {
         self.warmer.as_ref().is_none_or(Background::finished)
     }
 
-    /// Flushes performed by group commit so far (diagnostics and tests).
+    /// Flushes performed by the committer so far (diagnostics and tests).
     pub fn flush_count(&self) -> u64 {
-        self.commit.flush_count()
+        self.committer.flush_count()
     }
 
     /// Waits until the PDQ index built at open is ready. Every use of the
@@ -774,22 +774,21 @@ impl SledStore {
         self.index_build.ready().await
     }
 
+    /// Returns once everything committed before the call is durable.
     async fn durable(&self) -> Result<()> {
-        self.commit.durable().await.map_err(Error::Internal)
+        self.committer.durable().await
     }
 
-    /// Waits until everything committed is durable, then tells watchers that
-    /// the log is durable up to `position` (0: the write added no event).
+    /// Tells watchers that the log is durable up to `position` (0: the
+    /// write added no event), once a claim write's flush succeeded.
     /// Positions increase in commit order and a flush covers every earlier
     /// commit, so everything up to `position` is durable too.
-    async fn durable_through(&self, position: u64) -> Result<()> {
-        self.durable().await?;
+    fn log_durable(&self, position: u64) {
         self.durable_log.send_if_modified(|newest| {
             let advanced = position > *newest;
             *newest = (*newest).max(position);
             advanced
         });
-        Ok(())
     }
 
     /// A claim and its copy of the latest response: one lookup.
@@ -1365,7 +1364,10 @@ impl Store for SledStore {
         let pdq = pdq_entry(&cmd.claim);
         let pdq_value = pdq.map(|(_, _, value)| value);
         let near_distance = cmd.near_distance;
-        let (id, position, committed) = self
+        let Committed {
+            value: (id, position, committed),
+            durable,
+        } = self
             .committer
             .write(move |tx| {
                 if let Some(key) = &request_key {
@@ -1419,8 +1421,10 @@ impl Store for SledStore {
             .filter(|_| !replayed)
             .map(|(hash, quality, _)| (id, hash, quality));
         let same_image = self.same_image(&claim.claim, near_distance, insert).await;
-        // A replay may race the first call's flush: wait for durability either way.
-        self.durable_through(position).await?;
+        // A replay's batch was flushed too, and that flush covers the
+        // first call's commit.
+        durable?;
+        self.log_durable(position);
         let same_image = same_image?;
         Ok(Registered {
             claim,
@@ -1493,7 +1497,10 @@ impl Store for SledStore {
         let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, cmd.request_id.as_bytes()));
-        let (claim_id, response_id, position, committed) = self
+        let Committed {
+            value: (claim_id, response_id, position, committed),
+            durable,
+        } = self
             .committer
             .write(move |tx| {
                 if let Some(key) = &request_key {
@@ -1539,7 +1546,8 @@ impl Store for SledStore {
                 decode(&bytes, "official response")?
             }
         };
-        self.durable_through(position).await?;
+        durable?;
+        self.log_durable(position);
         Ok(Attached { response, replayed })
     }
 
@@ -1553,7 +1561,10 @@ impl Store for SledStore {
     }
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
-        let (position, claim, latest) = self
+        let Committed {
+            value: (position, claim, latest),
+            durable,
+        } = self
             .committer
             .write(move |tx| {
                 let (mut claim, latest) = load_claim(tx.claims, cmd.claim_id)?;
@@ -1584,7 +1595,8 @@ impl Store for SledStore {
             }
         };
         self.cache_written(&claim, latest_response.clone());
-        self.durable_through(position).await?;
+        durable?;
+        self.log_durable(position);
         Ok(ClaimView {
             claim,
             latest_response,
