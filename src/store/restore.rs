@@ -9,7 +9,7 @@ use prost::Message;
 
 use super::sled_store::{
     be, claim_record, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key,
-    state_key, u64_at, IdempotencyRecord, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
+    state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
     META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use super::{RequestRecord, DIR_FORMAT_VERSION};
@@ -46,6 +46,13 @@ pub struct Restorer {
     db: sled::Db,
     batches: Vec<(sled::Tree, sled::Batch)>,
     pending: usize,
+    /// Every event's log position and the first 17 bytes of its log entry
+    /// (claim id, sequence, type), 32 bytes an event: `finish` writes the
+    /// log from it in position order. Claims come in id order, so their
+    /// events' positions are scattered; writing the log as they came grew
+    /// sled's memory to 12.5 GB for a million claims (BENCHMARKS.md,
+    /// change 16).
+    log: Vec<(u64, [u8; 17])>,
     /// Claims are all written (request records come after them).
     claims_applied: bool,
     last_id: u64,
@@ -92,6 +99,7 @@ impl Restorer {
             db,
             batches,
             pending: 0,
+            log: Vec::new(),
             claims_applied: false,
             last_id: 0,
             restored: Restored::default(),
@@ -147,12 +155,10 @@ impl Restorer {
                 ));
             }
             self.put(EVENTS, &pair(id, event.sequence), event.encode_to_vec());
-            // The head is filled in by `finish`, in log order.
-            self.put(
-                EVENT_LOG,
-                &be(event.log_position),
-                &log_entry(event, &chain::GENESIS)[..],
-            );
+            // Written by `finish`, in log order, with the chain's head.
+            let mut prefix = [0u8; 17];
+            prefix.copy_from_slice(&log_entry(event, &chain::GENESIS)[..17]);
+            self.log.push((event.log_position, prefix));
         }
         self.restored.claims += 1;
         self.restored.responses += history.responses.len() as u64;
@@ -231,12 +237,16 @@ impl Restorer {
     ) -> Result<Restored, String> {
         self.apply()?;
         let events = self.batches[EVENTS].0.clone();
-        let log = self.batches[EVENT_LOG].0.clone();
+        let mut log = std::mem::take(&mut self.log);
+        log.sort_unstable_by_key(|(position, _)| *position);
         let mut head = chain::GENESIS;
         let mut expected = 1;
-        for entry in log.iter() {
-            let (key, value) = entry.map_err(storage)?;
-            let position = u64_at(&key, 0);
+        for (position, prefix) in log {
+            if position < expected {
+                return Err(format!(
+                    "two of the backup's events have log position {position}"
+                ));
+            }
             if position != expected {
                 return Err(format!(
                     "the backup's events skip log position {expected}: events are missing"
@@ -244,13 +254,14 @@ impl Restorer {
             }
             expected += 1;
             let bytes = events
-                .get(&value[..16])
+                .get(&prefix[..16])
                 .map_err(storage)?
                 .ok_or_else(|| format!("event_log/{position} names a missing event"))?;
             head = chain::link(&head, &chain::sha256(&bytes));
-            let mut entry = value.to_vec();
+            let mut entry = [0u8; LOG_ENTRY_LEN];
+            entry[..17].copy_from_slice(&prefix);
             entry[17..].copy_from_slice(&head);
-            self.batches[EVENT_LOG].1.insert(key, entry);
+            self.put(EVENT_LOG, &be(position), &entry[..]);
             if position.is_multiple_of(16 * BATCH_CLAIMS as u64) {
                 self.apply()?;
             }
@@ -276,5 +287,95 @@ impl Restorer {
             .map_err(storage)?;
         self.db.flush().map_err(storage)?;
         Ok(self.restored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Claim, OfficialResponse};
+    use crate::store::{NewClaim, NewResponse, SledStore, Store};
+
+    /// Two claims and a response to claim `attach_to`: log positions 1 and 2
+    /// for the registrations, 3 for the response. Returns the histories and
+    /// the chain head after position 3.
+    async fn histories(dir: &Path, attach_to: u64) -> (Vec<ClaimHistory>, chain::Hash) {
+        let store = SledStore::open(dir).unwrap();
+        for text in ["one", "two"] {
+            let claim = Claim {
+                claim_text: text.into(),
+                language: "en".into(),
+                ..Default::default()
+            };
+            store
+                .register_claim(NewClaim {
+                    claim,
+                    request_id: String::new(),
+                    actor: "test".into(),
+                    near_distance: 0,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .attach_response(NewResponse {
+                claim_id: attach_to,
+                response: OfficialResponse::default(),
+                request_id: String::new(),
+                actor: "test".into(),
+            })
+            .await
+            .unwrap();
+        let page = store.snapshot_claims(3, None, 10).await.unwrap();
+        (page.items, store.log_head(3).await.unwrap())
+    }
+
+    fn restore(into: &Path, claims: Vec<ClaimHistory>, head: &chain::Hash) -> Result<(), String> {
+        let mut restorer = Restorer::create(into)?;
+        for history in claims {
+            restorer.claim(history)?;
+        }
+        restorer.finish(3, head).map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn the_log_is_rebuilt_in_position_order_and_a_repeated_or_missing_position_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // a: claim 1 holds positions 1 and 3, claim 2 position 2.
+        let (from_a, head_a) = histories(a.path(), 1).await;
+        // b: claim 1 holds position 1, claim 2 positions 2 and 3.
+        let (from_b, head_b) = histories(b.path(), 2).await;
+
+        let whole = tempfile::tempdir().unwrap();
+        let into = whole.path().join("data");
+        restore(&into, from_a.clone(), &head_a).unwrap();
+        let db = sled::open(&into).unwrap();
+        let log: Vec<_> = db
+            .open_tree("event_log")
+            .unwrap()
+            .iter()
+            .map(|e| e.unwrap())
+            .collect();
+        assert_eq!(log.len(), 3);
+        let claims_of: Vec<u64> = log.iter().map(|(_, v)| u64_of(&v[..8])).collect();
+        assert_eq!(claims_of, [1, 2, 1], "position order, not claim order");
+        assert_eq!(log[2].1[17..], head_a[..], "the last entry holds the head");
+        drop(db);
+
+        let twice = tempfile::tempdir().unwrap();
+        let claims = vec![from_a[0].clone(), from_b[1].clone()];
+        let err = restore(&twice.path().join("data"), claims, &head_a).unwrap_err();
+        assert_eq!(err, "two of the backup's events have log position 3");
+
+        let gap = tempfile::tempdir().unwrap();
+        let err = restore(&gap.path().join("data"), vec![from_a[0].clone()], &head_b).unwrap_err();
+        assert_eq!(
+            err,
+            "the backup's events skip log position 2: events are missing"
+        );
+    }
+
+    fn u64_of(bytes: &[u8]) -> u64 {
+        u64::from_be_bytes(bytes.try_into().unwrap())
     }
 }
