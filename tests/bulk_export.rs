@@ -32,7 +32,7 @@ fn generate(dir: &Path, claims: u64) -> HashMap<Role, String> {
             .unwrap();
         let tokens = runtime.block_on(async {
             let store = Arc::new(SledStore::open(&dir).expect("open store"));
-            // Concurrent writers share flushes (group commit), which makes
+            // Concurrent writers share transactions and flushes, which makes
             // 10,000 durable registrations quick.
             const WRITERS: u64 = 64;
             let mut tasks = tokio::task::JoinSet::new();

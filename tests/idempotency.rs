@@ -211,7 +211,7 @@ async fn fifty_concurrent_attachments_are_all_stored_with_gapless_events_and_sha
     assert_eq!(listed, names);
     assert!(
         flushes < 50,
-        "50 concurrent durable writes should share flushes (group commit), took {flushes}"
+        "50 concurrent durable writes should share flushes (one per committer batch), took {flushes}"
     );
     server.stop().await;
 }

@@ -21,6 +21,11 @@
 //! nothing, and the others commit as if it had never been sent. Writes in
 //! one batch run in arrival order and see each other's changes (ids, log
 //! positions and request ids advance as if they had committed one by one).
+//! What a write changes in memory (caches, the PDQ index, the watchers'
+//! durable position) is done by the committer too, in commit order, as
+//! its batch commits and once it is durable ([`After`]): a caller that
+//! stops waiting (a cancelled RPC, a deadline) cannot skip it, and two
+//! writes to one claim cannot land in the caches out of order.
 //! Other writers (API keys) commit their own transaction and then ask for
 //! the next flush ([`Committer::durable`]).
 
@@ -76,23 +81,39 @@ pub(super) struct Committed<T> {
     pub(super) durable: Result<()>,
 }
 
-/// One queued write: run it (perhaps several times), then answer once:
-/// `Err` if it failed (nothing of it committed), else the flush's outcome.
+/// What a write does besides its transaction, run by the committer thread
+/// whether or not its caller still waits: `committed` right after its
+/// batch committed, in commit order (the in-memory state every committed
+/// write must reach: caches, the PDQ index), `durable` once the batch's
+/// flush succeeded (telling watchers).
+pub(super) struct After<C, D> {
+    pub(super) committed: C,
+    pub(super) durable: D,
+}
+
+/// One queued write: run it (perhaps several times); if its batch
+/// committed, its `committed` step; then answer once: `Err` if it failed
+/// (nothing of it committed), else the flush's outcome.
 trait Job: Send {
     fn apply(&mut self, tx: &Tx<'_>) -> TxResult<()>;
+    fn committed(&mut self);
     fn answer(self: Box<Self>, outcome: Result<Result<()>>);
 }
 
-struct Write<F, T> {
+struct Write<F, C, D, T> {
     apply: F,
+    on_commit: Option<C>,
+    on_durable: Option<D>,
     /// What the latest run returned; sent once the batch committed.
     out: Option<T>,
     reply: oneshot::Sender<Result<Committed<T>>>,
 }
 
-impl<F, T> Job for Write<F, T>
+impl<F, C, D, T> Job for Write<F, C, D, T>
 where
     F: Fn(&Tx<'_>) -> TxResult<T> + Send,
+    C: FnOnce(&T) + Send,
+    D: FnOnce(&T) + Send,
     T: Send,
 {
     fn apply(&mut self, tx: &Tx<'_>) -> TxResult<()> {
@@ -100,10 +121,26 @@ where
         Ok(())
     }
 
+    fn committed(&mut self) {
+        if let (Some(value), Some(step)) = (&self.out, self.on_commit.take()) {
+            step(value);
+        }
+    }
+
     fn answer(self: Box<Self>, outcome: Result<Result<()>>) {
-        let Write { out, reply, .. } = *self;
+        let Write {
+            out,
+            on_durable,
+            reply,
+            ..
+        } = *self;
         let result = outcome.and_then(|durable| match out {
-            Some(value) => Ok(Committed { value, durable }),
+            Some(value) => {
+                if let (Ok(()), Some(step)) = (&durable, on_durable) {
+                    step(&value);
+                }
+                Ok(Committed { value, durable })
+            }
             None => Err(Error::Internal("committed write left no result".into())),
         });
         // The writer may have gone (its RPC was cancelled): the write
@@ -153,38 +190,17 @@ impl Committer {
                         };
                     }
                     let size = writes.len();
-                    // A panic (none is known) fails this batch's writes (their
-                    // answers are dropped unsent) but not the ones after it.
-                    let run = std::panic::AssertUnwindSafe(|| commit(&trees, writes));
-                    let committed = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                    // A panic (none is known) drops this batch's answers
+                    // unsent, which tells its writers that their outcome is
+                    // unknown; the batches after it go on.
+                    let cycle = std::panic::AssertUnwindSafe(|| {
+                        cycle(&db, &trees, &counter, writes, waiters)
+                    });
+                    if std::panic::catch_unwind(cycle).is_err() {
                         tracing::error!(
                             writes = size,
-                            "a write batch panicked; none of it committed"
+                            "a write batch panicked; its outcome is unknown"
                         );
-                        Vec::new()
-                    });
-                    if committed.is_empty() && waiters.is_empty() {
-                        continue;
-                    }
-                    let started = Instant::now();
-                    let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::global().flushed(started.elapsed());
-                    tracing::trace!(
-                        writes = committed.len(),
-                        waiters = waiters.len(),
-                        micros = started.elapsed().as_micros() as u64,
-                        "batch flushed"
-                    );
-                    if let Err(cause) = &flushed {
-                        tracing::error!(%cause, "flush failed; writes not acknowledged");
-                    }
-                    let outcome = || flushed.clone().map_err(Error::Internal);
-                    for job in committed {
-                        job.answer(Ok(outcome()));
-                    }
-                    for waiter in waiters {
-                        let _ = waiter.send(outcome());
                     }
                 }
             })?;
@@ -198,20 +214,30 @@ impl Committer {
     /// Runs `apply` in the next batch's transaction and returns what it
     /// returned once the batch was flushed, with the flush's outcome; or
     /// its error, and then nothing of it was committed. `apply` may run
-    /// more than once.
-    pub(super) async fn write<T, F>(&self, apply: F) -> Result<Committed<T>>
+    /// more than once; `after`'s steps run once each, on the committer.
+    pub(super) async fn write<T, F, C, D>(
+        &self,
+        apply: F,
+        after: After<C, D>,
+    ) -> Result<Committed<T>>
     where
         F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
+        C: FnOnce(&T) + Send + 'static,
+        D: FnOnce(&T) + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.send(Queued::Write(Box::new(Write {
             apply,
+            on_commit: Some(after.committed),
+            on_durable: Some(after.durable),
             out: None,
             reply,
         })))?;
         answer.await.map_err(|_| {
-            Error::Internal("the write's batch failed; nothing of it was committed".into())
+            Error::Internal(
+                "the write's batch failed and its outcome is unknown; see the server log".into(),
+            )
         })?
     }
 
@@ -249,11 +275,92 @@ impl Drop for Committer {
     }
 }
 
-/// Commits `batch` in one transaction, answering each write that fails
-/// (and rerunning the rest without it) until the rest commit; returns the
-/// committed writes, to be answered once they are durable.
+/// One cycle: commit `writes`, run their `committed` steps in commit
+/// order, flush (when anything committed or anyone waits), answer all.
+fn cycle(
+    db: &sled::Db,
+    trees: &WriteTrees,
+    flushes: &AtomicU64,
+    writes: Vec<Box<dyn Job>>,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+) {
+    let mut committed = commit(trees, writes);
+    for job in &mut committed {
+        job.committed();
+    }
+    if committed.is_empty() && waiters.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+    flushes.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::global().flushed(started.elapsed());
+    tracing::trace!(
+        writes = committed.len(),
+        waiters = waiters.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "batch flushed"
+    );
+    if let Err(cause) = &flushed {
+        tracing::error!(%cause, "flush failed; writes not acknowledged");
+    }
+    let outcome = || flushed.clone().map_err(Error::Internal);
+    for job in committed {
+        job.answer(Ok(outcome()));
+    }
+    for waiter in waiters {
+        let _ = waiter.send(outcome());
+    }
+}
+
+/// Commits `batch` in arrival order and returns the committed writes, to be
+/// answered once they are durable; answers each write that fails. All of
+/// it goes in one transaction unless a write fails: then the writes before
+/// it commit on their own (they ran fine just before), it is answered with
+/// its error, and the rest go on. So each write runs at most about twice,
+/// however many fail.
 fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
-    let batch = RefCell::new(batch);
+    let mut committed = Vec::new();
+    // Runs of writes still to commit, in order.
+    let mut runs = std::collections::VecDeque::from([batch]);
+    while let Some(run) = runs.pop_front() {
+        if run.is_empty() {
+            continue;
+        }
+        match transact(trees, run) {
+            Ok(run) => committed.extend(run),
+            Err(Failed::Write(mut before, at, err)) => {
+                let after = before.split_off(at + 1);
+                if let Some(failed) = before.pop() {
+                    failed.answer(Err(err));
+                }
+                runs.push_front(after);
+                runs.push_front(before);
+            }
+            Err(Failed::Storage(run, err)) => {
+                for job in run {
+                    job.answer(Err(Error::Internal(err.to_string())));
+                }
+            }
+        }
+    }
+    committed
+}
+
+/// Why [`transact`] committed nothing: the run comes back with it.
+enum Failed {
+    /// The write at this index failed.
+    Write(Vec<Box<dyn Job>>, usize, Error),
+    /// sled failed.
+    Storage(Vec<Box<dyn Job>>, sled::Error),
+}
+
+/// Runs every write of `run` in one transaction.
+fn transact(
+    trees: &WriteTrees,
+    run: Vec<Box<dyn Job>>,
+) -> std::result::Result<Vec<Box<dyn Job>>, Failed> {
+    let run = RefCell::new(run);
     let all = (
         &trees.meta,
         &trees.claims,
@@ -265,55 +372,48 @@ fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
         &trees.by_pdq,
         &trees.request_ids,
     );
-    while !batch.borrow().is_empty() {
-        let outcome = all.transaction(
-            |(meta, claims, by_state, responses, events, log, by_sha256, by_pdq, request_ids)| {
-                let tx = Tx {
-                    meta,
-                    claims,
-                    by_state,
-                    responses,
-                    events,
-                    log,
-                    by_sha256,
-                    by_pdq,
-                    request_ids,
-                };
-                for (at, job) in batch.borrow_mut().iter_mut().enumerate() {
-                    job.apply(&tx).map_err(|e| match e {
-                        ConflictableTransactionError::Abort(err) => {
-                            ConflictableTransactionError::Abort((at, err))
-                        }
-                        ConflictableTransactionError::Conflict => {
-                            ConflictableTransactionError::Conflict
-                        }
-                        ConflictableTransactionError::Storage(err) => {
-                            ConflictableTransactionError::Storage(err)
-                        }
-                    })?;
-                }
-                Ok(())
-            },
-        );
-        let mut jobs = batch.borrow_mut();
-        match outcome {
-            Ok(()) => return std::mem::take(&mut *jobs),
-            Err(TransactionError::Abort((at, err))) => {
-                jobs.remove(at).answer(Err(err));
+    let outcome = all.transaction(
+        |(meta, claims, by_state, responses, events, log, by_sha256, by_pdq, request_ids)| {
+            let tx = Tx {
+                meta,
+                claims,
+                by_state,
+                responses,
+                events,
+                log,
+                by_sha256,
+                by_pdq,
+                request_ids,
+            };
+            for (at, job) in run.borrow_mut().iter_mut().enumerate() {
+                job.apply(&tx).map_err(|e| match e {
+                    ConflictableTransactionError::Abort(err) => {
+                        ConflictableTransactionError::Abort((at, err))
+                    }
+                    ConflictableTransactionError::Conflict => {
+                        ConflictableTransactionError::Conflict
+                    }
+                    ConflictableTransactionError::Storage(err) => {
+                        ConflictableTransactionError::Storage(err)
+                    }
+                })?;
             }
-            Err(TransactionError::Storage(err)) => {
-                for job in jobs.drain(..) {
-                    job.answer(Err(Error::Internal(err.to_string())));
-                }
-            }
-        }
+            Ok(())
+        },
+    );
+    let run = run.into_inner();
+    match outcome {
+        Ok(()) => Ok(run),
+        Err(TransactionError::Abort((at, err))) => Err(Failed::Write(run, at, err)),
+        Err(TransactionError::Storage(err)) => Err(Failed::Storage(run, err)),
     }
-    Vec::new()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
 
     fn trees(db: &sled::Db) -> WriteTrees {
         let tree = |name: &str| db.open_tree(name).unwrap();
@@ -332,9 +432,14 @@ mod tests {
 
     /// A write that takes the next number from a counter in `meta` and
     /// records itself under it in `claims`; with `fail`, it does both and
-    /// then fails.
-    fn numbered(name: &'static str, fail: bool) -> impl Fn(&Tx<'_>) -> TxResult<u64> + Send {
+    /// then fails. `runs` counts its runs.
+    fn numbered(
+        name: &'static str,
+        fail: bool,
+        runs: Arc<AtomicUsize>,
+    ) -> impl Fn(&Tx<'_>) -> TxResult<u64> + Send {
         move |tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
             let last = tx.meta.get(b"counter")?;
             let next = last.map_or(0, |v| v[0] as u64) + 1;
             tx.meta.insert(b"counter", &[next as u8])?;
@@ -348,16 +453,15 @@ mod tests {
         }
     }
 
-    fn queued(
-        apply: impl Fn(&Tx<'_>) -> TxResult<u64> + Send + 'static,
-    ) -> (Box<dyn Job>, oneshot::Receiver<Result<Committed<u64>>>) {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Write {
-            apply,
-            out: None,
-            reply,
-        });
-        (job, answer)
+    /// Steps that record the numbers they saw, in the order they ran.
+    fn recording(
+        committed: Arc<Mutex<Vec<u64>>>,
+        durable: Arc<Mutex<Vec<u64>>>,
+    ) -> After<impl FnOnce(&u64) + Send + 'static, impl FnOnce(&u64) + Send + 'static> {
+        After {
+            committed: move |n: &u64| committed.lock().unwrap().push(*n),
+            durable: move |n: &u64| durable.lock().unwrap().push(*n),
+        }
     }
 
     #[test]
@@ -365,23 +469,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let trees = trees(&db);
-        let mut batch = Vec::new();
+        let (seen, durable) = (Arc::default(), Arc::default());
+        let mut batch: Vec<Box<dyn Job>> = Vec::new();
         let mut answers = Vec::new();
+        let mut runs = Vec::new();
         for (name, fail) in [
             ("a", false),
             ("b", true),
             ("c", false),
             ("d", true),
             ("e", false),
+            ("f", false),
         ] {
-            let (job, answer) = queued(numbered(name, fail));
-            batch.push(job);
+            let (reply, answer) = oneshot::channel();
+            let count = Arc::new(AtomicUsize::new(0));
+            let after = recording(Arc::clone(&seen), Arc::clone(&durable));
+            batch.push(Box::new(Write {
+                apply: numbered(name, fail, Arc::clone(&count)),
+                on_commit: Some(after.committed),
+                on_durable: Some(after.durable),
+                out: None,
+                reply,
+            }));
             answers.push(answer);
+            runs.push(count);
         }
-        for job in commit(&trees, batch) {
+        let mut committed = commit(&trees, batch);
+        for job in &mut committed {
+            job.committed();
+        }
+        for job in committed {
             job.answer(Ok(Ok(())));
         }
-        let mut got: Vec<_> = answers
+        let got: Vec<Result<u64>> = answers
             .into_iter()
             .map(|mut a| {
                 let answer = a.try_recv().expect("every write is answered");
@@ -391,16 +511,17 @@ mod tests {
                 })
             })
             .collect();
-        assert_eq!(got.remove(0).unwrap(), 1);
-        let refused = got.remove(0).unwrap_err();
+        // Numbered as if b and d had never been sent: no gaps.
+        assert_eq!(got[0].as_ref().unwrap(), &1);
+        let refused = got[1].as_ref().unwrap_err();
         assert!(
-            matches!(&refused, Error::FailedPrecondition(m) if m == "b refused"),
+            matches!(refused, Error::FailedPrecondition(m) if m == "b refused"),
             "{refused:?}"
         );
-        // Numbered as if b had never been sent: no gap.
-        assert_eq!(got.remove(0).unwrap(), 2);
-        assert!(got.remove(0).is_err());
-        assert_eq!(got.remove(0).unwrap(), 3);
+        assert_eq!(got[2].as_ref().unwrap(), &2);
+        assert!(got[3].is_err());
+        assert_eq!(got[4].as_ref().unwrap(), &3);
+        assert_eq!(got[5].as_ref().unwrap(), &4);
         let stored: Vec<_> = trees
             .claims
             .iter()
@@ -409,18 +530,25 @@ mod tests {
                 (String::from_utf8(k.to_vec()).unwrap(), v[0])
             })
             .collect();
-        let expected = [("a", 1), ("c", 2), ("e", 3)].map(|(k, v)| (k.to_string(), v));
+        let expected = [("a", 1), ("c", 2), ("e", 3), ("f", 4)].map(|(k, v)| (k.to_string(), v));
         assert_eq!(stored, expected, "the failed writes left nothing behind");
-        assert_eq!(trees.meta.get(b"counter").unwrap().unwrap()[0], 3);
+        assert_eq!(trees.meta.get(b"counter").unwrap().unwrap()[0], 4);
+        // Each write ran at most twice: a failure does not rerun the batch.
+        let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+        assert!(runs.iter().all(|&r| (1..=2).contains(&r)), "{runs:?}");
+        // The steps ran once per committed write, in commit order.
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(*durable.lock().unwrap(), [1, 2, 3, 4]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writes_commit_once_each_and_a_panicking_batch_does_not_stop_the_committer()
-    {
+    async fn concurrent_writes_commit_once_each_in_order_and_a_panicking_batch_does_not_stop_the_committer(
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let trees = trees(&db);
         let committer = Arc::new(Committer::start(db.clone(), trees.clone()).unwrap());
+        let (seen, durable) = (Arc::<Mutex<Vec<u64>>>::default(), Arc::default());
         let names: Vec<&'static str> = (0..200)
             .map(|i| &*Box::leak(format!("w{i}").into_boxed_str()))
             .collect();
@@ -429,8 +557,10 @@ mod tests {
             .map(|name| {
                 let committer = committer.clone();
                 let fail = name.ends_with('7');
+                let after = recording(Arc::clone(&seen), Arc::clone(&durable));
+                let runs = Arc::new(AtomicUsize::new(0));
                 tokio::spawn(async move {
-                    let committed = committer.write(numbered(name, fail)).await?;
+                    let committed = committer.write(numbered(name, fail, runs), after).await?;
                     committed.durable.map(|()| committed.value)
                 })
             })
@@ -443,22 +573,39 @@ mod tests {
         }
         numbers.sort_unstable();
         // 20 of the 200 names end in 7.
-        assert_eq!(numbers, (1..=180).collect::<Vec<u64>>());
+        let all: Vec<u64> = (1..=180).collect();
+        assert_eq!(numbers, all);
         assert_eq!(trees.claims.len(), 180);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            all,
+            "committed steps in commit order"
+        );
+        let mut told = durable.lock().unwrap().clone();
+        told.sort_unstable();
+        assert_eq!(told, all);
         let flushes = committer.flush_count();
         assert!((1..=180).contains(&flushes), "{flushes} flushes");
         committer.durable().await.unwrap();
         assert_eq!(committer.flush_count(), flushes + 1);
 
+        let nothing = || After {
+            committed: |_: &u64| {},
+            durable: |_: &u64| {},
+        };
         let lost = committer
-            .write(|_tx| -> TxResult<u64> { panic!("a bug in a write") })
+            .write(
+                |_tx| -> TxResult<u64> { panic!("a bug in a write") },
+                nothing(),
+            )
             .await
             .unwrap_err();
-        assert!(
-            lost.to_string().contains("nothing of it was committed"),
-            "{lost}"
-        );
-        let after = committer.write(numbered("after", false)).await.unwrap();
+        assert!(lost.to_string().contains("outcome is unknown"), "{lost}");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let after = committer
+            .write(numbered("after", false, runs), nothing())
+            .await
+            .unwrap();
         assert_eq!(after.value, 181);
         after.durable.unwrap();
     }

@@ -1,7 +1,9 @@
 //! Storage: one trait, [`Store`], and its sled implementation, [`SledStore`].
 //!
-//! Every write method is one transaction across the trees it touches, and
-//! returns only once the write is durable. A miss on a read is `Ok(None)` (or
+//! Every write method's changes are committed together in one transaction
+//! across the trees it touches (claim writes share it with the others of
+//! their batch, see `batch_commit`), and it returns only once the write is
+//! durable. A miss on a read is `Ok(None)` (or
 //! `NotFound` where the operation names a parent that must exist). A later
 //! backend (PostgreSQL) implements the same trait and runs the same tests.
 

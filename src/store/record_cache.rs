@@ -230,16 +230,6 @@ impl<V: Cached> RecordCache<V> {
         }
     }
 
-    /// A committed write whose value could not be built: the entry goes,
-    /// and reads fall back to sled.
-    pub(super) fn forget(&self, id: u64) {
-        let mut shard = self.shard(id);
-        shard.writes += 1;
-        if let Some((_, size)) = shard.entries.remove(&id) {
-            shard.bytes -= size;
-        }
-    }
-
     /// Whether the cache holds anything at all (0 bytes: off).
     pub(super) fn is_on(&self) -> bool {
         self.shard_budget > 0

@@ -19,10 +19,11 @@
 //! | `api_key_names`    | key name, lower-cased (ASCII)         | key id (u64)                  |
 //!
 //! `claims_by_pdq` is read once at start-up to build the in-memory Hamming
-//! index ([`PdqIndex`]), which every registration updates after its commit.
+//! index ([`PdqIndex`]), which the committer updates as each registration
+//! commits ([`super::batch_commit`]).
 //!
 //! Claim ids come from the `last_claim_id` counter, read and advanced *inside*
-//! the (globally serialized) write transaction, so they are dense (1, 2, 3,
+//! the write transaction (one committer thread runs them all), so they are dense (1, 2, 3,
 //! … across restarts) and increase in commit order: "newest first" is
 //! descending id, and "registered before" is a smaller id. Every event gets
 //! its position in the service-wide `event_log` the same way, so the log is
@@ -40,7 +41,7 @@ use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-use super::batch_commit::{Committed, Committer, Tx, WriteTrees};
+use super::batch_commit::{After, Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
@@ -144,7 +145,7 @@ pub struct SledStore {
     /// `log position -> claim_id ‖ sequence ‖ type`: every event in commit order.
     event_log: sled::Tree,
     /// The newest log position known durable; watchers subscribe to it.
-    durable_log: tokio::sync::watch::Sender<u64>,
+    durable_log: Arc<tokio::sync::watch::Sender<u64>>,
     /// `sha256 ‖ claim_id -> ()`, for same-image lookups by prefix.
     by_sha256: sled::Tree,
     /// Hamming indexes of the claims' PDQ hashes: reliable and low quality.
@@ -581,6 +582,56 @@ fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)>
     }
 }
 
+/// The in-memory state a committed claim write updates, shared with the
+/// store: the committer's [`After`] steps run these, in commit order,
+/// whether or not the write's caller still waits.
+struct InMemory {
+    status_cache: Arc<StatusCache>,
+    claim_cache: Arc<ClaimCache>,
+    pdq_index: Arc<RwLock<PdqIndexes>>,
+    durable_log: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl InMemory {
+    /// Puts what a committed write left in both caches.
+    fn cache(&self, claim: &Claim, latest_response: Option<OfficialResponse>) {
+        self.status_cache.update(claim.id, || StatusView {
+            status: ClaimStatus::from(claim),
+            latest_response: latest_response.clone(),
+        });
+        self.claim_cache.update(claim.id, || ClaimView {
+            claim: claim.clone(),
+            latest_response,
+        });
+    }
+
+    /// Adds a new claim's hash to the PDQ index. Registrations wait for
+    /// the index to be built before they write. An insert that rebuilds
+    /// the index's tables (at 1M claims, one in about 15,600, a quarter
+    /// of a second) holds up the writes queued behind it. A panic inside
+    /// the lock (none is known) leaves the indexes usable: every change to
+    /// them is a single insert, so the poisoned value is still consistent.
+    fn index(&self, (id, hash, quality): IndexEntry) {
+        let mut indexes = self
+            .pdq_index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        indexes.insert(id, hash, quality);
+    }
+
+    /// Tells watchers that the log is durable up to `position` (0: the
+    /// write added no event): run once a claim write's flush succeeded.
+    /// Positions increase in commit order and a flush covers every earlier
+    /// commit, so everything up to `position` is durable too.
+    fn log_durable(&self, position: u64) {
+        self.durable_log.send_if_modified(|newest| {
+            let advanced = position > *newest;
+            *newest = (*newest).max(position);
+            advanced
+        });
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its write
     /// committer's thread.
@@ -713,7 +764,7 @@ impl SledStore {
             cause: format!("cannot start the write committer: {e}"),
         })?;
         Ok(SledStore {
-            durable_log: tokio::sync::watch::Sender::new(durable),
+            durable_log: Arc::new(tokio::sync::watch::Sender::new(durable)),
             event_log,
             pdq_index,
             index_build,
@@ -779,16 +830,14 @@ impl SledStore {
         self.committer.durable().await
     }
 
-    /// Tells watchers that the log is durable up to `position` (0: the
-    /// write added no event), once a claim write's flush succeeded.
-    /// Positions increase in commit order and a flush covers every earlier
-    /// commit, so everything up to `position` is durable too.
-    fn log_durable(&self, position: u64) {
-        self.durable_log.send_if_modified(|newest| {
-            let advanced = position > *newest;
-            *newest = (*newest).max(position);
-            advanced
-        });
+    /// What the committer updates in memory after a claim write.
+    fn in_memory(&self) -> InMemory {
+        InMemory {
+            status_cache: Arc::clone(&self.status_cache),
+            claim_cache: Arc::clone(&self.claim_cache),
+            pdq_index: Arc::clone(&self.pdq_index),
+            durable_log: Arc::clone(&self.durable_log),
+        }
     }
 
     /// A claim and its copy of the latest response: one lookup.
@@ -802,19 +851,6 @@ impl SledStore {
     /// [`Self::read_claim`] through the claim cache.
     fn cached_claim(&self, id: u64) -> Result<Option<ClaimView>> {
         self.claim_cache.get_or_read(id, || self.read_claim(id))
-    }
-
-    /// Puts what a committed write left in both caches: call before
-    /// acknowledging it.
-    fn cache_written(&self, claim: &Claim, latest_response: Option<OfficialResponse>) {
-        self.status_cache.update(claim.id, || StatusView {
-            status: ClaimStatus::from(claim),
-            latest_response: latest_response.clone(),
-        });
-        self.claim_cache.update(claim.id, || ClaimView {
-            claim: claim.clone(),
-            latest_response,
-        });
     }
 
     /// The status fields of a claim record and its latest response: the
@@ -850,56 +886,25 @@ impl SledStore {
 
     /// Claims registered before `claim` on the same image or a near
     /// duplicate of it (reliable hashes only), nearest first, then newest.
-    /// `insert`, a new claim's index entry, is added to the PDQ index in
-    /// the same hand-off as the search (one thread hand-off, not two).
-    async fn same_image(
-        &self,
-        claim: &Claim,
-        near_distance: u32,
-        insert: Option<IndexEntry>,
-    ) -> Result<Vec<Similar>> {
+    async fn same_image(&self, claim: &Claim, near_distance: u32) -> Result<Vec<Similar>> {
         let Some(image) = &claim.image else {
-            if let Some((id, hash, quality)) = insert {
-                self.with_indexes(move |indexes| indexes.insert(id, hash, quality))
-                    .await?;
-            }
             return Ok(Vec::new());
         };
         let reliable = is_reliable(stored_quality(image));
-        self.similar(
-            &SimilarQuery {
-                sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
-                pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
-                max_distance: near_distance,
-                include_low_quality: false,
-                before: Some(claim.id),
-                limit: MAX_SAME_IMAGE_CLAIMS,
-            },
-            insert,
-        )
-        .await
-    }
-
-    /// Runs `f` on the PDQ indexes off the async runtime: a query over a
-    /// million hashes takes a fraction of a millisecond, but an insert that
-    /// compacts the index takes a quarter of a second. A panic inside the
-    /// lock (none is known) leaves the indexes usable: every change to them
-    /// is a single insert, so the poisoned value is still consistent.
-    async fn with_indexes<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut PdqIndexes) -> T + Send + 'static,
-    ) -> Result<T> {
-        self.pdq_index_ready().await?;
-        let indexes = Arc::clone(&self.pdq_index);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = indexes.write().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
+        self.similar(&SimilarQuery {
+            sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
+            pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
+            max_distance: near_distance,
+            include_low_quality: false,
+            before: Some(claim.id),
+            limit: MAX_SAME_IMAGE_CLAIMS,
         })
         .await
-        .map_err(|e| Error::Internal(format!("PDQ index task failed: {e}")))
     }
 
-    /// Like [`Self::with_indexes`], for readers (which run side by side).
+    /// Runs `f` on the PDQ indexes off the async runtime (a query over a
+    /// million hashes takes a fraction of a millisecond; readers run side
+    /// by side).
     async fn read_indexes<T: Send + 'static>(
         &self,
         f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
@@ -916,11 +921,7 @@ impl SledStore {
 
     /// Claims matching `query`; `insert` (see [`Self::same_image`]) is
     /// added to the index first, under the same lock.
-    async fn similar(
-        &self,
-        query: &SimilarQuery,
-        insert: Option<IndexEntry>,
-    ) -> Result<Vec<Similar>> {
+    async fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
         let before = query.before.unwrap_or(u64::MAX);
         let sha = query.sha256.as_deref().and_then(sha_key);
         // id -> distance; exact matches first at distance 0.
@@ -953,15 +954,8 @@ impl SledStore {
             }
             hits
         };
-        let hits = match insert {
-            Some((id, hash, quality)) => {
-                self.with_indexes(move |indexes| {
-                    indexes.insert(id, hash, quality);
-                    search(indexes)
-                })
-                .await?
-            }
-            None if pdq.is_some() => self.read_indexes(search).await?,
+        let hits = match pdq {
+            Some(_) => self.read_indexes(search).await?,
             None => Vec::new(),
         };
         {
@@ -1364,46 +1358,60 @@ impl Store for SledStore {
         let pdq = pdq_entry(&cmd.claim);
         let pdq_value = pdq.map(|(_, _, value)| value);
         let near_distance = cmd.near_distance;
+        let (memory, on_durable) = (self.in_memory(), self.in_memory());
+        let after = After {
+            committed: move |(id, _, claim): &(u64, u64, Option<Claim>)| {
+                if let Some(claim) = claim {
+                    memory.cache(claim, None);
+                    if let Some((hash, quality, _)) = pdq {
+                        memory.index((*id, hash, quality));
+                    }
+                }
+            },
+            durable: move |(_, position, _): &(u64, u64, Option<Claim>)| {
+                on_durable.log_durable(*position)
+            },
+        };
         let Committed {
-            value: (id, position, committed),
+            value: (id, _, committed),
             durable,
         } = self
             .committer
-            .write(move |tx| {
-                if let Some(key) = &request_key {
-                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
-                        return Ok((record.claim_id, 0, None));
+            .write(
+                move |tx| {
+                    if let Some(key) = &request_key {
+                        if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
+                            return Ok((record.claim_id, 0, None));
+                        }
                     }
-                }
-                let last = tx.meta.get(META_LAST_CLAIM_ID)?;
-                let id = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
-                tx.meta.insert(META_LAST_CLAIM_ID, &be(id))?;
-                let mut claim = cmd.claim.clone();
-                let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
-                tx.by_state.insert(&state_key(claim.state, id), &[])?;
-                let position = append_event(tx, &mut claim, &[], event)?;
-                if let Some(sha) = &sha {
-                    tx.by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
-                }
-                if let Some(value) = &pdq_value {
-                    tx.by_pdq.insert(&be(id), &value[..])?;
-                }
-                if let Some(key) = &request_key {
-                    let record = IdempotencyRecord {
-                        format_version: FORMAT_VERSION,
-                        fingerprint: fp.clone(),
-                        claim_id: id,
-                        response_id: 0,
-                    };
-                    tx.request_ids
-                        .insert(key.as_slice(), record.encode_to_vec())?;
-                }
-                Ok((id, position, Some(claim)))
-            })
+                    let last = tx.meta.get(META_LAST_CLAIM_ID)?;
+                    let id = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
+                    tx.meta.insert(META_LAST_CLAIM_ID, &be(id))?;
+                    let mut claim = cmd.claim.clone();
+                    let event = rules::register(&mut claim, id, &cmd.actor, Timestamp::now());
+                    tx.by_state.insert(&state_key(claim.state, id), &[])?;
+                    let position = append_event(tx, &mut claim, &[], event)?;
+                    if let Some(sha) = &sha {
+                        tx.by_sha256.insert(&sha_index_key(sha, id)[..], &[])?;
+                    }
+                    if let Some(value) = &pdq_value {
+                        tx.by_pdq.insert(&be(id), &value[..])?;
+                    }
+                    if let Some(key) = &request_key {
+                        let record = IdempotencyRecord {
+                            format_version: FORMAT_VERSION,
+                            fingerprint: fp.clone(),
+                            claim_id: id,
+                            response_id: 0,
+                        };
+                        tx.request_ids
+                            .insert(key.as_slice(), record.encode_to_vec())?;
+                    }
+                    Ok((id, position, Some(claim)))
+                },
+                after,
+            )
             .await?;
-        if let Some(claim) = &committed {
-            self.cache_written(claim, None);
-        }
         let replayed = committed.is_none();
         let claim = match committed {
             // Just written: no response yet.
@@ -1415,16 +1423,10 @@ impl Store for SledStore {
                 .read_claim(id)?
                 .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?,
         };
-        // The index entry goes in before the reply, whatever happens to the
-        // flush: the claim is committed.
-        let insert = pdq
-            .filter(|_| !replayed)
-            .map(|(hash, quality, _)| (id, hash, quality));
-        let same_image = self.same_image(&claim.claim, near_distance, insert).await;
+        let same_image = self.same_image(&claim.claim, near_distance).await;
         // A replay's batch was flushed too, and that flush covers the
         // first call's commit.
         durable?;
-        self.log_durable(position);
         let same_image = same_image?;
         Ok(Registered {
             claim,
@@ -1497,46 +1499,57 @@ impl Store for SledStore {
         let fp = fingerprint(&[&be(cmd.claim_id), &draft_bytes]);
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, cmd.request_id.as_bytes()));
+        type Out = (u64, u64, u64, Option<(Claim, OfficialResponse)>);
+        let (memory, on_durable) = (self.in_memory(), self.in_memory());
+        let after = After {
+            committed: move |(_, _, _, committed): &Out| {
+                if let Some((claim, response)) = committed {
+                    memory.cache(claim, Some(response.clone()));
+                }
+            },
+            durable: move |(_, _, position, _): &Out| on_durable.log_durable(*position),
+        };
         let Committed {
-            value: (claim_id, response_id, position, committed),
+            value: (claim_id, response_id, _, committed),
             durable,
         } = self
             .committer
-            .write(move |tx| {
-                if let Some(key) = &request_key {
-                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
-                        return Ok((record.claim_id, record.response_id, 0, None));
+            .write(
+                move |tx| {
+                    if let Some(key) = &request_key {
+                        if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
+                            return Ok((record.claim_id, record.response_id, 0, None));
+                        }
                     }
-                }
-                let (mut claim, _) = load_claim(tx.claims, cmd.claim_id)?;
-                let old_state = claim.state;
-                let mut response = cmd.response.clone();
-                let event = rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
-                    .map_err(ConflictableTransactionError::Abort)?;
-                reindex_state(tx.by_state, &claim, old_state)?;
-                let encoded = response.encode_to_vec();
-                tx.responses
-                    .insert(&pair(claim.id, response.id), &encoded[..])?;
-                let position = append_event(tx, &mut claim, &encoded, event)?;
-                if let Some(key) = &request_key {
-                    let record = IdempotencyRecord {
-                        format_version: FORMAT_VERSION,
-                        fingerprint: fp.clone(),
-                        claim_id: claim.id,
-                        response_id: response.id,
-                    };
-                    tx.request_ids
-                        .insert(key.as_slice(), record.encode_to_vec())?;
-                }
-                Ok((claim.id, response.id, position, Some((claim, response))))
-            })
+                    let (mut claim, _) = load_claim(tx.claims, cmd.claim_id)?;
+                    let old_state = claim.state;
+                    let mut response = cmd.response.clone();
+                    let event =
+                        rules::attach(&mut claim, &mut response, &cmd.actor, Timestamp::now())
+                            .map_err(ConflictableTransactionError::Abort)?;
+                    reindex_state(tx.by_state, &claim, old_state)?;
+                    let encoded = response.encode_to_vec();
+                    tx.responses
+                        .insert(&pair(claim.id, response.id), &encoded[..])?;
+                    let position = append_event(tx, &mut claim, &encoded, event)?;
+                    if let Some(key) = &request_key {
+                        let record = IdempotencyRecord {
+                            format_version: FORMAT_VERSION,
+                            fingerprint: fp.clone(),
+                            claim_id: claim.id,
+                            response_id: response.id,
+                        };
+                        tx.request_ids
+                            .insert(key.as_slice(), record.encode_to_vec())?;
+                    }
+                    Ok((claim.id, response.id, position, Some((claim, response))))
+                },
+                after,
+            )
             .await?;
         let replayed = committed.is_none();
         let response = match committed {
-            Some((claim, response)) => {
-                self.cache_written(&claim, Some(response.clone()));
-                response
-            }
+            Some((_, response)) => response,
             None => {
                 let bytes = self
                     .responses
@@ -1547,7 +1560,6 @@ impl Store for SledStore {
             }
         };
         durable?;
-        self.log_durable(position);
         Ok(Attached { response, replayed })
     }
 
@@ -1561,42 +1573,44 @@ impl Store for SledStore {
     }
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
+        type Out = (u64, Claim, Option<OfficialResponse>);
+        let (memory, on_durable) = (self.in_memory(), self.in_memory());
+        let after = After {
+            committed: move |(_, claim, latest): &Out| memory.cache(claim, latest.clone()),
+            durable: move |(position, _, _): &Out| on_durable.log_durable(*position),
+        };
         let Committed {
-            value: (position, claim, latest),
+            value: (_, claim, latest_response),
             durable,
         } = self
             .committer
-            .write(move |tx| {
-                let (mut claim, latest) = load_claim(tx.claims, cmd.claim_id)?;
-                let old_state = claim.state;
-                let event = rules::set_verdict(
-                    &mut claim,
-                    cmd.verdict.clone(),
-                    cmd.etag.as_deref(),
-                    &cmd.actor,
-                    Timestamp::now(),
-                )
-                .map_err(ConflictableTransactionError::Abort)?;
-                reindex_state(tx.by_state, &claim, old_state)?;
-                let position = append_event(tx, &mut claim, &latest, event)?;
-                Ok((position, claim, latest))
-            })
+            .write(
+                move |tx| {
+                    let (mut claim, latest) = load_claim(tx.claims, cmd.claim_id)?;
+                    let old_state = claim.state;
+                    let event = rules::set_verdict(
+                        &mut claim,
+                        cmd.verdict.clone(),
+                        cmd.etag.as_deref(),
+                        &cmd.actor,
+                        Timestamp::now(),
+                    )
+                    .map_err(ConflictableTransactionError::Abort)?;
+                    // The copy of the latest response is carried over as it is;
+                    // decoded here so that a damaged copy refuses the verdict
+                    // instead of committing one the caches cannot show.
+                    let latest_response = match latest.is_empty() {
+                        true => None,
+                        false => Some(tx_decode(&latest, "official response")?),
+                    };
+                    reindex_state(tx.by_state, &claim, old_state)?;
+                    let position = append_event(tx, &mut claim, &latest, event)?;
+                    Ok((position, claim, latest_response))
+                },
+                after,
+            )
             .await?;
-        let latest_response = match latest.is_empty() {
-            true => Ok(None),
-            false => decode(&latest, "official response").map(Some),
-        };
-        let latest_response = match latest_response {
-            Ok(latest_response) => latest_response,
-            Err(err) => {
-                self.status_cache.forget(claim.id);
-                self.claim_cache.forget(claim.id);
-                return Err(err);
-            }
-        };
-        self.cache_written(&claim, latest_response.clone());
         durable?;
-        self.log_durable(position);
         Ok(ClaimView {
             claim,
             latest_response,
@@ -1613,7 +1627,7 @@ impl Store for SledStore {
     }
 
     async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
-        self.similar(&query, None).await
+        self.similar(&query).await
     }
 
     async fn log_events(
@@ -1930,7 +1944,7 @@ mod tests {
         }
     }
 
-    /// The flusher task holds the database until it sees the store dropped.
+    /// A dropped store lets go of its directory once its threads are joined.
     async fn open_when_released(dir: &Path) -> sled::Db {
         for _ in 0..1000 {
             if let Ok(db) = sled::open(dir) {
@@ -2345,6 +2359,49 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_watchers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.pdq_index_ready().await.unwrap();
+        let pdq = "5a".repeat(32);
+        let mut draft = on_image(&"cd".repeat(32), "abandoned");
+        if let Some(image) = draft.claim.image.as_mut() {
+            image.pdq = pdq.clone();
+            image.pdq_quality = 90;
+        }
+        // Polled once (the write is queued), then dropped: a deadline that
+        // passed, or a client that went away.
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::ZERO, store.register_claim(draft)).await;
+        assert!(gave_up.is_err(), "the caller must have stopped waiting");
+        // Everything committed before this is durable once it returns.
+        store.durable().await.unwrap();
+        let claim = store.read_claim(1).unwrap().expect("the write committed");
+        assert_eq!(claim.claim.claim_text, "abandoned");
+        assert_eq!(
+            Some((*store.status_cache.get(1).expect("cached")).clone()),
+            store.read_status(1).unwrap()
+        );
+        assert_eq!(
+            Some((*store.claim_cache.get(1).expect("cached")).clone()),
+            Some(claim)
+        );
+        let found = store
+            .find_similar(SimilarQuery {
+                sha256: None,
+                pdq: Pdq::from_hex(&pdq),
+                max_distance: 0,
+                include_low_quality: false,
+                before: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "indexed");
+        assert_eq!(*store.durable_log().borrow(), 1, "watchers told");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() {
         let dir = tempfile::tempdir().unwrap();
@@ -2470,10 +2527,7 @@ mod tests {
         assert_eq!(texts(&last.same_image)[0], newest);
         assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
         // Looking from an older claim sees only what came before it.
-        let again = store
-            .same_image(&first.claim.claim, 31, None)
-            .await
-            .unwrap();
+        let again = store.same_image(&first.claim.claim, 31).await.unwrap();
         assert!(again.is_empty());
     }
 
