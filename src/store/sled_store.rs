@@ -284,9 +284,12 @@ fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
 /// matches, `AlreadyExists` if it was used for something else.
 fn check_request_id(
     tree: &TransactionalTree,
-    key: &[u8],
+    key: Option<&[u8]>,
     fingerprint: &[u8],
 ) -> TxResult<Option<IdempotencyRecord>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
     let Some(bytes) = tree.get(key)? else {
         return Ok(None);
     };
@@ -305,6 +308,27 @@ fn finish_tx<T>(result: std::result::Result<T, TransactionError<Error>>) -> Resu
         TransactionError::Abort(err) => err,
         TransactionError::Storage(err) => internal(err),
     })
+}
+
+/// Records a request_id (if the write has one) with what its write made,
+/// so that a retry replays it.
+fn remember_request(
+    tx: &Tx<'_>,
+    key: Option<&[u8]>,
+    fingerprint: &[u8],
+    claim_id: u64,
+    response_id: u64,
+) -> TxResult<()> {
+    if let Some(key) = key {
+        let record = IdempotencyRecord {
+            format_version: FORMAT_VERSION,
+            fingerprint: fingerprint.to_vec(),
+            claim_id,
+            response_id,
+        };
+        tx.request_ids.insert(key, record.encode_to_vec())?;
+    }
+    Ok(())
 }
 
 /// Moves a claim's entry in the state index when its state changed.
@@ -1379,10 +1403,9 @@ impl Store for SledStore {
             .committer
             .write(
                 move |tx| {
-                    if let Some(key) = &request_key {
-                        if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
-                            return Ok((record.claim_id, 0, None));
-                        }
+                    let key = request_key.as_deref();
+                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
+                        return Ok((record.claim_id, 0, None));
                     }
                     let last = tx.meta.get(META_LAST_CLAIM_ID)?;
                     let id = last.map(|v| u64_at(&v, 0)).unwrap_or(0) + 1;
@@ -1397,16 +1420,7 @@ impl Store for SledStore {
                     if let Some(value) = &pdq_value {
                         tx.by_pdq.insert(&be(id), &value[..])?;
                     }
-                    if let Some(key) = &request_key {
-                        let record = IdempotencyRecord {
-                            format_version: FORMAT_VERSION,
-                            fingerprint: fp.clone(),
-                            claim_id: id,
-                            response_id: 0,
-                        };
-                        tx.request_ids
-                            .insert(key.as_slice(), record.encode_to_vec())?;
-                    }
+                    remember_request(tx, key, &fp, id, 0)?;
                     Ok((id, position, Some(claim)))
                 },
                 after,
@@ -1516,10 +1530,9 @@ impl Store for SledStore {
             .committer
             .write(
                 move |tx| {
-                    if let Some(key) = &request_key {
-                        if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
-                            return Ok((record.claim_id, record.response_id, 0, None));
-                        }
+                    let key = request_key.as_deref();
+                    if let Some(record) = check_request_id(tx.request_ids, key, &fp)? {
+                        return Ok((record.claim_id, record.response_id, 0, None));
                     }
                     let (mut claim, _) = load_claim(tx.claims, cmd.claim_id)?;
                     let old_state = claim.state;
@@ -1532,16 +1545,7 @@ impl Store for SledStore {
                     tx.responses
                         .insert(&pair(claim.id, response.id), &encoded[..])?;
                     let position = append_event(tx, &mut claim, &encoded, event)?;
-                    if let Some(key) = &request_key {
-                        let record = IdempotencyRecord {
-                            format_version: FORMAT_VERSION,
-                            fingerprint: fp.clone(),
-                            claim_id: claim.id,
-                            response_id: response.id,
-                        };
-                        tx.request_ids
-                            .insert(key.as_slice(), record.encode_to_vec())?;
-                    }
+                    remember_request(tx, key, &fp, claim.id, response.id)?;
                     Ok((claim.id, response.id, position, Some((claim, response))))
                 },
                 after,
