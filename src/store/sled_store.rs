@@ -2364,6 +2364,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_verdict_on_a_damaged_copy_of_the_latest_response_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .register_claim(on_image(&"ef".repeat(32), "damaged"))
+            .await
+            .unwrap();
+        store
+            .attach_response(NewResponse {
+                claim_id: 1,
+                response: OfficialResponse::default(),
+                request_id: String::new(),
+                actor: "desk".into(),
+            })
+            .await
+            .unwrap();
+        let record = store.claims.get(be(1)).unwrap().unwrap();
+        let claim = claim_view(&record).unwrap().claim;
+        let damaged = claim_record(&claim, &[0xff, 0xff, 0xff]);
+        store.claims.insert(be(1), damaged.clone()).unwrap();
+        let events_before = store.list_events(1, None, 100).await.unwrap().items.len();
+        let err = store
+            .set_verdict(NewVerdict {
+                claim_id: 1,
+                verdict: crate::domain::Verdict {
+                    claim_rating: 2,
+                    rationale: "checked".into(),
+                    ..Default::default()
+                },
+                etag: None,
+                actor: "editor".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Internal(m) if m.contains("official response")),
+            "{err:?}"
+        );
+        assert_eq!(store.claims.get(be(1)).unwrap().unwrap(), damaged);
+        let events_after = store.list_events(1, None, 100).await.unwrap().items.len();
+        assert_eq!(events_after, events_before, "no event was added");
+    }
+
+    #[tokio::test]
     async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_watchers() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
