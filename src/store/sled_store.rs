@@ -2107,19 +2107,21 @@ mod tests {
                 .await
                 .unwrap();
         }
-        store
-            .set_verdict(NewVerdict {
-                claim_id: 1,
-                verdict: crate::domain::Verdict {
-                    claim_rating: 2,
-                    rationale: "KAZBAT".into(),
-                    ..Default::default()
-                },
-                etag: None,
-                actor: "editor".into(),
-            })
-            .await
-            .unwrap();
+        store.set_verdict(rated(1, "KAZBAT")).await.unwrap();
+    }
+
+    /// An editor's verdict on claim `id`, rating 2, without an etag.
+    fn rated(id: u64, rationale: &str) -> NewVerdict {
+        NewVerdict {
+            claim_id: id,
+            verdict: crate::domain::Verdict {
+                claim_rating: 2,
+                rationale: rationale.into(),
+                ..Default::default()
+            },
+            etag: None,
+            actor: "editor".into(),
+        }
     }
 
     /// A directory holding [`some_history`], its store closed.
@@ -2385,19 +2387,7 @@ mod tests {
         let damaged = claim_record(&claim, &[0xff, 0xff, 0xff]);
         store.claims.insert(be(1), damaged.clone()).unwrap();
         let events_before = store.list_events(1, None, 100).await.unwrap().items.len();
-        let err = store
-            .set_verdict(NewVerdict {
-                claim_id: 1,
-                verdict: crate::domain::Verdict {
-                    claim_rating: 2,
-                    rationale: "checked".into(),
-                    ..Default::default()
-                },
-                etag: None,
-                actor: "editor".into(),
-            })
-            .await
-            .unwrap_err();
+        let err = store.set_verdict(rated(1, "checked")).await.unwrap_err();
         assert!(
             matches!(&err, Error::Internal(m) if m.contains("official response")),
             "{err:?}"
