@@ -1,6 +1,7 @@
 //! PDQ index: radius-31 queries through the slot tables against the linear
 //! popcount scan, at 100k and 1M hashes, on random and clustered data; and
-//! the bulk build of 1M entries (what the server does at start-up).
+//! a registration's insert-then-query at 20k and 1M; and the bulk build of
+//! 1M entries (what the server does at start-up).
 //!
 //! `cargo bench --bench pdq_index` (a few minutes on 2 cores).
 //!
@@ -135,6 +136,31 @@ fn bench_queries(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a registration does to the index: one insert under a new id, then a
+/// same-image query for a fresh hash (no match), from 20k and 1M entries.
+/// The index keeps growing, so each figure includes the tail scan and the
+/// rebuilds at their steady-state rate.
+fn bench_register(c: &mut Criterion) {
+    let mut group = c.benchmark_group("register_r31");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let mut rng = Rng(0x5eed_0f_1ee7);
+    for (label, n) in [("20k", 20_000), ("1M", 1_000_000)] {
+        let mut index = build(&random(&mut rng, n));
+        let mut id = n as u64;
+        group.bench_function(BenchmarkId::new("insert_query", label), |b| {
+            b.iter(|| {
+                id += 1;
+                index.insert(id, rng.pdq());
+                black_box(index.query(black_box(&rng.pdq()), RADIUS))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("build");
     group
@@ -148,5 +174,5 @@ fn bench_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_queries, bench_build);
+criterion_group!(benches, bench_queries, bench_register, bench_build);
 criterion_main!(benches);

@@ -77,6 +77,8 @@ const SCAN_FRACTION: usize = 8;
 const MIN_TAIL: usize = 8192;
 /// Otherwise the tail may hold `indexed / TAIL_FRACTION` entries.
 const TAIL_FRACTION: usize = 64;
+/// How many candidates ahead the probe asks for a candidate's hash.
+const PREFETCH_AHEAD: usize = 16;
 
 /// A 256-bit PDQ perceptual hash.
 ///
@@ -253,6 +255,9 @@ pub struct PdqIndex {
     dead: usize,
     /// The 16 slot tables, or none while nothing is indexed.
     slots: Vec<Slot>,
+    /// No entry has a larger id (ids only ever grow in the store, so an
+    /// insert above it skips the search of the tail for an old entry).
+    max_id: Option<u64>,
 }
 
 impl Default for PdqIndex {
@@ -282,6 +287,7 @@ impl PdqIndex {
             live: Vec::new(),
             dead: 0,
             slots: Vec::new(),
+            max_id: None,
         }
     }
 
@@ -332,6 +338,7 @@ impl PdqIndex {
         let words: Vec<Words> = entries.iter().map(|e| e.1).collect();
         drop(entries);
         let mut index = PdqIndex {
+            max_id: ids.last().copied(),
             ids,
             words,
             ..PdqIndex::new()
@@ -363,7 +370,12 @@ impl PdqIndex {
     /// Adds an entry, or replaces the hash of an existing `id`.
     pub fn insert(&mut self, id: u64, hash: Pdq) {
         let w = hash.words();
-        match self.find(id) {
+        let existing = match self.max_id {
+            Some(max) if id <= max => self.find(id),
+            _ => None,
+        };
+        self.max_id = Some(self.max_id.map_or(id, |max| max.max(id)));
+        match existing {
             Some(p) if p >= self.indexed => {
                 self.words[p] = w;
                 return;
@@ -401,10 +413,7 @@ impl PdqIndex {
     /// The reference answer to [`PdqIndex::query`], by computing the distance
     /// of every entry (four `u64` popcounts each). Same output contract.
     pub fn linear_scan(&self, query: &Pdq, radius: u32) -> Vec<(u64, u32)> {
-        let q = query.words();
-        let mut hits = Vec::new();
-        self.scan(&q, radius, 0..self.ids.len(), &mut hits);
-        finish(hits)
+        self.search(query, radius, Plan::Scan)
     }
 
     /// Approximate heap bytes held by the index (capacities of its arrays).
@@ -424,18 +433,60 @@ impl PdqIndex {
     /// `force_index` probes the slot tables whatever the cost (for tests of
     /// the probing itself).
     fn query_inner(&self, query: &Pdq, radius: u32, force_index: bool) -> Vec<(u64, u32)> {
+        let plan = match force_index {
+            true => Plan::ForceIndex,
+            false => Plan::Index,
+        };
+        self.search(query, radius, plan)
+    }
+
+    /// Runs [`Self::search_inline`], compiled with the `POPCNT` instruction
+    /// when the CPU has it.
+    ///
+    /// The default x86-64 target predates `POPCNT`, so `count_ones` there is
+    /// a dozen shifts and masks per word. The CPU is asked at run time (`std`
+    /// caches the answer), so one binary runs everywhere and uses the
+    /// instruction where it exists.
+    fn search(&self, query: &Pdq, radius: u32, plan: Plan) -> Vec<(u64, u32)> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU supports POPCNT, checked on the line above.
+            return unsafe { self.search_popcnt(query, radius, plan) };
+        }
+        self.search_inline(query, radius, plan)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn search_popcnt(&self, query: &Pdq, radius: u32, plan: Plan) -> Vec<(u64, u32)> {
+        self.search_inline(query, radius, plan)
+    }
+
+    /// The search itself; always inlined, so that it (with [`Self::probe`]
+    /// and [`Self::scan`], also always inlined) is compiled once for each
+    /// caller in [`Self::search`].
+    #[inline(always)]
+    fn search_inline(&self, query: &Pdq, radius: u32, plan: Plan) -> Vec<(u64, u32)> {
         let q = query.words();
         let mut hits = Vec::new();
-        if !self.probe(&q, radius, force_index, &mut hits) {
-            self.scan(&q, radius, 0..self.indexed, &mut hits);
-        }
-        self.scan(&q, radius, self.indexed..self.ids.len(), &mut hits);
+        let tail = match plan {
+            Plan::Scan => 0,
+            Plan::Index | Plan::ForceIndex => {
+                let force = matches!(plan, Plan::ForceIndex);
+                if !self.probe(&q, radius, force, &mut hits) {
+                    self.scan(&q, radius, 0..self.indexed, &mut hits);
+                }
+                self.indexed
+            }
+        };
+        self.scan(&q, radius, tail..self.ids.len(), &mut hits);
         finish(hits)
     }
 
     /// Probes the slot tables for the indexed entries within `radius` of `q`,
     /// pushing them (possibly more than once) to `hits`. Returns `false`,
     /// having pushed nothing, when a linear scan would be cheaper.
+    #[inline(always)] // into `search_inline`
     fn probe(&self, q: &Words, radius: u32, force: bool, hits: &mut Vec<(u64, u32)>) -> bool {
         if self.indexed == 0 {
             return true;
@@ -479,7 +530,16 @@ impl PdqIndex {
             });
         }
         hits.reserve(total.min(1024));
-        for p in candidates {
+        for (k, &p) in candidates.iter().enumerate() {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                let hash = self.words[ahead as usize].as_ptr().cast();
+                // SAFETY: SSE, which has the instruction, is part of every
+                // x86-64 CPU, and a prefetch of a valid address has no effect
+                // beyond the caches.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(hash) };
+            }
             let p = p as usize;
             let d = hamming(&self.words[p], q);
             if d <= radius && self.is_live(p) {
@@ -490,6 +550,7 @@ impl PdqIndex {
     }
 
     /// Pushes the live entries of `range` within `radius` of `q` to `hits`.
+    #[inline(always)] // into `search_inline`
     fn scan(
         &self,
         q: &Words,
@@ -540,6 +601,17 @@ impl PdqIndex {
             self.compact();
         }
     }
+}
+
+/// How [`PdqIndex::search`] finds the indexed entries.
+#[derive(Clone, Copy)]
+enum Plan {
+    /// Measure every entry (the reference answer).
+    Scan,
+    /// Probe the slot tables, or scan when that is cheaper.
+    Index,
+    /// Probe the slot tables whatever the cost (tests of the probing).
+    ForceIndex,
 }
 
 /// Builds the 16 slot tables, on two threads.

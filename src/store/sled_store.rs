@@ -66,6 +66,10 @@ pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// Log entries examined per [`Store::log_events`] call at most.
 const LOG_SCAN_LIMIT: usize = 4096;
+/// Indexes of up to this many hashes are searched on the calling task: a
+/// query takes tens of microseconds, less than handing it to a blocking
+/// thread and waking that thread costs.
+const INLINE_SEARCH_MAX_HASHES: usize = 65_536;
 
 /// Layout of the data directory (trees and keys), recorded in `meta`.
 /// Version 1 kept one packed list of claim ids per SHA-256 and took claim
@@ -926,14 +930,21 @@ impl SledStore {
         .await
     }
 
-    /// Runs `f` on the PDQ indexes off the async runtime (a query over a
+    /// Runs `f` on the PDQ indexes: off the async runtime (a query over a
     /// million hashes takes a fraction of a millisecond; readers run side
-    /// by side).
+    /// by side), or right here when the indexes are small
+    /// ([`INLINE_SEARCH_MAX_HASHES`]) and no writer holds them, so the
+    /// task never waits for the lock.
     async fn read_indexes<T: Send + 'static>(
         &self,
         f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
     ) -> Result<T> {
         self.pdq_index_ready().await?;
+        if let Ok(guard) = self.pdq_index.try_read() {
+            if guard.len() <= INLINE_SEARCH_MAX_HASHES {
+                return Ok(f(&guard));
+            }
+        }
         let indexes = Arc::clone(&self.pdq_index);
         tokio::task::spawn_blocking(move || {
             let guard = indexes.read().unwrap_or_else(PoisonError::into_inner);
@@ -1066,6 +1077,11 @@ struct PdqIndexes {
 }
 
 impl PdqIndexes {
+    /// Hashes in both indexes.
+    fn len(&self) -> usize {
+        self.reliable.len() + self.low_quality.len()
+    }
+
     /// Builds both indexes from `claims_by_pdq` (start-up). `None` when
     /// `stop` was set before the end.
     fn build(tree: &sled::Tree, stop: &AtomicBool) -> sled::Result<Option<Self>> {
