@@ -146,7 +146,7 @@ fn bench_register(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    let mut rng = Rng(0x5eed_0f_1ee7);
+    let mut rng = Rng(0x5eed_f1ee);
     for (label, n) in [("20k", 20_000), ("1M", 1_000_000)] {
         let mut index = build(&random(&mut rng, n));
         let mut id = n as u64;
