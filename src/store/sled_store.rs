@@ -168,6 +168,10 @@ pub struct SledStore {
     request_ids: sled::Tree,
     /// `key_id -> ApiKey`.
     keys: sled::Tree,
+    /// Whether `keys` holds a key. Keys are never deleted (revocation
+    /// rewrites them), so this only ever turns true: [`Store::has_keys`],
+    /// asked on every call without credentials, answers without a sled read.
+    keys_exist: AtomicBool,
     /// `lower-cased key name -> key_id`, so names are unique regardless of
     /// case (actors stay unambiguous) and revocation finds a key by name.
     key_names: sled::Tree,
@@ -791,7 +795,9 @@ impl SledStore {
             dir: dir.to_path_buf(),
             cause: format!("cannot start the write committer: {e}"),
         })?;
+        let keys = tree("api_keys")?;
         Ok(SledStore {
+            keys_exist: AtomicBool::new(!keys.is_empty()),
             durable_log: Arc::new(tokio::sync::watch::Sender::new(durable)),
             event_log,
             pdq_index,
@@ -806,7 +812,7 @@ impl SledStore {
             events,
             by_sha256,
             request_ids,
-            keys: tree("api_keys")?,
+            keys,
             key_names: tree("api_key_names")?,
             committer,
             db,
@@ -1849,6 +1855,9 @@ impl Store for SledStore {
             Ok(())
         });
         finish_tx(outcome)?;
+        // Committed: calls without credentials are refused from now on,
+        // as they would be by a read of the tree.
+        self.keys_exist.store(true, Ordering::Release);
         self.durable().await?;
         Ok(key)
     }
@@ -1894,7 +1903,7 @@ impl Store for SledStore {
     }
 
     async fn has_keys(&self) -> Result<bool> {
-        Ok(!self.keys.is_empty())
+        Ok(self.keys_exist.load(Ordering::Acquire))
     }
 
     async fn stats(&self) -> Result<StoreStats> {
@@ -2709,5 +2718,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(texts(&again.same_image), ["base"]);
+    }
+
+    #[tokio::test]
+    async fn has_keys_turns_true_at_the_first_key_and_stays_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(!store.has_keys().await.unwrap(), "a new directory has none");
+        let key = |id: u64, name: &str| ApiKey {
+            id,
+            name: name.into(),
+            role: crate::domain::access::Role::Admin as i32,
+            ..Default::default()
+        };
+        store.create_key(key(1, "ops")).await.unwrap();
+        assert!(
+            store.has_keys().await.unwrap(),
+            "at once, without a restart"
+        );
+        let refused = store.create_key(key(2, "OPS")).await.unwrap_err();
+        assert!(matches!(refused, Error::AlreadyExists(_)), "{refused:?}");
+        store.revoke_key("ops", "test").await.unwrap();
+        assert!(store.has_keys().await.unwrap(), "revoked keys still count");
+        drop(store);
+        let store = reopen(dir.path()).await;
+        assert!(
+            store.has_keys().await.unwrap(),
+            "read from the tree at open"
+        );
     }
 }
