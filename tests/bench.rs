@@ -72,6 +72,7 @@ async fn every_rpc_of_the_mix_is_measured_after_the_health_baseline() {
     assert!(ok, "bench failed: {stderr}");
     assert_eq!(report["connections"], 2);
     assert_eq!(report["in_flight_per_connection"], 4);
+    assert_eq!(report["replies_decoded"], false, "skimmed by default");
     assert_eq!(report["prepared"], 40, "{report}");
     assert!(report["claims"].as_u64().unwrap() >= 40);
 
@@ -110,6 +111,32 @@ async fn every_rpc_of_the_mix_is_measured_after_the_health_baseline() {
     // at least the counted registrations (warm-up ones come on top).
     let registered = mix["register"]["ok"].as_u64().unwrap();
     assert!(highest_claim_id(&server.addr).await >= 40 + registered);
+    // Replies built into their message types, as a client would: the same
+    // RPCs succeed.
+    let (ok, report, stderr) = bench(
+        &server.addr,
+        &[
+            "--connections",
+            "1",
+            "--in-flight",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--no-baseline",
+            "--mix",
+            "register=1,get=1,status=1,attach=1,verdict=1,similar=1",
+            "--decode-replies",
+            "--fail-on-errors",
+        ],
+        None,
+    );
+    assert!(ok, "bench --decode-replies failed: {stderr}");
+    assert_eq!(report["replies_decoded"], true);
+    for (name, figures) in report["mix"]["rpcs"].as_object().unwrap() {
+        assert!(figures["ok"].as_u64().unwrap() > 0, "{name}: {report}");
+    }
     let (ok, out) = {
         drop(server);
         cli(&["check", "--data-dir", dir.path().to_str().unwrap()])

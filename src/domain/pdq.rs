@@ -147,6 +147,22 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
+/// Asks the CPU to bring `item` into its caches (x86-64 only; a hint with
+/// no other effect).
+#[inline(always)]
+fn prefetch<T>(item: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE, which has the instruction, is part of every x86-64
+        // CPU, and a prefetch of a valid address has no effect beyond the
+        // caches.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}
+
 #[inline(always)]
 fn hamming(a: &Words, b: &Words) -> u32 {
     (a[0] ^ b[0]).count_ones()
@@ -523,22 +539,27 @@ impl PdqIndex {
         // Gather the candidates first, then measure them in one tight loop:
         // each is a cache miss into `words`, and a loop without the
         // buckets' short inner loops lets the CPU overlap many of them.
-        let mut candidates = Vec::with_capacity(total);
+        // Each bucket is a cache miss of its own too: all are asked for
+        // before the first is copied, and each hash a few candidates ahead
+        // of the one measured.
+        let mut buckets: Vec<&[u32]> = Vec::with_capacity(CHUNKS * 17);
         for (i, slot) in self.slots.iter().enumerate() {
             for_each_probe(qc[i], rho[i], |v| {
-                candidates.extend_from_slice(slot.bucket(v))
+                let bucket = slot.bucket(v);
+                if let Some(first) = bucket.first() {
+                    prefetch(first);
+                }
+                buckets.push(bucket);
             });
+        }
+        let mut candidates = Vec::with_capacity(total);
+        for bucket in buckets {
+            candidates.extend_from_slice(bucket);
         }
         hits.reserve(total.min(1024));
         for (k, &p) in candidates.iter().enumerate() {
-            #[cfg(target_arch = "x86_64")]
             if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                let hash = self.words[ahead as usize].as_ptr().cast();
-                // SAFETY: SSE, which has the instruction, is part of every
-                // x86-64 CPU, and a prefetch of a valid address has no effect
-                // beyond the caches.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(hash) };
+                prefetch(&self.words[ahead as usize]);
             }
             let p = p as usize;
             let d = hamming(&self.words[p], q);
