@@ -11,6 +11,18 @@ use common::{cli, Process};
 use photoclaim::pb;
 use photoclaim::pb::claim_service_client::ClaimServiceClient;
 
+/// One connection, two in flight, half a second, no warm-up.
+const SHORT_RUN: [&str; 8] = [
+    "--connections",
+    "1",
+    "--in-flight",
+    "2",
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0",
+];
+
 /// Runs `photoclaim bench ARGS --json`: (success, parsed stdout, stderr).
 fn bench(server: &str, args: &[&str], token: Option<&str>) -> (bool, serde_json::Value, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_photoclaim"));
@@ -113,25 +125,15 @@ async fn every_rpc_of_the_mix_is_measured_after_the_health_baseline() {
     assert!(highest_claim_id(&server.addr).await >= 40 + registered);
     // Replies built into their message types, as a client would: the same
     // RPCs succeed.
-    let (ok, report, stderr) = bench(
-        &server.addr,
-        &[
-            "--connections",
-            "1",
-            "--in-flight",
-            "2",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0",
-            "--no-baseline",
-            "--mix",
-            "register=1,get=1,status=1,attach=1,verdict=1,similar=1",
-            "--decode-replies",
-            "--fail-on-errors",
-        ],
-        None,
-    );
+    let mut args = SHORT_RUN.to_vec();
+    args.extend([
+        "--no-baseline",
+        "--mix",
+        "register=1,get=1,status=1,attach=1,verdict=1,similar=1",
+        "--decode-replies",
+        "--fail-on-errors",
+    ]);
+    let (ok, report, stderr) = bench(&server.addr, &args, None);
     assert!(ok, "bench --decode-replies failed: {stderr}");
     assert_eq!(report["replies_decoded"], true);
     for (name, figures) in report["mix"]["rpcs"].as_object().unwrap() {
@@ -160,18 +162,8 @@ async fn refused_calls_are_counted_as_errors_never_as_throughput() {
         .to_string();
     let server = Process::spawn(dir.path());
 
-    let args = [
-        "--connections",
-        "1",
-        "--in-flight",
-        "2",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0",
-        "--mix",
-        "register=1,health=1",
-    ];
+    let mut args = SHORT_RUN.to_vec();
+    args.extend(["--mix", "register=1,health=1"]);
     let (ok, report, stderr) = bench(&server.addr, &args, Some(&reader));
     assert!(ok, "{stderr}");
     let register = &report["mix"]["rpcs"]["register"];
