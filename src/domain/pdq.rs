@@ -926,6 +926,32 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_for_cpus_without_popcnt_gives_the_same_answers() {
+        // `search` picks the POPCNT copy on this machine; the portable one
+        // is the same code compiled without it: call it directly.
+        let mut rng = Rng(0x5eed_0004);
+        let (centres, model) = clustered_data(&mut rng, 50, MIN_TAIL as u64 + 500);
+        let mut index = PdqIndex::from_entries(model.iter().map(|(&id, &h)| (id, h)));
+        let next = model.keys().next_back().copied().unwrap() + 1;
+        let mut model = model;
+        for id in next..next + 100 {
+            let h = rng.pdq();
+            index.insert(id, h);
+            model.insert(id, h);
+        }
+        assert!(index.indexed > 0 && index.ids.len() > index.indexed);
+        for q in &queries(&mut rng, &model, &centres) {
+            for r in [0, 10, 31, 47, 64] {
+                let expected = reference(&model, q, r);
+                let forced = (r < 48).then_some(Plan::ForceIndex);
+                for plan in [Plan::Index, Plan::Scan].into_iter().chain(forced) {
+                    assert_eq!(index.search_inline(q, r, plan), expected, "r={r}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn automatic_compaction_keeps_answers_exact() {
         let mut rng = Rng(0x5eed_0003);
         let (centres, mut model) = clustered_data(&mut rng, 50, MIN_TAIL as u64 + 500);

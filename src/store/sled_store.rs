@@ -166,6 +166,9 @@ pub struct SledStore {
     warmer: Option<Background>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
+    /// Searches of indexes up to this size run on the calling task
+    /// ([`INLINE_SEARCH_MAX_HASHES`]; tests lower it).
+    inline_search_max_hashes: usize,
     /// `key_id -> ApiKey`.
     keys: sled::Tree,
     /// Whether `keys` holds a key. Keys are never deleted (revocation
@@ -798,6 +801,7 @@ impl SledStore {
         let keys = tree("api_keys")?;
         Ok(SledStore {
             keys_exist: AtomicBool::new(!keys.is_empty()),
+            inline_search_max_hashes: INLINE_SEARCH_MAX_HASHES,
             durable_log: Arc::new(tokio::sync::watch::Sender::new(durable)),
             event_log,
             pdq_index,
@@ -947,7 +951,7 @@ impl SledStore {
     ) -> Result<T> {
         self.pdq_index_ready().await?;
         if let Ok(guard) = self.pdq_index.try_read() {
-            if guard.len() <= INLINE_SEARCH_MAX_HASHES {
+            if guard.len() <= self.inline_search_max_hashes {
                 return Ok(f(&guard));
             }
         }
@@ -2718,6 +2722,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(texts(&again.same_image), ["base"]);
+        // The same answers from the blocking pool, where large indexes are
+        // searched (small ones are searched on the calling task).
+        let mut store = store;
+        store.inline_search_max_hashes = 0;
+        let found = store.find_similar(query(&base, false)).await.unwrap();
+        assert_eq!(texts(&found), ["base", "again"]);
+        assert_eq!((found[0].distance, found[1].distance), (0, 1));
+        let junk = store
+            .find_similar(query(&"00".repeat(32), true))
+            .await
+            .unwrap();
+        assert_eq!(texts(&junk), ["junk"]);
     }
 
     #[tokio::test]
