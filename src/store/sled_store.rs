@@ -2438,9 +2438,14 @@ mod tests {
             image.pdq_quality = 90;
         }
         // Polled once (the write is queued), then dropped: a deadline that
-        // passed, or a client that went away.
+        // passed, or a client that went away. The committer adds the claim
+        // to the PDQ index before it answers, so holding the index keeps the
+        // write unanswered until the caller has given up (without it, a fast
+        // committer could answer within the first poll).
+        let held = store.pdq_index.write().unwrap();
         let gave_up =
             tokio::time::timeout(std::time::Duration::ZERO, store.register_claim(draft)).await;
+        drop(held);
         assert!(gave_up.is_err(), "the caller must have stopped waiting");
         // Everything committed before this is durable once it returns.
         store.durable().await.unwrap();
