@@ -17,12 +17,6 @@ use photoclaim::keys::{self, Target};
 use photoclaim::server::{self, Options, TlsFiles};
 use photoclaim::store::{SledStore, Store};
 
-/// mimalloc instead of the system allocator: a reply or a registration
-/// allocates and frees hundreds of small strings, and glibc's allocator took
-/// 10-15 % of the server's CPU in profiles (BENCHMARKS.md, change 18).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// photoclaim: claims about images, official responses and verification status, over gRPC.
 #[derive(Parser)]
 #[command(version, about)]
