@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Written by hand: a server sends claims it encoded earlier
+        // (src/pb/image_match.rs).
+        .extern_path(".photoclaim.v1.ImageMatch", "crate::pb::ImageMatch")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -5,6 +5,9 @@
 
 tonic::include_proto!("photoclaim.v1");
 
+mod image_match;
+pub use image_match::ImageMatch;
+
 /// Encoded `FileDescriptorSet` of `proto/` (and its imports), for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("photoclaim_descriptor");
 

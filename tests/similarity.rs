@@ -196,6 +196,75 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     server.stop().await;
 }
 
+/// A match carries the claim as it is now: each change to it (a response,
+/// a verdict) shows in the next search, exactly as `GetClaim` returns it,
+/// though the server keeps each claim's encoding between searches.
+#[tokio::test]
+async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
+    let server = InProcess::start().await;
+    let mut client = server.client.clone();
+    let pdq = "f0".repeat(32);
+    let mut draft = sample_claim("soldiers in blue helmets");
+    draft.image.as_mut().unwrap().pdq = pdq.clone();
+    draft.image.as_mut().unwrap().pdq_quality = 90;
+    let name = register(&mut client, draft, "").await.claim.unwrap().name;
+    let search = pb::FindSimilarClaimsRequest {
+        pdq: pdq.clone(),
+        ..Default::default()
+    };
+    let mut etags = Vec::new();
+    for step in 0..4 {
+        match step {
+            1 => {
+                attach(&mut client, &name, sample_response(pb::Stance::Refutes), "").await;
+            }
+            2 => {
+                client
+                    .set_verdict(pb::SetVerdictRequest {
+                        claim: name.clone(),
+                        claim_rating: pb::ClaimRating::False as i32,
+                        media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
+                        rationale: "KAZBAT, not the UN".into(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+        // Twice: the second reply comes from the kept encoding.
+        for _ in 0..2 {
+            let reply = find(&mut client, search.clone()).await;
+            assert_eq!(reply.matches.len(), 1, "step {step}: {reply:?}");
+            let now = client
+                .get_claim(pb::GetClaimRequest { name: name.clone() })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(reply.matches[0].claim.as_ref(), Some(&now), "step {step}");
+            assert_eq!(reply.matches[0].distance, 0);
+            etags.push(now.etag);
+        }
+    }
+    let changes = |e: &[String]| e.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes(&etags), 2, "two changes, two new etags: {etags:?}");
+    let last = find(&mut client, search)
+        .await
+        .matches
+        .remove(0)
+        .claim
+        .unwrap();
+    let last = last.verification_status.unwrap();
+    assert_eq!(
+        (
+            last.official_response_count,
+            last.refuting_count,
+            last.claim_rating
+        ),
+        (1, 1, pb::ClaimRating::False as i32)
+    );
+}
+
 #[tokio::test]
 async fn hostile_and_wrong_images_are_refused_and_change_nothing() {
     let server = InProcess::start_with(Options {

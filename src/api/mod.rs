@@ -196,12 +196,13 @@ impl<S: Store> ClaimApi<S> {
     }
 }
 
+/// A found claim as a match; its encoding is kept with the cached claim,
+/// so a claim found again is not encoded again.
 fn image_match(found: Similar) -> pb::ImageMatch {
-    pb::ImageMatch {
-        claim: Some(convert::claim_into(found.claim)),
-        exact: found.exact,
-        distance: found.distance as i32,
-    }
+    let claim = found
+        .claim
+        .encoding(|view| convert::claim_out(view).encode_to_vec().into());
+    pb::ImageMatch::encoded(claim, found.exact, found.distance as i32)
 }
 
 #[tonic::async_trait]

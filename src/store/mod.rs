@@ -15,6 +15,9 @@ mod restore;
 mod sled_store;
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, ClaimHistory};
@@ -51,11 +54,54 @@ pub struct NewClaim {
     pub near_distance: u32,
 }
 
+/// A claim as the claim cache holds it, shared with readers without a copy,
+/// with room for one encoding of it that a reader may keep
+/// ([`SharedClaim::encoding`]): the API keeps its wire encoding there, so a
+/// claim that many similarity searches find is encoded once. A
+/// `SharedClaim` never changes: a write to the claim puts a new one in the
+/// cache, so a kept encoding always matches the version it was made from.
+#[derive(Debug)]
+pub struct SharedClaim {
+    view: ClaimView,
+    encoding: OnceLock<Bytes>,
+}
+
+impl From<ClaimView> for SharedClaim {
+    /// A claim as read or written, with no encoding kept yet.
+    fn from(view: ClaimView) -> SharedClaim {
+        SharedClaim {
+            view,
+            encoding: OnceLock::new(),
+        }
+    }
+}
+
+impl SharedClaim {
+    /// The claim and its latest response.
+    pub fn view(&self) -> &ClaimView {
+        &self.view
+    }
+
+    /// The claim and its latest response, copied only if still shared.
+    pub fn into_view(shared: Arc<SharedClaim>) -> ClaimView {
+        match Arc::try_unwrap(shared) {
+            Ok(only) => only.view,
+            Err(shared) => shared.view.clone(),
+        }
+    }
+
+    /// The encoding kept with this claim, made by `encode` the first time.
+    /// Every caller must pass the same encoding (there is one slot).
+    pub fn encoding(&self, encode: impl FnOnce(&ClaimView) -> Bytes) -> Bytes {
+        self.encoding.get_or_init(|| encode(&self.view)).clone()
+    }
+}
+
 /// A claim found by its image.
 #[derive(Clone, Debug)]
 pub struct Similar {
-    /// The claim.
-    pub claim: ClaimView,
+    /// The claim, shared with the claim cache.
+    pub claim: Arc<SharedClaim>,
     /// Same SHA-256 as the query.
     pub exact: bool,
     /// PDQ Hamming distance (0 for exact matches found without hashes).

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prost::Message;
 
-use crate::domain::{ClaimView, StatusView};
+use super::SharedClaim;
+use crate::domain::StatusView;
 
 const SHARDS: usize = 64;
 /// Bookkeeping counted per entry (map slot, `Arc` header, allocator) on top
@@ -53,21 +54,26 @@ impl Cached for StatusView {
     }
 }
 
-impl Cached for ClaimView {
+impl Cached for SharedClaim {
     fn sequence(&self) -> u64 {
-        self.claim.last_sequence
+        self.view().claim.last_sequence
     }
 
+    /// The decoded claim, and room for its wire encoding
+    /// ([`SharedClaim::encoding`], about the size of the record), counted
+    /// whether or not a reader keeps one.
     fn heap_bytes(&self) -> usize {
-        let latest = self.latest_response.as_ref().map_or(0, |r| r.encoded_len());
-        heap_estimate(self.claim.encoded_len() + latest)
+        let view = self.view();
+        let latest = view.latest_response.as_ref().map_or(0, |r| r.encoded_len());
+        let encoded = view.claim.encoded_len() + latest;
+        heap_estimate(encoded) + encoded
     }
 }
 
 /// The statuses' cache.
 pub(super) type StatusCache = RecordCache<StatusView>;
 /// The claims' cache.
-pub(super) type ClaimCache = RecordCache<ClaimView>;
+pub(super) type ClaimCache = RecordCache<SharedClaim>;
 
 pub(super) struct RecordCache<V> {
     shards: Box<[Mutex<Shard<V>>]>,
@@ -94,14 +100,14 @@ impl<V> Default for Shard<V> {
 
 impl<V: Cached> Shard<V> {
     /// Puts `value` in unless a newer one is there; whether it did.
-    fn put(&mut self, id: u64, value: V, budget: usize) -> bool {
+    fn put(&mut self, id: u64, value: Arc<V>, budget: usize) -> bool {
         if let Some((old, _)) = self.entries.get(&id) {
             if old.sequence() >= value.sequence() {
                 return false;
             }
         }
         let size = ENTRY_OVERHEAD + std::mem::size_of::<V>() + value.heap_bytes();
-        if let Some((_, old_size)) = self.entries.insert(id, (Arc::new(value), size)) {
+        if let Some((_, old_size)) = self.entries.insert(id, (value, size)) {
             self.bytes -= old_size;
         }
         self.bytes += size;
@@ -166,22 +172,19 @@ impl<V: Cached> RecordCache<V> {
         &self,
         id: u64,
         read: impl FnOnce() -> Result<Option<V>, E>,
-    ) -> Result<Option<V>, E>
-    where
-        V: Clone,
-    {
+    ) -> Result<Option<Arc<V>>, E> {
         if !self.is_on() {
-            return read();
+            return Ok(read()?.map(Arc::new));
         }
         if let Some(value) = self.get(id) {
-            return Ok(Some(V::clone(&value)));
+            return Ok(Some(value));
         }
         let epoch = self.epoch(id);
-        let found = read()?;
-        if let Some(value) = &found {
-            self.fill(id, epoch, value.clone());
-        }
-        Ok(found)
+        let Some(found) = read()?.map(Arc::new) else {
+            return Ok(None);
+        };
+        self.fill(id, epoch, Arc::clone(&found));
+        Ok(Some(found))
     }
 
     /// To pass to [`Self::fill`]: taken before reading sled.
@@ -212,21 +215,21 @@ impl<V: Cached> RecordCache<V> {
 
     /// A value read from sled after [`Self::epoch`] returned `epoch`;
     /// whether it was put in.
-    pub(super) fn fill(&self, id: u64, epoch: u64, value: V) -> bool {
+    pub(super) fn fill(&self, id: u64, epoch: u64, value: impl Into<Arc<V>>) -> bool {
         if self.shard_budget == 0 {
             return false;
         }
         let mut shard = self.shard(id);
-        shard.writes == epoch && shard.put(id, value, self.shard_budget)
+        shard.writes == epoch && shard.put(id, value.into(), self.shard_budget)
     }
 
     /// The value a committed write left, built by `value` only when the
     /// cache is on: call before acknowledging the write.
-    pub(super) fn update(&self, id: u64, value: impl FnOnce() -> V) {
+    pub(super) fn update<A: Into<Arc<V>>>(&self, id: u64, value: impl FnOnce() -> A) {
         let mut shard = self.shard(id);
         shard.writes += 1;
         if self.shard_budget > 0 {
-            shard.put(id, value(), self.shard_budget);
+            shard.put(id, value().into(), self.shard_budget);
         }
     }
 

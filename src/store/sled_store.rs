@@ -45,7 +45,7 @@ use super::batch_commit::{After, Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
-    RequestRecord, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
+    RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
     MIN_RELIABLE_PDQ_QUALITY,
 };
 use crate::domain::access::ApiKey;
@@ -634,9 +634,11 @@ impl InMemory {
             status: ClaimStatus::from(claim),
             latest_response: latest_response.clone(),
         });
-        self.claim_cache.update(claim.id, || ClaimView {
-            claim: claim.clone(),
-            latest_response,
+        self.claim_cache.update(claim.id, || {
+            SharedClaim::from(ClaimView {
+                claim: claim.clone(),
+                latest_response,
+            })
         });
     }
 
@@ -887,8 +889,9 @@ impl SledStore {
     }
 
     /// [`Self::read_claim`] through the claim cache.
-    fn cached_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        self.claim_cache.get_or_read(id, || self.read_claim(id))
+    fn cached_claim(&self, id: u64) -> Result<Option<Arc<SharedClaim>>> {
+        self.claim_cache
+            .get_or_read(id, || Ok(self.read_claim(id)?.map(SharedClaim::from)))
     }
 
     /// The status fields of a claim record and its latest response: the
@@ -983,7 +986,7 @@ impl SledStore {
         // Searching by SHA-256 alone: near duplicates of that image's hash.
         let pdq = query.pdq.or_else(|| {
             exact_views.iter().find_map(|v| {
-                let image = v.claim.image.as_ref()?;
+                let image = v.view().claim.image.as_ref()?;
                 let usable = query.include_low_quality || is_reliable(stored_quality(image));
                 Pdq::from_hex(&image.pdq).filter(|_| usable)
             })
@@ -1022,10 +1025,10 @@ impl SledStore {
         let mut out = Vec::new();
         for (id, distance) in ranked.into_iter().take(query.limit) {
             if let Some(claim) = self.cached_claim(id)? {
-                let exact = query
-                    .sha256
-                    .as_deref()
-                    .is_some_and(|s| claim.claim.image.as_ref().is_some_and(|i| i.sha256 == s));
+                let exact = query.sha256.as_deref().is_some_and(|s| {
+                    let image = claim.view().claim.image.as_ref();
+                    image.is_some_and(|i| i.sha256 == s)
+                });
                 out.push(Similar {
                     claim,
                     exact,
@@ -1329,7 +1332,8 @@ impl Warmer {
                     filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status_of(&value)?));
                 }
                 if fill_claims {
-                    filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim_view(&value)?));
+                    let claim = SharedClaim::from(claim_view(&value)?);
+                    filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim));
                 }
                 before = id;
                 read += 1;
@@ -1476,11 +1480,12 @@ impl Store for SledStore {
     }
 
     async fn get_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        self.cached_claim(id)
+        Ok(self.cached_claim(id)?.map(SharedClaim::into_view))
     }
 
     async fn get_status(&self, id: u64) -> Result<Option<StatusView>> {
-        self.status_cache.get_or_read(id, || self.read_status(id))
+        let status = self.status_cache.get_or_read(id, || self.read_status(id))?;
+        Ok(status.map(Arc::unwrap_or_clone))
     }
 
     async fn list_claims(
@@ -2003,7 +2008,7 @@ mod tests {
     fn texts(found: &[Similar]) -> Vec<&str> {
         found
             .iter()
-            .map(|s| s.claim.claim.claim_text.as_str())
+            .map(|s| s.claim.view().claim.claim_text.as_str())
             .collect()
     }
 
@@ -2331,7 +2336,7 @@ mod tests {
             let cached = store.status_cache.get(id).expect("written through");
             assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
             let cached = store.claim_cache.get(id).expect("written through");
-            assert_eq!(Some((*cached).clone()), store.read_claim(id).unwrap());
+            assert_eq!(Some(cached.view().clone()), store.read_claim(id).unwrap());
         };
         store
             .register_claim(on_image(&"ab".repeat(32), "one"))
@@ -2459,7 +2464,7 @@ mod tests {
             store.read_status(1).unwrap()
         );
         assert_eq!(
-            Some((*store.claim_cache.get(1).expect("cached")).clone()),
+            Some(store.claim_cache.get(1).expect("cached").view().clone()),
             Some(claim)
         );
         let found = store
