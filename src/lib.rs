@@ -5,7 +5,9 @@
 //! rules inside one transaction, makes the write durable, and the handler
 //! converts the result back to protobuf.
 //!
-//! - [`pb`]: generated code for `proto/photoclaim/v1` and the descriptor set.
+//! - [`pb`]: generated code for `proto/photoclaim/v1` and the descriptor set;
+//!   one message, `ImageMatch`, written by hand to send claims encoded
+//!   earlier.
 //! - [`domain`]: records, API keys and roles, validation, status rules. No
 //!   tonic, no sled.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
