@@ -40,6 +40,20 @@ async fn find(
         .into_inner()
 }
 
+/// The desk's verdict: a false claim on a decontextualized photo.
+async fn rate_false(client: &mut Client, claim: &str, rationale: &str) {
+    client
+        .set_verdict(pb::SetVerdictRequest {
+            claim: claim.to_string(),
+            claim_rating: pb::ClaimRating::False as i32,
+            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
+            rationale: rationale.into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("SetVerdict");
+}
+
 fn by_content(content: Vec<u8>) -> pb::FindSimilarClaimsRequest {
     pb::FindSimilarClaimsRequest {
         content,
@@ -81,16 +95,7 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     assert_eq!(image.pdq.len(), 64);
     assert!(image.pdq_quality >= 50, "quality {}", image.pdq_quality);
     // The desk rates it; later matches carry the verdict.
-    client
-        .set_verdict(pb::SetVerdictRequest {
-            claim: original.name.clone(),
-            claim_rating: pb::ClaimRating::False as i32,
-            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
-            rationale: "old photo, new caption".into(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    rate_false(&mut client, &original.name, "old photo, new caption").await;
 
     for edit in EDITS {
         let reply = find(
@@ -218,18 +223,7 @@ async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
             1 => {
                 attach(&mut client, &name, sample_response(pb::Stance::Refutes), "").await;
             }
-            2 => {
-                client
-                    .set_verdict(pb::SetVerdictRequest {
-                        claim: name.clone(),
-                        claim_rating: pb::ClaimRating::False as i32,
-                        media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
-                        rationale: "KAZBAT, not the UN".into(),
-                        etag: String::new(),
-                    })
-                    .await
-                    .unwrap();
-            }
+            2 => rate_false(&mut client, &name, "KAZBAT, not the UN").await,
             _ => {}
         }
         // Twice: the second reply comes from the kept encoding.
