@@ -22,6 +22,9 @@ use prost::DecodeError;
 use super::Claim;
 
 /// Another claim about the same image or a near duplicate of it.
+/// Equality compares the form too: a match made by [`ImageMatch::encoded`]
+/// equals only another made from the same bytes (decode it to compare
+/// claims).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImageMatch {
     /// The other claim, with its verification status.
