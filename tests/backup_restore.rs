@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{
-    all_events, all_responses, attach, cli, register, sample_claim, sample_response, Process,
+    all_events, all_responses, attach, cli, rate_false, register, sample_claim, sample_response,
+    Process,
 };
 use photoclaim::pb;
 
@@ -45,19 +46,6 @@ async fn assert_served_alike(a: &Path, b: &Path) {
     );
 }
 
-async fn verdict(client: &mut common::Client, claim: &str, rationale: &str) {
-    client
-        .set_verdict(pb::SetVerdictRequest {
-            claim: claim.into(),
-            claim_rating: pb::ClaimRating::False as i32,
-            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
-            rationale: rationale.into(),
-            etag: String::new(),
-        })
-        .await
-        .expect("verdict");
-}
-
 /// Registers, attaches and sets verdicts on its own and existing claims
 /// until `stop`, counting writes.
 async fn writer(addr: String, w: u64, stop: Arc<AtomicBool>, writes: Arc<AtomicU64>) {
@@ -88,7 +76,7 @@ async fn writer(addr: String, w: u64, stop: Arc<AtomicBool>, writes: Arc<AtomicU
         )
         .await;
         if n.is_multiple_of(3) {
-            verdict(&mut client, &older, &format!("writer {w} round {n}")).await;
+            rate_false(&mut client, &older, &format!("writer {w} round {n}")).await;
         }
         writes.fetch_add(3, Ordering::Relaxed);
     }
@@ -256,7 +244,7 @@ async fn damaged_or_misdirected_restores_change_nothing() {
             "r",
         )
         .await;
-        verdict(&mut client, &claim.name, "KAZBAT").await;
+        rate_false(&mut client, &claim.name, "KAZBAT").await;
         let (exit, log) = server.terminate();
         assert!(exit.success(), "{log}");
     }
@@ -389,7 +377,7 @@ async fn compact_copies_a_stopped_directory_exactly_and_refuses_what_it_cannot_d
         )
         .await;
         if i % 2 == 0 {
-            verdict(&mut client, &claim.name, "KAZBAT").await;
+            rate_false(&mut client, &claim.name, "KAZBAT").await;
         }
     }
     // While the server holds the directory: refused, nothing created.

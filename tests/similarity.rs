@@ -40,20 +40,6 @@ async fn find(
         .into_inner()
 }
 
-/// The desk's verdict: a false claim on a decontextualized photo.
-async fn rate_false(client: &mut Client, claim: &str, rationale: &str) {
-    client
-        .set_verdict(pb::SetVerdictRequest {
-            claim: claim.to_string(),
-            claim_rating: pb::ClaimRating::False as i32,
-            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
-            rationale: rationale.into(),
-            etag: String::new(),
-        })
-        .await
-        .expect("SetVerdict");
-}
-
 fn by_content(content: Vec<u8>) -> pb::FindSimilarClaimsRequest {
     pb::FindSimilarClaimsRequest {
         content,

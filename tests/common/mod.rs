@@ -269,6 +269,21 @@ pub async fn attach(
         .into_inner()
 }
 
+/// The desk's verdict, without an etag: a false claim on a
+/// decontextualized photo.
+pub async fn rate_false(client: &mut Client, claim: &str, rationale: &str) {
+    client
+        .set_verdict(pb::SetVerdictRequest {
+            claim: claim.to_string(),
+            claim_rating: pb::ClaimRating::False as i32,
+            media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
+            rationale: rationale.into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("SetVerdict");
+}
+
 pub async fn status(client: &mut Client, claim: &str) -> pb::VerificationStatus {
     client
         .get_verification_status(pb::GetVerificationStatusRequest {
