@@ -225,11 +225,11 @@ impl<V: Cached> RecordCache<V> {
 
     /// The value a committed write left, built by `value` only when the
     /// cache is on: call before acknowledging the write.
-    pub(super) fn update<A: Into<Arc<V>>>(&self, id: u64, value: impl FnOnce() -> A) {
+    pub(super) fn update(&self, id: u64, value: impl FnOnce() -> V) {
         let mut shard = self.shard(id);
         shard.writes += 1;
         if self.shard_budget > 0 {
-            shard.put(id, value().into(), self.shard_budget);
+            shard.put(id, Arc::new(value()), self.shard_budget);
         }
     }
 
