@@ -481,9 +481,9 @@ pass "ListClaimEvents of $UN: 5 events in order (registered, 3 attached, verdict
 
 # --- images: bytes in, near duplicates out ----------------------------------------
 
-# The PDQ fixtures (shared/fixtures/pdq beside the repository): register the
+# The PDQ fixtures (tests/data/pdq): register the
 # original photo by its bytes (base64 in JSON), then ask with an edited copy.
-PDQ_FIXTURES="$ROOT/../shared/fixtures/pdq"
+PDQ_FIXTURES="$ROOT/tests/data/pdq"
 [[ -f "$PDQ_FIXTURES/bridge-mods/aaa-orig.jpg" ]] ||
     fail "the PDQ fixtures are missing: expected $PDQ_FIXTURES/bridge-mods/aaa-orig.jpg"
 image_request="$WORK/image-register.json"

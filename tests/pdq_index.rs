@@ -2,7 +2,7 @@
 
 use photoclaim::domain::pdq::{Pdq, PdqIndex};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pdq/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq/");
 
 fn read_hashes(name: &str) -> Vec<Pdq> {
     let path = format!("{FIXTURES}{name}");

@@ -1,5 +1,5 @@
 //! PDQ hashes against Meta's reference implementation: every image in
-//! `../shared/fixtures/pdq/expected.csv` is decoded, hashed with
+//! `tests/data/pdq/expected.csv` is decoded, hashed with
 //! `photoclaim::imaging::pdq_hash`, and compared with the reference's hash.
 //!
 //! Following the ThreatExchange PDQ README's criterion, images whose quality
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use photoclaim::imaging::pdq_hash::{pdq_hash, PdqHash};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pdq");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq");
 
 /// Meta's suggested match threshold.
 const MATCH_DISTANCE: u32 = 31;

@@ -1,4 +1,4 @@
-//! The reference case (shared/cases/kazbat-2022.json) end to end through a
+//! The reference case (tests/data/kazbat-2022.json) end to end through a
 //! real server and the generated client, checking each step of its
 //! `expected_flow`.
 

@@ -14,7 +14,7 @@ use tonic::Code;
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/pdq"
+        "/tests/data/pdq"
     ))
     .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

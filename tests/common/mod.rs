@@ -178,17 +178,10 @@ pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The reference case: `shared/cases/kazbat-2022.json` beside the checkout
-/// when present (the source of truth), else the copy in `tests/data/` (for a
-/// clone on its own).
+/// The reference case, `tests/data/kazbat-2022.json` (origin in
+/// `tests/data/README.md`).
 pub fn kazbat() -> serde_json::Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/cases/kazbat-2022.json");
-    let path = if shared.exists() {
-        shared
-    } else {
-        root.join("tests/data/kazbat-2022.json")
-    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/kazbat-2022.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).expect("reference case is JSON")
