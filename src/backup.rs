@@ -37,6 +37,9 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use tonic::Code;
+
+use crate::cli::{self, Failure};
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, ClaimHistory};
 use crate::domain::{Result, Timestamp};
@@ -464,35 +467,43 @@ pub fn verify_file(path: &Path) -> std::result::Result<Summary, String> {
 
 /// `photoclaim backup`: writes a backup of `source` to `out` (atomically:
 /// the file appears only once complete and verified).
-pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary, String> {
+pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary, Failure> {
     export::write_atomically(out, |partial| async move {
         write_to(source, &partial).await?;
-        verify_file(&partial)
+        verify_file(&partial).map_err(|e| {
+            Failure::new(
+                Code::DataLoss,
+                format!("the written backup fails verification: {e}"),
+            )
+        })
     })
     .await
 }
 
-async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), String> {
+async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Failure> {
     let file = std::fs::File::create(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| Failure::other(format!("cannot create {}: {e}", path.display())))?;
     let mut writer = std::io::BufWriter::new(file);
     let mut write = |bytes: &[u8]| {
         writer
             .write_all(bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))
     };
+    let progress = cli::progress(None, "bytes");
     match source {
         Source::DataDir(dir) => {
             let store = Arc::new(export::open_existing(dir)?);
             let (tx, mut rx) = channel();
             let consume = async {
                 while let Some(chunk) = rx.recv().await {
-                    write(&chunk.map_err(|e| e.to_string())?)?;
+                    let chunk = chunk?;
+                    write(&chunk)?;
+                    progress.add(chunk.len() as u64);
                 }
-                Ok::<(), String>(())
+                Ok::<(), Failure>(())
             };
             let (_, outcome) = tokio::join!(produce(store.clone(), tx), consume);
-            store.close().await.map_err(|e| e.to_string())?;
+            store.close().await?;
             outcome?;
         }
         Source::Server(server) => {
@@ -501,19 +512,20 @@ async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Strin
                 .max_decoding_message_size(MAX_FRAME_BYTES as usize + 1024);
             let mut stream = client
                 .backup(keys::request(server, pb::BackupRequest {})?)
-                .await
-                .map_err(keys::describe)?
+                .await?
                 .into_inner();
-            while let Some(chunk) = stream.message().await.map_err(keys::describe)? {
+            while let Some(chunk) = stream.message().await? {
                 write(&chunk.data)?;
+                progress.add(chunk.data.len() as u64);
             }
         }
     }
+    progress.finish();
     let file = writer
         .into_inner()
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
     file.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", path.display()))
+        .map_err(|e| Failure::other(format!("cannot sync {}: {e}", path.display())))
 }
 
 /// `photoclaim restore`: builds the data directory `dir` (absent or empty)
@@ -521,8 +533,16 @@ async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Strin
 /// chain and history, the service-wide chain head, and finally running
 /// `check` on the result. The directory appears only when all of that
 /// passed.
-pub fn restore(input: &Path, dir: &Path) -> std::result::Result<Summary, String> {
-    into_new_dir(dir, "restoring", |temp| restore_into(input, temp))
+pub fn restore(input: &Path, dir: &Path) -> std::result::Result<Summary, Failure> {
+    let file = std::fs::File::open(input).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            Code::NotFound
+        } else {
+            Code::Unknown
+        };
+        Failure::new(code, format!("cannot open {}: {e}", input.display()))
+    })?;
+    into_new_dir(dir, "restoring", |temp| restore_into(file, temp))
 }
 
 /// `photoclaim compact`: copies the stopped data directory `from` into the
@@ -532,9 +552,13 @@ pub fn restore(input: &Path, dir: &Path) -> std::result::Result<Summary, String>
 pub fn compact(
     from: &Path,
     to: &Path,
-) -> std::result::Result<(crate::store::Compacted, crate::store::CheckReport), String> {
+) -> std::result::Result<(crate::store::Compacted, crate::store::CheckReport), Failure> {
+    export::require_data_dir(from)?;
     into_new_dir(to, "compacting", |temp| {
-        let copied = crate::store::copy_trees(from, temp)?;
+        let progress = cli::progress(None, "keys copied");
+        let copied =
+            crate::store::copy_trees(from, temp, &|n| progress.set(n)).map_err(Failure::other)?;
+        progress.finish();
         let report = check_released(temp, "copy")?;
         Ok((copied, report))
     })
@@ -547,32 +571,40 @@ pub fn compact(
 fn into_new_dir<T>(
     dir: &Path,
     what: &str,
-    build: impl FnOnce(&Path) -> std::result::Result<T, String>,
-) -> std::result::Result<T, String> {
+    build: impl FnOnce(&Path) -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
     if dir.exists() {
-        let mut entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let mut entries = std::fs::read_dir(dir)
+            .map_err(|e| Failure::other(format!("cannot read {}: {e}", dir.display())))?;
         if entries.next().is_some() {
-            return Err(format!(
-                "{} is not empty: write only into a new or empty directory",
-                dir.display()
+            return Err(Failure::new(
+                Code::AlreadyExists,
+                format!(
+                    "{} is not empty: write only into a new or empty directory",
+                    dir.display()
+                ),
             ));
         }
     }
     let name = dir
         .file_name()
-        .ok_or_else(|| format!("{} is not a directory name", dir.display()))?;
+        .ok_or_else(|| Failure::usage(format!("{} is not a directory name", dir.display())))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".{what}-{}", std::process::id()));
     let temp: PathBuf = dir.with_file_name(temp_name);
     let result = build(&temp).and_then(|built| {
         if dir.exists() {
-            std::fs::remove_dir(dir)
-                .map_err(|e| format!("cannot replace the empty {}: {e}", dir.display()))?;
+            std::fs::remove_dir(dir).map_err(|e| {
+                Failure::other(format!("cannot replace the empty {}: {e}", dir.display()))
+            })?;
         }
-        std::fs::rename(&temp, dir)
-            .map_err(|e| format!("cannot move the new data to {}: {e}", dir.display()))?;
+        std::fs::rename(&temp, dir).map_err(|e| {
+            Failure::other(format!(
+                "cannot move the new data to {}: {e}",
+                dir.display()
+            ))
+        })?;
         // The rename itself is durable once the parent directory is synced.
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -580,7 +612,7 @@ fn into_new_dir<T>(
         };
         std::fs::File::open(parent)
             .and_then(|d| d.sync_all())
-            .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
+            .map_err(|e| Failure::other(format!("cannot sync {}: {e}", parent.display())))?;
         Ok(built)
     });
     if result.is_err() {
@@ -595,7 +627,7 @@ fn into_new_dir<T>(
 fn check_released(
     dir: &Path,
     what: &str,
-) -> std::result::Result<crate::store::CheckReport, String> {
+) -> std::result::Result<crate::store::CheckReport, Failure> {
     let mut attempts = 0;
     let report = loop {
         match check_dir(dir) {
@@ -603,41 +635,52 @@ fn check_released(
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => break other.map_err(|e| e.to_string())?,
+            other => break other?,
         }
     };
     if !report.is_ok() {
-        return Err(format!(
-            "the {what} fails check ({} problems), first: {}",
-            report.problem_count,
-            report.problems.first().cloned().unwrap_or_default()
+        return Err(Failure::new(
+            Code::DataLoss,
+            format!(
+                "the {what} fails check ({} problems), first: {}",
+                report.problem_count,
+                report.problems.first().cloned().unwrap_or_default()
+            ),
         ));
     }
     Ok(report)
 }
 
-fn restore_into(input: &Path, temp: &Path) -> std::result::Result<Summary, String> {
-    let file =
-        std::fs::File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
-    let mut reader = Reader::open(BufReader::new(file))?;
-    let mut restorer = Restorer::create(temp)?;
-    while let Some(item) = reader.next_item()? {
+/// Restores the backup read from `file` into `temp`. A damaged or
+/// inconsistent backup is DATA_LOSS.
+fn restore_into(file: std::fs::File, temp: &Path) -> std::result::Result<Summary, Failure> {
+    let damaged = |e: String| Failure::new(Code::DataLoss, e);
+    let mut reader = Reader::open(BufReader::new(file)).map_err(damaged)?;
+    let mut restorer = Restorer::create(temp).map_err(Failure::other)?;
+    let progress = cli::progress(None, "claims");
+    while let Some(item) = reader.next_item().map_err(damaged)? {
         match item {
-            Item::Claim(history) => restorer.claim(history)?,
-            Item::ApiKey(key) => restorer.key(key)?,
+            Item::Claim(history) => {
+                restorer.claim(history).map_err(damaged)?;
+                progress.add(1);
+            }
+            Item::ApiKey(key) => restorer.key(key).map_err(damaged)?,
             Item::Request(record) => {
-                restorer.request(record)?;
+                restorer.request(record).map_err(damaged)?;
             }
             Item::Header(_) | Item::Trailer(_) => {}
         }
     }
+    progress.finish();
     let header = reader.header().clone();
     let head: chain::Hash = header
         .chain_head
         .as_slice()
         .try_into()
-        .map_err(|_| "the backup header has no chain head".to_string())?;
-    let restored = restorer.finish(header.log_position, &head)?;
+        .map_err(|_| damaged("the backup header has no chain head".to_string()))?;
+    let restored = restorer
+        .finish(header.log_position, &head)
+        .map_err(damaged)?;
     check_released(temp, "restored data")?;
     Ok(Summary {
         claims: restored.claims,

@@ -7,14 +7,15 @@
 //! temporary file beside it, which is synced and renamed over `--out` at the
 //! end, and removed if anything fails.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::archive;
+use crate::cli::{self, Failure};
 use crate::keys::{self, ServerTarget};
 use crate::pb;
-use crate::store::{OpenError, SledStore, Store};
+use crate::store::{SledStore, Store};
 
 /// Largest chunk accepted from a server. A chunk holds complete lines of
 /// about 512 KiB, or one longer line: a claim with very many long
@@ -44,13 +45,28 @@ pub struct Summary {
     pub bytes: u64,
 }
 
-/// Exports every claim from `source` into the file `out`, atomically.
-pub async fn export(source: &Source, out: &Path) -> Result<Summary, String> {
-    let result = write_atomically(
-        out,
-        |partial| async move { write_to(source, &partial).await },
-    )
-    .await;
+/// Exports every claim from `source` into the file `out`, atomically; `-`
+/// writes to standard output instead (a reader that goes away, `| head`,
+/// ends the command quietly).
+pub async fn export(source: &Source, out: &Path) -> Result<Summary, Failure> {
+    let result = if out == Path::new("-") {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout());
+        write_lines(source, &mut stdout, "standard output").await
+    } else {
+        write_atomically(out, |partial| async move {
+            let file = std::fs::File::create(&partial)
+                .map_err(|e| Failure::other(format!("cannot create {}: {e}", partial.display())))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let summary = write_lines(source, &mut writer, &partial.display().to_string()).await?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| Failure::other(format!("cannot write {}: {e}", partial.display())))?;
+            file.sync_all()
+                .map_err(|e| Failure::other(format!("cannot sync {}: {e}", partial.display())))?;
+            Ok(summary)
+        })
+        .await
+    };
     tracing::debug!(peak_rss_kib = peak_rss_kib(), "export memory");
     result
 }
@@ -58,21 +74,22 @@ pub async fn export(source: &Source, out: &Path) -> Result<Summary, String> {
 /// Runs `write` on a temporary file beside `out` (a hidden name with the
 /// process id), then renames it over `out`; removes it if anything fails,
 /// so `out` appears only complete.
-pub async fn write_atomically<T, F, Fut>(out: &Path, write: F) -> Result<T, String>
+pub async fn write_atomically<T, F, Fut>(out: &Path, write: F) -> Result<T, Failure>
 where
     F: FnOnce(PathBuf) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let name = out
         .file_name()
-        .ok_or_else(|| format!("--out {} is not a file name", out.display()))?;
+        .ok_or_else(|| Failure::usage(format!("--out {} is not a file name", out.display())))?;
     let mut partial_name = std::ffi::OsString::from(".");
     partial_name.push(name);
     partial_name.push(format!(".partial-{}", std::process::id()));
     let partial = out.with_file_name(partial_name);
     let result = write(partial.clone()).await.and_then(|summary| {
-        std::fs::rename(&partial, out)
-            .map_err(|e| format!("cannot rename the file to {}: {e}", out.display()))?;
+        std::fs::rename(&partial, out).map_err(|e| {
+            Failure::other(format!("cannot rename the file to {}: {e}", out.display()))
+        })?;
         Ok(summary)
     });
     if result.is_err() {
@@ -81,26 +98,20 @@ where
     result
 }
 
-async fn write_to(source: &Source, path: &Path) -> Result<Summary, String> {
-    let file = std::fs::File::create(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut writer = std::io::BufWriter::new(file);
-    let mut progress = Progress::new();
-    let mut write = |lines: Vec<String>, summary: &mut Summary| -> Result<(), String> {
-        for line in lines {
-            writer
-                .write_all(line.as_bytes())
-                .and_then(|()| writer.write_all(b"\n"))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            summary.claims += 1;
-            summary.bytes += line.len() as u64 + 1;
-        }
-        progress.show(summary.claims);
-        Ok(())
-    };
-    let mut summary = Summary {
-        claims: 0,
-        bytes: 0,
+/// Writes every claim's line to `writer` (named `label` in errors), with a
+/// progress bar on a terminal.
+async fn write_lines(
+    source: &Source,
+    writer: &mut dyn Write,
+    label: &str,
+) -> Result<Summary, Failure> {
+    let mut out = Lines {
+        writer,
+        label,
+        summary: Summary {
+            claims: 0,
+            bytes: 0,
+        },
     };
     match source {
         Source::DataDir(dir) => {
@@ -109,20 +120,23 @@ async fn write_to(source: &Source, path: &Path) -> Result<Summary, String> {
                 opened_peak_rss_kib = peak_rss_kib(),
                 "data directory opened"
             );
+            let total = store.stats().await.map(|s| s.claims).ok();
+            let progress = cli::progress(total, "claims");
             let (tx, mut rx) = archive::channel();
             // Producer and writer run in this one task (not a spawned one):
             // lines are then allocated and freed on the same thread, so the
             // allocator does not grow one arena per thread with them.
             let consume = async {
                 while let Some(chunk) = rx.recv().await {
-                    let lines = chunk.map_err(|e| e.to_string())?;
-                    write(lines, &mut summary)?;
+                    out.write(chunk?)?;
+                    progress.set(out.summary.claims);
                 }
-                Ok::<(), String>(())
+                Ok::<(), Failure>(())
             };
             let (_, outcome) = tokio::join!(archive::produce(store.clone(), tx), consume);
-            store.close().await.map_err(|e| e.to_string())?;
+            store.close().await?;
             outcome?;
+            progress.finish();
         }
         Source::Server(server) => {
             let mut client = keys::client(server)
@@ -130,67 +144,76 @@ async fn write_to(source: &Source, path: &Path) -> Result<Summary, String> {
                 .max_decoding_message_size(MAX_CHUNK_BYTES);
             let mut stream = client
                 .export_claims(keys::request(server, pb::ExportClaimsRequest {})?)
-                .await
-                .map_err(keys::describe)?
+                .await?
                 .into_inner();
-            while let Some(chunk) = stream.message().await.map_err(keys::describe)? {
-                write(chunk.lines, &mut summary)?;
+            let progress = cli::progress(None, "claims");
+            while let Some(chunk) = stream.message().await? {
+                out.write(chunk.lines)?;
+                progress.set(out.summary.claims);
             }
+            progress.finish();
         }
     }
-    progress.finish();
-    let file = writer
-        .into_inner()
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-    Ok(summary)
+    if let Err(e) = out.writer.flush() {
+        return Err(out.failed(e));
+    }
+    Ok(out.summary)
+}
+
+/// Where [`write_lines`] writes, and what it wrote.
+struct Lines<'a> {
+    /// The file or standard output.
+    writer: &'a mut dyn Write,
+    /// Its name in errors; "standard output" for `--out -`.
+    label: &'a str,
+    /// Lines and bytes so far.
+    summary: Summary,
+}
+
+impl Lines<'_> {
+    fn write(&mut self, lines: Vec<String>) -> Result<(), Failure> {
+        for line in lines {
+            if let Err(e) = self
+                .writer
+                .write_all(line.as_bytes())
+                .and_then(|()| self.writer.write_all(b"\n"))
+            {
+                return Err(self.failed(e));
+            }
+            self.summary.claims += 1;
+            self.summary.bytes += line.len() as u64 + 1;
+        }
+        Ok(())
+    }
+
+    /// A write error; standard output's reader going away ends the process
+    /// quietly.
+    fn failed(&self, err: std::io::Error) -> Failure {
+        if self.label == "standard output" {
+            cli::stdout_failed(err);
+        }
+        Failure::other(format!("cannot write {}: {err}", self.label))
+    }
+}
+
+/// A data directory given to a command that reads one must exist: a
+/// mistyped path is NOT_FOUND, not a new, empty database.
+pub fn require_data_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            tonic::Code::NotFound,
+            format!("no data directory at {}", dir.display()),
+        )
+        .hint("give --data-dir, or --server for a running server"))
+    }
 }
 
 /// A mistyped path is an error, not a new, empty database.
-pub fn open_existing(dir: &Path) -> Result<SledStore, String> {
-    if !dir.is_dir() {
-        return Err(format!(
-            "no data directory at {} (give --data-dir, or --server for a running server)",
-            dir.display()
-        ));
-    }
-    SledStore::open_without_index(dir, EXPORT_CACHE_BYTES).map_err(|err| match err {
-        OpenError::Locked(_) => format!(
-            "{err}. While the server runs, work through it: add --server http://HOST:PORT \
-             (and PHOTOCLAIM_TOKEN=<an admin key's token>)"
-        ),
-        other => other.to_string(),
-    })
-}
-
-/// A claim counter on stderr, only when stderr is a terminal (logs and
-/// pipes stay clean).
-struct Progress {
-    on: bool,
-    shown: u64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-            shown: 0,
-        }
-    }
-
-    fn show(&mut self, claims: u64) {
-        if self.on && claims >= self.shown + 1000 {
-            eprint!("\rexported {claims} claims…");
-            self.shown = claims;
-        }
-    }
-
-    fn finish(&self) {
-        if self.on && self.shown > 0 {
-            eprint!("\r\x1b[K");
-        }
-    }
+pub fn open_existing(dir: &Path) -> Result<SledStore, Failure> {
+    require_data_dir(dir)?;
+    Ok(SledStore::open_without_index(dir, EXPORT_CACHE_BYTES)?)
 }
 
 /// The process's peak resident set size (VmHWM) in KiB, 0 where

@@ -11,7 +11,7 @@ use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::Timestamp;
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
-use crate::store::{OpenError, SledStore, Store, DEFAULT_CACHE_BYTES};
+use crate::store::{SledStore, Store, DEFAULT_CACHE_BYTES};
 
 /// Actor recorded for key changes made on the data directory.
 pub const CLI_ACTOR: &str = "cli";
@@ -26,8 +26,8 @@ pub enum Target {
 
 pub use crate::remote::ServerTarget;
 
-/// What went wrong, in words for an operator.
-pub type KeyError = String;
+/// What went wrong: a code and words for an operator.
+pub type KeyError = crate::cli::Failure;
 
 /// Creates a key; returns it and its token.
 pub async fn create(
@@ -38,10 +38,9 @@ pub async fn create(
     match target {
         Target::DataDir(dir) => {
             let store = open(dir)?;
-            let (key, token) = ApiKey::create(name, role, CLI_ACTOR, Timestamp::now())
-                .map_err(|e| e.to_string())?;
-            let key = store.create_key(key).await.map_err(|e| e.to_string())?;
-            store.close().await.map_err(|e| e.to_string())?;
+            let (key, token) = ApiKey::create(name, role, CLI_ACTOR, Timestamp::now())?;
+            let key = store.create_key(key).await?;
+            store.close().await?;
             Ok((key_out(&key), token))
         }
         Target::Server(server) => {
@@ -55,9 +54,11 @@ pub async fn create(
                     },
                 )?)
                 .await
-                .map_err(describe)?
+                .map_err(KeyError::from)?
                 .into_inner();
-            let key = reply.api_key.ok_or("the server sent no key")?;
+            let key = reply
+                .api_key
+                .ok_or_else(|| KeyError::other("the server sent no key"))?;
             Ok((key, reply.token))
         }
     }
@@ -68,14 +69,14 @@ pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
     match target {
         Target::DataDir(dir) => {
             let store = open_existing(dir)?;
-            let keys = store.list_keys().await.map_err(|e| e.to_string())?;
+            let keys = store.list_keys().await?;
             Ok(keys.iter().map(key_out).collect())
         }
         Target::Server(server) => Ok(client(server)
             .await?
             .list_api_keys(request(server, pb::ListApiKeysRequest {})?)
             .await
-            .map_err(describe)?
+            .map_err(KeyError::from)?
             .into_inner()
             .api_keys),
     }
@@ -85,13 +86,10 @@ pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
 pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError> {
     match target {
         Target::DataDir(dir) => {
-            validate_key_name(name).map_err(|e| e.to_string())?;
+            validate_key_name(name).map_err(KeyError::from)?;
             let store = open_existing(dir)?;
-            let key = store
-                .revoke_key(name, CLI_ACTOR)
-                .await
-                .map_err(|e| e.to_string())?;
-            store.close().await.map_err(|e| e.to_string())?;
+            let key = store.revoke_key(name, CLI_ACTOR).await?;
+            store.close().await?;
             Ok(key_out(&key))
         }
         Target::Server(server) => client(server)
@@ -104,30 +102,19 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
             )?)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(describe),
+            .map_err(KeyError::from),
     }
 }
 
-/// Like [`open`], but a mistyped path is an error instead of a new, empty
-/// database (only `create` may start a data directory).
+/// Like [`open`], but a mistyped path is an error (NOT_FOUND) instead of a
+/// new, empty database (only `create` may start a data directory).
 fn open_existing(dir: &std::path::Path) -> Result<SledStore, KeyError> {
-    if !dir.is_dir() {
-        return Err(format!(
-            "no data directory at {} (give --data-dir, or --server for a running server)",
-            dir.display()
-        ));
-    }
+    crate::export::require_data_dir(dir)?;
     open(dir)
 }
 
 fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
-    SledStore::open_without_index(dir, DEFAULT_CACHE_BYTES).map_err(|err| match err {
-        OpenError::Locked(_) => format!(
-            "{err}. While the server runs, manage keys through it: add --server http://HOST:PORT \
-             (and PHOTOCLAIM_TOKEN=<an admin key's token>)"
-        ),
-        other => other.to_string(),
-    })
+    Ok(SledStore::open_without_index(dir, DEFAULT_CACHE_BYTES)?)
 }
 
 pub(crate) async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
@@ -135,11 +122,7 @@ pub(crate) async fn client(server: &ServerTarget) -> Result<AdminServiceClient<C
 }
 
 pub(crate) fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
-    server.request(body)
-}
-
-pub(crate) fn describe(status: tonic::Status) -> KeyError {
-    format!("{:?}: {}", status.code(), status.message())
+    server.request(body).map_err(KeyError::usage)
 }
 
 /// `2026-11-28T10:49:03Z` for a protobuf timestamp (UTC, whole seconds),
@@ -161,7 +144,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn an_https_server_needs_its_ca_named() {
+    async fn a_server_that_is_not_there_is_named_as_refused() {
         let target = Target::Server(ServerTarget {
             url: "https://127.0.0.1:1".into(),
             token: String::new(),
@@ -169,7 +152,8 @@ mod tests {
             client_identity: None,
         });
         let err = list(&target).await.unwrap_err();
-        assert!(err.contains("--ca-cert"), "{err}");
+        assert_eq!(err.code, tonic::Code::Unavailable, "{err}");
+        assert!(err.message.contains("connection refused"), "{err}");
     }
 
     #[test]

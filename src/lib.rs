@@ -34,6 +34,9 @@
 //!   running server.
 //! - [`remote`]: the client side of `--server`: connection, TLS, bearer
 //!   token; shared by [`keys`], [`export`] and [`desk`].
+//! - [`cli`]: what every subcommand shares at the terminal: the one error
+//!   type, message format and exit-code table, standard output that ends
+//!   quietly on a closed pipe, progress bars.
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
 //! [`server::run`], [`keys`], [`export`], [`backup`], [`store::check_dir`] or [`desk`].
@@ -41,6 +44,7 @@
 pub mod api;
 pub mod backup;
 pub mod bench;
+pub mod cli;
 pub mod desk;
 pub mod domain;
 pub mod export;

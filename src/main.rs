@@ -10,20 +10,26 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use photoclaim::api::auth::AuthPolicy;
 use photoclaim::api::{ImageOptions, WatchOptions};
+use photoclaim::cli::{self, Failure, LogWriter};
 use photoclaim::domain::access::Role;
 use photoclaim::domain::review::Publisher;
 use photoclaim::export;
 use photoclaim::keys::{self, Target};
 use photoclaim::server::{self, Options, TlsFiles};
 use photoclaim::store::{SledStore, Store};
+use photoclaim::{out, outln};
 
 /// photoclaim: claims about images, official responses and verification status, over gRPC.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PHOTOCLAIM_LOG_FORMAT", global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PHOTOCLAIM_LOG_FORMAT", global = true, help_heading = "Output")]
     log_format: LogFormat,
+    /// More log lines on standard error: -v info, -vv debug (`serve` logs
+    /// info by default, other commands warnings only; RUST_LOG wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,13 +80,14 @@ enum Command {
     /// (from the data directory, or through a running server with --server).
     Export {
         /// The file to write; it appears only once the export is complete.
+        /// `-` writes to standard output.
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         target: TargetArgs,
     },
     /// Desk commands against a running server: register, show, list, status,
-    /// respond, verdict, history, watch.
+    /// respond, verdict, history, watch, similar, review.
     Claim(photoclaim::desk::ClaimArgs),
     /// Write a consistent backup file (through a running server with --server,
     /// taken while it keeps writing; or from a stopped data directory).
@@ -131,7 +138,7 @@ enum Command {
     /// latency percentiles and errors per RPC. It writes: use a scratch server.
     Bench(Box<BenchArgs>),
     /// Verify a data directory offline (stop the server first): format
-    /// version, every hash chain, every index. Exit code 1 if anything is wrong.
+    /// version, every hash chain, every index. Exit code 8 if anything is wrong.
     Check {
         /// The data directory to check.
         #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
@@ -141,11 +148,12 @@ enum Command {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// The server to load (http://HOST:PORT or https://HOST:PORT).
+    /// The server to load (HOST:PORT plaintext, http://HOST:PORT or https://HOST:PORT).
     #[arg(
         long,
-        default_value = "http://127.0.0.1:50051",
-        env = "PHOTOCLAIM_SERVER"
+        default_value = "127.0.0.1:50051",
+        env = "PHOTOCLAIM_SERVER",
+        help_heading = "Connection"
     )]
     server: String,
     /// HTTP/2 connections.
@@ -180,7 +188,7 @@ struct BenchArgs {
     #[arg(long)]
     decode_replies: bool,
     /// Print the report as JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     json: bool,
     /// Exit with status 1 when any reply was an error (for smoke runs).
     #[arg(long)]
@@ -268,7 +276,7 @@ struct ServeArgs {
     status_cache_mb: u64,
     /// Claims (with their latest response) kept in memory for GetClaim and
     /// the claims of FindSimilarClaims replies, in MiB (0: off). Kept up to
-    /// date like the status cache. About 2.6 KB a claim of the generated
+    /// date like the status cache. About 3.3 KB a claim of the generated
     /// archive: size it to the claims desks open. Filled at start-up with
     /// the newest claims, with the status cache.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_CLAIM_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
@@ -338,20 +346,33 @@ struct TargetArgs {
         global = true
     )]
     data_dir: PathBuf,
-    /// Work through this running server instead (http://HOST:PORT or https://HOST:PORT).
-    #[arg(long, env = "PHOTOCLAIM_SERVER", global = true)]
+    /// Work through this running server instead (HOST:PORT plaintext,
+    /// http://HOST:PORT or https://HOST:PORT).
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_SERVER",
+        global = true,
+        help_heading = "Connection"
+    )]
     server: Option<String>,
     /// Credentials for --server (an admin key's token).
     #[command(flatten)]
     credentials: photoclaim::remote::CredentialArgs,
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to standard error through [`LogWriter`] (which keeps progress
+/// bars intact): at `default` unless `-v` raises it; RUST_LOG wins.
+fn init_tracing(format: LogFormat, default: &str, verbose: u8) {
+    let level = match verbose {
+        0 => default,
+        1 if default == "warn" => "info",
+        _ => "debug",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(LogWriter);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -376,20 +397,23 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("photoclaim: {message}");
-    ExitCode::FAILURE
-}
+type Outcome = Result<(), Failure>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    match cli.command {
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log_format, default_level, cli.verbose);
+    let outcome = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Keys { action, target } => manage_keys(action, target).await,
         Command::Export { out, target } => export(out, target).await,
@@ -404,6 +428,10 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench(*args).await,
         Command::Restore { input, data_dir } => restore(&input, &data_dir),
         Command::Compact { data_dir, out } => compact(&data_dir, &out),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }
 
@@ -420,78 +448,49 @@ fn describe(summary: &photoclaim::backup::Summary) -> String {
     )
 }
 
-async fn backup(out: PathBuf, args: TargetArgs) -> ExitCode {
-    let source = match target(args) {
-        Ok(Target::DataDir(dir)) => export::Source::DataDir(dir),
-        Ok(Target::Server(server)) => export::Source::Server(server),
-        Err(code) => return code,
-    };
-    match photoclaim::backup::backup(&source, &out).await {
-        Ok(summary) => {
-            println!("backed up {} to {}", describe(&summary), out.display());
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(format!(
-            "backup failed, {} not written: {err}",
-            out.display()
-        )),
-    }
+async fn backup(out: PathBuf, args: TargetArgs) -> Outcome {
+    let source = source(args)?;
+    let summary = photoclaim::backup::backup(&source, &out)
+        .await
+        .map_err(|f| f.context(format!("backup failed, {} not written", out.display())))?;
+    outln!("backed up {} to {}", describe(&summary), out.display());
+    Ok(())
 }
 
-fn restore(input: &Path, dir: &Path) -> ExitCode {
-    match photoclaim::backup::restore(input, dir) {
-        Ok(summary) => {
-            println!("restored {} into {}", describe(&summary), dir.display());
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(format!(
-            "restore failed, {} not created: {err}",
-            dir.display()
-        )),
-    }
+fn restore(input: &Path, dir: &Path) -> Outcome {
+    let summary = photoclaim::backup::restore(input, dir)
+        .map_err(|f| f.context(format!("restore failed, {} not created", dir.display())))?;
+    outln!("restored {} into {}", describe(&summary), dir.display());
+    Ok(())
 }
 
-fn compact(from: &Path, to: &Path) -> ExitCode {
-    match photoclaim::backup::compact(from, to) {
-        Ok((copied, report)) => {
-            println!(
-                "compacted {} ({} bytes on disk) into {}: {} keys in {} trees, {} bytes of keys and values, {} bytes on disk; check ok ({} claims, log position {})",
-                from.display(),
-                copied.source_disk_bytes,
-                to.display(),
-                copied.entries,
-                copied.trees,
-                copied.logical_bytes,
-                report.disk_bytes,
-                report.claims,
-                report.log_position
-            );
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(format!(
-            "compact failed, {} not created: {err}",
-            to.display()
-        )),
-    }
+fn compact(from: &Path, to: &Path) -> Outcome {
+    let (copied, report) = photoclaim::backup::compact(from, to)
+        .map_err(|f| f.context(format!("compact failed, {} not created", to.display())))?;
+    outln!(
+        "compacted {} ({} bytes on disk) into {}: {} keys in {} trees, {} bytes of keys and values, {} bytes on disk; check ok ({} claims, log position {})",
+        from.display(),
+        copied.source_disk_bytes,
+        to.display(),
+        copied.entries,
+        copied.trees,
+        copied.logical_bytes,
+        report.disk_bytes,
+        report.claims,
+        report.log_position
+    );
+    Ok(())
 }
 
-async fn bench(args: BenchArgs) -> ExitCode {
+async fn bench(args: BenchArgs) -> Outcome {
     use photoclaim::bench;
-    let mix = match bench::parse_mix(&args.mix) {
-        Ok(mix) => mix,
-        Err(err) => return fail(err),
-    };
+    let mix = bench::parse_mix(&args.mix).map_err(|e| Failure::usage(format!("--mix: {e}")))?;
     let seconds = |value: f64, flag: &str| {
         Duration::try_from_secs_f64(value)
-            .map_err(|_| format!("{flag} must be a number of seconds, 0 or more"))
+            .map_err(|_| Failure::usage(format!("{flag} must be a number of seconds, 0 or more")))
     };
-    let (duration, warmup) = match (
-        seconds(args.duration, "--duration"),
-        seconds(args.warmup, "--warmup"),
-    ) {
-        (Ok(d), Ok(w)) => (d, w),
-        (Err(err), _) | (_, Err(err)) => return fail(err),
-    };
+    let duration = seconds(args.duration, "--duration")?;
+    let warmup = seconds(args.warmup, "--warmup")?;
     let config = bench::Config {
         connections: args.connections,
         in_flight: args.in_flight,
@@ -503,13 +502,13 @@ async fn bench(args: BenchArgs) -> ExitCode {
         seed: args.seed,
         decode_replies: args.decode_replies,
     };
-    let target = match args.credentials.target(args.server.clone()) {
-        Ok(target) => target,
-        Err(err) => return fail(err),
-    };
+    let target = args
+        .credentials
+        .target(args.server.clone())
+        .map_err(Failure::usage)?;
     eprintln!(
         "bench: {}, {} connections x {} in flight ({} in all), {:.1} s warm-up + {:.1} s counted per phase, replies {}",
-        args.server,
+        target.url,
         config.connections,
         config.in_flight,
         config.connections * config.in_flight,
@@ -517,64 +516,67 @@ async fn bench(args: BenchArgs) -> ExitCode {
         duration.as_secs_f64(),
         if config.decode_replies { "decoded" } else { "skimmed" }
     );
-    match bench::run(target, &config, |what| eprintln!("bench: {what}…")).await {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json(&config));
-            } else {
-                eprintln!(
-                    "bench: {} claims on the server ({} registered first)",
-                    report.claims, report.prepared
-                );
-                print!("{}", report.to_table());
-            }
-            let errors = report.error_count();
-            if args.fail_on_errors && errors > 0 {
-                return fail(format!("bench: {errors} replies were errors"));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(format!("bench failed: {err}")),
+    let report = bench::run(target, &config, |what| eprintln!("bench: {what}…"))
+        .await
+        .map_err(|err| Failure::new(tonic::Code::Unavailable, format!("bench failed: {err}")))?;
+    if args.json {
+        outln!("{}", report.to_json(&config));
+    } else {
+        eprintln!(
+            "bench: {} claims on the server ({} registered first)",
+            report.claims, report.prepared
+        );
+        out!("{}", report.to_table());
     }
+    let errors = report.error_count();
+    if args.fail_on_errors && errors > 0 {
+        return Err(Failure::other(format!(
+            "bench: {errors} replies were errors"
+        )));
+    }
+    Ok(())
 }
 
-async fn generate(dir: &Path, claims: u64, seed: u64) -> ExitCode {
-    let store = match photoclaim::store::SledStore::open(dir) {
-        Ok(store) => std::sync::Arc::new(store),
-        Err(err) => return fail(err),
-    };
-    let result = photoclaim::generate::generate(store.clone(), claims, seed, |done| {
-        eprintln!("generated {done} claims…")
-    })
-    .await;
+async fn generate(dir: &Path, claims: u64, seed: u64) -> Outcome {
+    let store = std::sync::Arc::new(photoclaim::store::SledStore::open(dir)?);
+    let progress = cli::progress(Some(claims), "claims");
+    let result =
+        photoclaim::generate::generate(store.clone(), claims, seed, |done| progress.set(done))
+            .await;
+    progress.finish();
     let closed = store.close().await;
-    match (result, closed) {
-        (Ok(g), Ok(())) => {
-            println!(
-                "generated {} claims, {} responses, {} verdicts in {:.1} s ({:.0} claims/s) into {}",
-                g.claims,
-                g.responses,
-                g.verdicts,
-                g.seconds,
-                g.claims as f64 / g.seconds.max(1e-9),
-                dir.display()
-            );
-            ExitCode::SUCCESS
-        }
-        (Err(err), _) | (_, Err(err)) => fail(format!("generate failed: {err}")),
-    }
+    let g = result
+        .and_then(|g| closed.map(|()| g))
+        .map_err(|e| Failure::from(e).context("generate failed"))?;
+    outln!(
+        "generated {} claims, {} responses, {} verdicts in {:.1} s ({:.0} claims/s) into {}",
+        g.claims,
+        g.responses,
+        g.verdicts,
+        g.seconds,
+        g.claims as f64 / g.seconds.max(1e-9),
+        dir.display()
+    );
+    Ok(())
 }
 
-fn check(dir: &Path) -> ExitCode {
-    let report = match photoclaim::store::check_dir(dir) {
-        Ok(report) => report,
-        Err(err) => return fail(format!("check failed: {err}")),
-    };
+fn check(dir: &Path) -> Outcome {
+    photoclaim::export::require_data_dir(dir)?;
+    let progress = cli::progress(None, "claims");
+    let report = photoclaim::store::check_dir_reporting(dir, &|at| {
+        if at.claims_done == 0 {
+            progress.set_total(at.claims_total);
+        }
+        progress.message(at.phase);
+        progress.set(at.claims_done);
+    });
+    progress.finish();
+    let report = report.map_err(|e| Failure::from(e).context("check failed"))?;
     for problem in &report.problems {
-        println!("PROBLEM {problem}");
+        outln!("PROBLEM {problem}");
     }
     if report.problem_count > report.problems.len() as u64 {
-        println!(
+        outln!(
             "... and {} more problems",
             report.problem_count - report.problems.len() as u64
         );
@@ -592,18 +594,23 @@ fn check(dir: &Path) -> ExitCode {
         report.disk_bytes
     );
     if report.is_ok() {
-        println!("ok {summary}");
-        ExitCode::SUCCESS
+        outln!("ok {summary}");
+        Ok(())
     } else {
-        println!("FAILED {} problems in {summary}", report.problem_count);
-        ExitCode::FAILURE
+        outln!("FAILED {} problems in {summary}", report.problem_count);
+        Err(Failure::problems(format!(
+            "{} problems in {}",
+            report.problem_count,
+            dir.display()
+        ))
+        .hint("restore from a backup (`photoclaim restore`); docs/operations.md says how"))
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
+async fn serve(args: ServeArgs) -> Outcome {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let files = (|| -> Result<TlsFiles, String> {
+            let files = (|| -> Result<TlsFiles, Failure> {
                 Ok(TlsFiles {
                     cert_pem: read(cert, "--tls-cert")?,
                     key_pem: read(key, "--tls-key")?,
@@ -613,10 +620,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
                     },
                 })
             })();
-            match files {
-                Ok(files) => Some(files),
-                Err(err) => return fail(err),
-            }
+            Some(files?)
         }
         _ => None,
     };
@@ -626,7 +630,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         review_url_template: args.review_url_template.clone(),
     };
     if let Err(err) = publisher.validate() {
-        return fail(format!("invalid publisher settings: {err}"));
+        return Err(Failure::usage(format!("invalid publisher settings: {err}")));
     }
     if publisher.name.is_empty() || publisher.review_url_template.is_empty() {
         tracing::warn!(
@@ -639,13 +643,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
         Err(err) => {
             tracing::error!(%err, "cannot start");
-            return fail(err);
+            return Err(err.into());
         }
     };
-    let keys_exist = match store.has_keys().await {
-        Ok(exist) => exist,
-        Err(err) => return fail(err),
-    };
+    let keys_exist = store.has_keys().await?;
     let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some());
     let allow_anonymous = match server::anonymous_access(
         args.listen,
@@ -656,13 +657,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(allow) => allow,
         Err(why) => {
             tracing::error!(listen = %args.listen, "{why}");
-            return fail(why);
+            return Err(Failure::new(tonic::Code::FailedPrecondition, why));
         }
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
-        Err(err) => return fail(format!("cannot listen on {}: {err}", args.listen)),
-    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| Failure::other(format!("cannot listen on {}: {err}", args.listen)))?;
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -674,14 +674,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
         );
     }
     if let Some(metrics_addr) = args.metrics_listen {
-        let metrics_listener = match tokio::net::TcpListener::bind(metrics_addr).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                return fail(format!(
-                    "cannot listen on {metrics_addr} for metrics: {err}"
-                ))
-            }
-        };
+        let metrics_listener =
+            tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|err| {
+                    Failure::other(format!(
+                        "cannot listen on {metrics_addr} for metrics: {err}"
+                    ))
+                })?;
         let bound = metrics_listener
             .local_addr()
             .map(|a| a.to_string())
@@ -726,105 +726,95 @@ async fn serve(args: ServeArgs) -> ExitCode {
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,
     };
-    match server::run(listener, store, options, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
+    server::run(listener, store, options, shutdown)
+        .await
+        .map_err(|err| {
             tracing::error!(%err, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+            Failure::other(format!("server failed: {err}"))
+        })
 }
 
-async fn export(out: PathBuf, args: TargetArgs) -> ExitCode {
-    let source = match target(args) {
-        Ok(Target::DataDir(dir)) => export::Source::DataDir(dir),
-        Ok(Target::Server(server)) => export::Source::Server(server),
-        Err(code) => return code,
-    };
-    match export::export(&source, &out).await {
-        Ok(summary) => {
-            eprintln!(
-                "exported {} claims ({} bytes) to {}",
-                summary.claims,
-                summary.bytes,
-                out.display()
-            );
-            ExitCode::SUCCESS
+async fn export(out: PathBuf, args: TargetArgs) -> Outcome {
+    let source = source(args)?;
+    let summary = export::export(&source, &out)
+        .await
+        .map_err(|f| f.context(format!("export failed, {} not written", out.display())))?;
+    eprintln!(
+        "exported {} claims ({} bytes) to {}",
+        summary.claims,
+        summary.bytes,
+        if out == Path::new("-") {
+            "standard output".to_string()
+        } else {
+            out.display().to_string()
         }
-        Err(err) => fail(format!(
-            "export failed, {} not written: {err}",
-            out.display()
-        )),
-    }
+    );
+    Ok(())
 }
 
-/// Where `keys` and `export` work: the data directory, or a server.
-fn target(args: TargetArgs) -> Result<Target, ExitCode> {
+/// Where `keys` works: the data directory, or a server.
+fn target(args: TargetArgs) -> Result<Target, Failure> {
     Ok(match args.server {
         None => Target::DataDir(args.data_dir),
-        Some(url) => match args.credentials.target(url) {
-            Ok(server) => Target::Server(server),
-            Err(err) => return Err(fail(err)),
-        },
+        Some(url) => Target::Server(args.credentials.target(url).map_err(Failure::usage)?),
     })
 }
 
-async fn manage_keys(action: KeysAction, args: TargetArgs) -> ExitCode {
-    let target = match target(args) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
+/// Where `export` and `backup` read: the data directory, or a server.
+fn source(args: TargetArgs) -> Result<export::Source, Failure> {
+    Ok(match target(args)? {
+        Target::DataDir(dir) => export::Source::DataDir(dir),
+        Target::Server(server) => export::Source::Server(server),
+    })
+}
+
+async fn manage_keys(action: KeysAction, args: TargetArgs) -> Outcome {
+    let target = target(args)?;
     match action {
         KeysAction::Create { name, role } => {
-            match keys::create(&target, &name, role.into()).await {
-                Ok((key, token)) => {
-                    eprintln!(
-                    "created API key {:?} with role {}; its token follows and is shown only now:",
+            let (key, token) = keys::create(&target, &name, role.into()).await?;
+            eprintln!(
+                "created API key {:?} with role {}; its token follows and is shown only now:",
+                key.name,
+                keys::role_name(key.role)
+            );
+            outln!("{token}");
+        }
+        KeysAction::List => {
+            let list = keys::list(&target).await?;
+            outln!(
+                "{:<24} {:<8} {:<8} {:<21} {:<16} TOKEN PREFIX",
+                "NAME",
+                "ROLE",
+                "STATUS",
+                "CREATED",
+                "CREATED BY"
+            );
+            for key in list {
+                let status = if key.revoke_time.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                outln!(
+                    "{:<24} {:<8} {:<8} {:<21} {:<16} {}",
                     key.name,
-                    keys::role_name(key.role)
+                    keys::role_name(key.role),
+                    status,
+                    keys::format_time(key.create_time.as_ref()),
+                    key.created_by,
+                    key.token_prefix
                 );
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => fail(err),
             }
         }
-        KeysAction::List => match keys::list(&target).await {
-            Ok(list) => {
-                println!(
-                    "{:<24} {:<8} {:<8} {:<21} {:<16} TOKEN PREFIX",
-                    "NAME", "ROLE", "STATUS", "CREATED", "CREATED BY"
-                );
-                for key in list {
-                    let status = if key.revoke_time.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
-                    println!(
-                        "{:<24} {:<8} {:<8} {:<21} {:<16} {}",
-                        key.name,
-                        keys::role_name(key.role),
-                        status,
-                        keys::format_time(key.create_time.as_ref()),
-                        key.created_by,
-                        key.token_prefix
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(err) => fail(err),
-        },
-        KeysAction::Revoke { name } => match keys::revoke(&target, &name).await {
-            Ok(key) => {
-                eprintln!(
-                    "revoked API key {:?} at {}",
-                    key.name,
-                    keys::format_time(key.revoke_time.as_ref())
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => fail(err),
-        },
+        KeysAction::Revoke { name } => {
+            let key = keys::revoke(&target, &name).await?;
+            eprintln!(
+                "revoked API key {:?} at {}",
+                key.name,
+                keys::format_time(key.revoke_time.as_ref())
+            );
+        }
     }
+    Ok(())
 }

@@ -26,16 +26,40 @@ static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> = std::sync::Laz
 /// If `full_name` is not a message of this package's descriptor set, or
 /// does not match `message`'s type: both are programming errors.
 pub fn to_json<M: prost::Message>(message: &M, full_name: &str) -> serde_json::Value {
+    dynamic(message, full_name)
+        .serialize_with_options(
+            serde_json::value::Serializer,
+            &prost_reflect::SerializeOptions::new(),
+        )
+        .unwrap_or_else(|e| panic!("serializing a {full_name}: {e}"))
+}
+
+/// [`to_json`] as text, with the fields in the order the proto declares
+/// them (a `serde_json::Value` would sort them by name), as grpcurl prints:
+/// indented by two spaces when `pretty`, else on one line.
+///
+/// # Panics
+/// As [`to_json`].
+pub fn to_json_text<M: prost::Message>(message: &M, full_name: &str, pretty: bool) -> String {
+    let dynamic = dynamic(message, full_name);
+    let options = prost_reflect::SerializeOptions::new();
+    let mut out = Vec::new();
+    let result = if pretty {
+        dynamic.serialize_with_options(&mut serde_json::Serializer::pretty(&mut out), &options)
+    } else {
+        dynamic.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)
+    };
+    result.unwrap_or_else(|e| panic!("serializing a {full_name}: {e}"));
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// `message` re-decoded as a dynamic message of type `full_name`.
+fn dynamic<M: prost::Message>(message: &M, full_name: &str) -> prost_reflect::DynamicMessage {
     let descriptor = POOL
         .get_message_by_name(full_name)
         .unwrap_or_else(|| panic!("{full_name} is not in the descriptor set"));
-    let dynamic =
-        prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-            .unwrap_or_else(|e| panic!("re-decoding a {full_name}: {e}"));
-    let options = prost_reflect::SerializeOptions::new();
-    dynamic
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap_or_else(|e| panic!("serializing a {full_name} to JSON: {e}"))
+    prost_reflect::DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+        .unwrap_or_else(|e| panic!("re-decoding a {full_name}: {e}"))
 }
 
 #[cfg(test)]
@@ -66,5 +90,35 @@ mod tests {
             "VERIFICATION_STATE_RESOLVED"
         );
         assert!(json.get("claimant").is_none(), "defaults are left out");
+    }
+
+    #[test]
+    fn json_text_keeps_the_order_the_proto_declares() {
+        let claim = Claim {
+            name: "claims/7".into(),
+            claim_text: "UN peacekeepers in Kazakhstan".into(),
+            claimant: "posts".into(),
+            language: "en".into(),
+            ..Default::default()
+        };
+        let text = to_json_text(&claim, "photoclaim.v1.Claim", true);
+        let at = |key: &str| {
+            text.find(&format!("\"{key}\""))
+                .unwrap_or_else(|| panic!("{key} missing in {text}"))
+        };
+        // Declaration order: name, claim_text, claimant, language (not a-z).
+        assert!(at("name") < at("claimText"), "{text}");
+        assert!(at("claimText") < at("claimant"), "{text}");
+        assert!(at("claimant") < at("language"), "{text}");
+        assert!(
+            text.starts_with("{\n  \"name\""),
+            "two-space indent: {text}"
+        );
+        let line = to_json_text(&claim, "photoclaim.v1.Claim", false);
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            to_json(&claim, "photoclaim.v1.Claim")
+        );
     }
 }

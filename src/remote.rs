@@ -19,15 +19,22 @@ pub struct ServerTarget {
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// How long the first connection may take (TCP and TLS) before the command
+/// gives up with "timed out".
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ServerTarget {
     /// Reads the certificate files named by the flags; errors name the flag.
+    /// `server` is taken as people type it: `HOST:PORT` means plaintext
+    /// (like `grpcurl -plaintext`), `http://` and `https://` URLs as given.
     pub fn from_flags(
-        url: String,
+        server: String,
         token: Option<String>,
         ca_cert: Option<&Path>,
         client_cert: Option<&Path>,
         client_key: Option<&Path>,
     ) -> Result<Self, String> {
+        let url = server_url(&server)?;
         let client_identity = match (client_cert, client_key) {
             (Some(cert), Some(key)) => Some((
                 read_file(cert, "--client-cert")?,
@@ -45,18 +52,20 @@ impl ServerTarget {
         })
     }
 
-    /// Connects; an https URL needs the CA named (there is no built-in root
-    /// store: the server's CA is always explicit).
+    /// Connects. An https URL is verified against `--ca-cert` when given,
+    /// else against the system's trust store (which honours `SSL_CERT_FILE`
+    /// and `SSL_CERT_DIR`). The error says what failed: refused, no such
+    /// host, TLS, timeout.
     pub async fn connect(&self) -> Result<Channel, ConnectError> {
         let mut endpoint = Endpoint::from_shared(self.url.clone())
-            .map_err(|e| ConnectError::Settings(format!("--server: {e}")))?;
+            .map_err(|e| ConnectError::Settings(format!("--server {}: {e}", self.url)))?
+            .connect_timeout(CONNECT_TIMEOUT);
         if self.url.starts_with("https://") {
-            let Some(ca) = &self.ca_cert else {
-                return Err(ConnectError::Settings(
-                    "--ca-cert is required with an https:// --server".into(),
-                ));
+            let mut tls = ClientTlsConfig::new().timeout(CONNECT_TIMEOUT);
+            tls = match &self.ca_cert {
+                Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+                None => tls.with_native_roots(),
             };
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             if let Some((cert, key)) = &self.client_identity {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
@@ -67,7 +76,7 @@ impl ServerTarget {
         endpoint
             .connect()
             .await
-            .map_err(|e| ConnectError::Unreachable(format!("cannot connect to {}: {e}", self.url)))
+            .map_err(|e| ConnectError::Unreachable(describe_connect_error(&self.url, &e)))
     }
 
     /// `body` as a request carrying `authorization: Bearer <token>` when a
@@ -75,21 +84,95 @@ impl ServerTarget {
     pub fn request<T>(&self, body: T) -> Result<tonic::Request<T>, String> {
         let mut request = tonic::Request::new(body);
         if !self.token.is_empty() {
-            let value = format!("Bearer {}", self.token)
-                .parse()
-                .map_err(|_| "PHOTOCLAIM_TOKEN is not a valid header value".to_string())?;
+            let value = format!("Bearer {}", self.token).parse().map_err(|_| {
+                "the token (--token or PHOTOCLAIM_TOKEN) is not a valid header value".to_string()
+            })?;
             request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
     }
 }
 
+/// `http://HOST:PORT` for `HOST:PORT`; `http://` and `https://` URLs as
+/// they are; anything else is refused with the forms that work.
+pub fn server_url(server: &str) -> Result<String, String> {
+    let server = server.trim();
+    if server.starts_with("http://") || server.starts_with("https://") {
+        return Ok(server.trim_end_matches('/').to_string());
+    }
+    if server.contains("://") {
+        return Err(format!(
+            "--server {server}: give HOST:PORT (plaintext), http://HOST:PORT or https://HOST:PORT"
+        ));
+    }
+    let has_port = server
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(format!(
+            "--server {server}: give HOST:PORT (plaintext, e.g. 127.0.0.1:50051), \
+             http://HOST:PORT or https://HOST:PORT"
+        ));
+    }
+    Ok(format!("http://{server}"))
+}
+
+/// What went wrong connecting to `url`, in words: the innermost cause of
+/// tonic's error chain, classified (refused, no such host, TLS, timeout).
+fn describe_connect_error(url: &str, err: &tonic::transport::Error) -> String {
+    let mut causes = Vec::new();
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let inner = causes.last().cloned().unwrap_or_default();
+    let all = causes.join(": ").to_ascii_lowercase();
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let what = if io_kind == Some(std::io::ErrorKind::ConnectionRefused)
+        || all.contains("connection refused")
+    {
+        format!("connection refused: nothing listens on {host} (is the server running?)")
+    } else if all.contains("lookup address")
+        || all.contains("name or service not known")
+        || all.contains("no address associated")
+        || all.contains("name resolution")
+        || all.contains("nodename nor servname")
+    {
+        format!("no such host: {host_name} ({inner})")
+    } else if io_kind == Some(std::io::ErrorKind::TimedOut)
+        || all.contains("timed out")
+        || all.contains("timeout")
+        || all.contains("elapsed")
+    {
+        format!(
+            "timed out after {} s connecting to {host}",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    } else if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("alert")
+    {
+        format!("TLS handshake with {host} failed: {inner}")
+    } else {
+        inner
+    };
+    format!("cannot connect to {url}: {what}")
+}
+
 /// Why [`ServerTarget::connect`] failed.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// The flags are wrong (bad URL, https without --ca-cert, unusable PEM).
+    /// The flags are wrong (bad URL, unusable PEM).
     Settings(String),
-    /// Nothing answered at the URL, or the TLS handshake failed.
+    /// Nothing answered at the URL, the name does not resolve, the TLS
+    /// handshake failed, or it timed out.
     Unreachable(String),
 }
 
@@ -98,12 +181,6 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Settings(why) | ConnectError::Unreachable(why) => f.write_str(why),
         }
-    }
-}
-
-impl From<ConnectError> for String {
-    fn from(err: ConnectError) -> String {
-        err.to_string()
     }
 }
 
@@ -116,16 +193,38 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 #[derive(clap::Args, Debug)]
 pub struct CredentialArgs {
     /// API key token, sent as `authorization: Bearer`. Prefer the environment variable.
-    #[arg(long, env = "PHOTOCLAIM_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
     pub token: Option<String>,
-    /// PEM CA certificate to verify an https --server with.
-    #[arg(long, env = "PHOTOCLAIM_CA_CERT", global = true)]
+    /// PEM CA certificate to verify an https --server with (default: the
+    /// system's trust store).
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_CA_CERT",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate, for a --server that requires one (needs --client-key).
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_CERT", global = true)]
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_CLIENT_CERT",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub client_cert: Option<PathBuf>,
     /// PEM private key of --client-cert.
-    #[arg(long, env = "PHOTOCLAIM_CLIENT_KEY", global = true)]
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_CLIENT_KEY",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub client_key: Option<PathBuf>,
 }
 

@@ -326,7 +326,7 @@ extract_walkthrough() {
             if (fence) { print "unterminated code block in the walkthrough" > "/dev/stderr"; exit 1 }
             if (blocks == 0) { print "no ```sh blocks between the markers" > "/dev/stderr"; exit 1 }
         }
-    ' README.md
+    ' docs/api.md
 }
 
 blocks=$(extract_walkthrough 2>"$WORK/extract.err") ||

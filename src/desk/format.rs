@@ -81,7 +81,7 @@ pub(super) fn excerpt(text: &str, max: usize) -> String {
 /// Prints `label: value` if the value is not empty.
 pub(super) fn field(label: &str, value: &str) {
     if !value.is_empty() {
-        println!("  {:<16} {value}", format!("{label}:"));
+        crate::outln!("  {:<16} {value}", format!("{label}:"));
     }
 }
 
@@ -104,6 +104,24 @@ pub(super) fn print_claim_body(claim: &pb::Claim) {
         field("image", &image.source_url);
         field("image sha256", &image.sha256);
         field("image pdq", &image.pdq);
+        if !image.pdq.is_empty() && image.pdq_quality > 0 {
+            let note = if image.pdq_quality < 50 {
+                " (too featureless to match near duplicates)"
+            } else {
+                ""
+            };
+            field(
+                "pdq quality",
+                &format!("{} of 100{note}", image.pdq_quality),
+            );
+        }
+        if image.width > 0 && image.height > 0 {
+            field(
+                "image size",
+                &format!("{} x {} pixels", image.width, image.height),
+            );
+        }
+        field("image format", &image.format);
         field("credit", &image.credit);
         field("publisher", &image.publisher);
         time_field("published", image.published_time.as_ref());

@@ -8,20 +8,23 @@
 //! prints). Commands that create something print its name alone on the first
 //! line, so scripts can capture it with `head -n 1`.
 //!
-//! Errors go to standard error as `error: <CODE>: <message>`; the exit code
-//! tells the class (see [`ExitClass`]).
+//! Errors go to standard error as `error: <CODE>: <message>` (a field the
+//! server refused is named by the flag that set it), with `hint:` lines;
+//! the exit code tells the class (see [`crate::cli::ExitClass`]).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
+use crate::cli::{code_name, Failure};
 use crate::keys::format_time;
+use crate::outln;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
-use crate::remote::{ConnectError, ServerTarget};
+use crate::remote::ServerTarget;
 
 mod format;
 use format::{
@@ -34,8 +37,9 @@ use format::{
 pub struct ClaimArgs {
     #[command(flatten)]
     connection: ConnectionArgs,
-    /// Print replies as proto3 JSON (as grpcurl does) instead of text.
-    #[arg(long, global = true)]
+    /// Print replies as proto3 JSON (as grpcurl does, fields in proto
+    /// order) instead of text.
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
     command: ClaimCommand,
@@ -44,12 +48,15 @@ pub struct ClaimArgs {
 /// How to reach the server; the same flags as `photoclaim keys --server`.
 #[derive(Args)]
 struct ConnectionArgs {
-    /// Server to talk to (http://HOST:PORT, or https://HOST:PORT with --ca-cert).
+    /// Server to talk to: HOST:PORT (plaintext, as `grpcurl -plaintext`),
+    /// http://HOST:PORT, or https://HOST:PORT (verified with --ca-cert, else
+    /// the system's trust store).
     #[arg(
         long,
         env = "PHOTOCLAIM_SERVER",
-        default_value = "http://127.0.0.1:50051",
-        global = true
+        default_value = "127.0.0.1:50051",
+        global = true,
+        help_heading = "Connection"
     )]
     server: String,
     #[command(flatten)]
@@ -92,8 +99,50 @@ enum ClaimCommand {
         #[arg(value_parser = claim_name)]
         claim: String,
     },
-    /// Follow events as they happen, one line each with its cursor.
+    /// Follow events as they happen, one line each with its cursor (from
+    /// now on; --after CURSOR resumes, --from-start replays everything first).
     Watch(WatchArgs),
+    /// "Has this image been checked before?": the claims on the same image
+    /// or a near duplicate, nearest first, with their state and verdict.
+    Similar(SimilarArgs),
+    /// A resolved claim's ClaimReview and MediaReview (schema.org JSON-LD),
+    /// ready to publish.
+    Review(ReviewArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "image")]
+struct SimilarArgs {
+    /// The image file (JPEG, PNG, WebP or GIF); the server hashes it.
+    #[arg(long, group = "image")]
+    image_file: Option<PathBuf>,
+    /// The image's SHA-256 (64 hex characters).
+    #[arg(long, group = "image")]
+    sha256: Option<String>,
+    /// A PDQ hash (64 hex characters).
+    #[arg(long, group = "image")]
+    pdq: Option<String>,
+    /// Largest PDQ Hamming distance that counts as similar, 0-64 (default:
+    /// the server's, 31 unless configured).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=64))]
+    max_distance: Option<i32>,
+    /// Also match featureless images (PDQ quality below 50), which collide easily.
+    #[arg(long)]
+    include_low_quality: bool,
+    /// Most matches to show (the server allows up to 1,000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    limit: i32,
+}
+
+#[derive(Args)]
+struct ReviewArgs {
+    /// The claim: `claims/7` or `7`.
+    #[arg(value_parser = claim_name)]
+    claim: String,
+    /// Write `claims-7.claim-review.jsonld` (and `claims-7.media-review.jsonld`
+    /// when there is one) into this directory instead of printing them.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -215,9 +264,12 @@ struct WatchArgs {
     /// Only events of this type (repeatable).
     #[arg(long = "type", value_enum)]
     types: Vec<EventTypeArg>,
-    /// Start after this cursor (printed with every event).
-    #[arg(long)]
+    /// Resume after this cursor (printed with every event).
+    #[arg(long, conflicts_with = "from_start")]
     after: Option<String>,
+    /// Replay every stored event first, then follow.
+    #[arg(long)]
+    from_start: bool,
     /// Exit after this many events.
     #[arg(long)]
     count: Option<u64>,
@@ -305,110 +357,16 @@ flag_enum!(EventTypeArg => pb::ClaimEventType {
     VerdictSet => VerdictSet,
 });
 
-/// Exit codes of `photoclaim claim ...`, one per class of failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitClass {
-    /// 1: anything else (INTERNAL, UNKNOWN, DATA_LOSS, ...).
-    Other = 1,
-    /// 2: the request is wrong: bad flags (clap), INVALID_ARGUMENT, OUT_OF_RANGE.
-    Usage = 2,
-    /// 3: NOT_FOUND.
-    NotFound = 3,
-    /// 4: a conflict: ABORTED (stale etag), FAILED_PRECONDITION, ALREADY_EXISTS.
-    Conflict = 4,
-    /// 5: UNAUTHENTICATED or PERMISSION_DENIED.
-    Access = 5,
-    /// 6: the server cannot be reached or is overloaded: UNAVAILABLE,
-    /// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, CANCELLED.
-    Unavailable = 6,
-    /// 7: UNIMPLEMENTED (the server does not offer this call yet).
-    Unimplemented = 7,
-}
-
-impl ExitClass {
-    fn of(code: tonic::Code) -> Self {
-        use tonic::Code::*;
-        match code {
-            InvalidArgument | OutOfRange => Self::Usage,
-            NotFound => Self::NotFound,
-            Aborted | FailedPrecondition | AlreadyExists => Self::Conflict,
-            Unauthenticated | PermissionDenied => Self::Access,
-            Unavailable | ResourceExhausted | DeadlineExceeded | Cancelled => Self::Unavailable,
-            Unimplemented => Self::Unimplemented,
-            _ => Self::Other,
-        }
-    }
-}
-
-/// A failed command: what to print and how to exit.
-struct Failure {
-    class: ExitClass,
-    message: String,
-}
-
-impl Failure {
-    fn local(class: ExitClass, message: impl Into<String>) -> Self {
-        Failure {
-            class,
-            message: message.into(),
-        }
-    }
-
-    fn status(status: &tonic::Status) -> Self {
-        Failure {
-            class: ExitClass::of(status.code()),
-            message: format!("{}: {}", code_name(status.code()), status.message()),
-        }
-    }
-
-    fn with_hint(mut self, hint: &str) -> Self {
-        self.message.push('\n');
-        self.message.push_str(hint);
-        self
-    }
-}
-
-impl From<tonic::Status> for Failure {
-    fn from(status: tonic::Status) -> Self {
-        Failure::status(&status)
-    }
-}
-
-/// `NOT_FOUND` for `Code::NotFound`: the spelling of the gRPC spec and grpcurl.
-fn code_name(code: tonic::Code) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
 type Outcome = Result<(), Failure>;
 
 /// Runs `photoclaim claim ...`.
-pub async fn run(args: ClaimArgs) -> ExitCode {
-    match execute(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.class as u8)
-        }
-    }
-}
-
-async fn execute(args: ClaimArgs) -> Outcome {
+pub async fn run(args: ClaimArgs) -> Outcome {
     let c = &args.connection;
     let target = c
         .credentials
         .target(c.server.clone())
-        .map_err(|e| Failure::local(ExitClass::Usage, e))?;
-    let channel = target.connect().await.map_err(|err| match err {
-        ConnectError::Settings(why) => Failure::local(ExitClass::Usage, why),
-        ConnectError::Unreachable(why) => Failure::local(ExitClass::Unavailable, why),
-    })?;
+        .map_err(Failure::usage)?;
+    let channel = target.connect().await?;
     let mut desk = Desk {
         client: ClaimServiceClient::new(channel),
         target,
@@ -423,6 +381,8 @@ async fn execute(args: ClaimArgs) -> Outcome {
         ClaimCommand::Verdict(a) => desk.verdict(*a).await,
         ClaimCommand::History { claim } => desk.history(claim).await,
         ClaimCommand::Watch(a) => desk.watch(a).await,
+        ClaimCommand::Similar(a) => desk.similar(a).await,
+        ClaimCommand::Review(a) => desk.review(a).await,
     }
 }
 
@@ -438,27 +398,16 @@ struct Desk {
 
 impl Desk {
     fn request<T>(&self, body: T) -> Result<tonic::Request<T>, Failure> {
-        self.target
-            .request(body)
-            .map_err(|e| Failure::local(ExitClass::Usage, e))
+        self.target.request(body).map_err(Failure::usage)
     }
 
     fn print_json<M: prost::Message>(&self, message: &M, full_name: &str) {
-        let json = pb::to_json(message, full_name);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).expect("JSON values serialize")
-        );
+        outln!("{}", pb::to_json_text(message, full_name, true));
     }
 
     async fn register(&mut self, a: RegisterArgs) -> Outcome {
         let content = match &a.image_file {
-            Some(path) => std::fs::read(path).map_err(|e| {
-                Failure::local(
-                    ExitClass::Usage,
-                    format!("cannot read --image-file {}: {e}", path.display()),
-                )
-            })?,
+            Some(path) => read_image_file(path)?,
             None => Vec::new(),
         };
         let request_id = a.request_id.unwrap_or_else(fresh_request_id);
@@ -489,26 +438,25 @@ impl Desk {
                 request_id: request_id.clone(),
                 claim: Some(claim),
             })?)
-            .await?
+            .await
+            .map_err(|s| in_flag_words(s, REGISTER_FLAGS))?
             .into_inner();
         if self.json {
             self.print_json(&reply, "photoclaim.v1.RegisterClaimResponse");
             return Ok(());
         }
         let claim = reply.claim.unwrap_or_default();
-        println!("{}", claim.name);
+        outln!("{}", claim.name);
         if reply.replayed {
-            println!(
-                "  (already registered with request id {request_id}: nothing new was written)"
-            );
+            outln!("  (already registered with request id {request_id}: nothing new was written)");
         } else {
-            println!("  registered; request id {request_id} (repeat it with --request-id to retry safely)");
+            outln!("  registered; request id {request_id} (repeat it with --request-id to retry safely)");
         }
         print_claim_body(&claim);
         if reply.same_image_claims.is_empty() {
-            println!("same image: no other claim on this image or a near duplicate");
+            outln!("same image: no other claim on this image or a near duplicate");
         } else {
-            println!("same image ({}):", reply.same_image_claims.len());
+            outln!("same image ({}):", reply.same_image_claims.len());
             for m in &reply.same_image_claims {
                 let other = m.claim.clone().unwrap_or_default();
                 let status = other.verification_status.clone().unwrap_or_default();
@@ -517,7 +465,7 @@ impl Desk {
                 } else {
                     format!("distance {}", m.distance)
                 };
-                println!(
+                outln!(
                     "  {:<12} {:<12} {:<12} {}  {}",
                     other.name,
                     how,
@@ -543,7 +491,7 @@ impl Desk {
         if self.json {
             self.print_json(&claim, "photoclaim.v1.Claim");
         } else {
-            println!("{}", claim.name);
+            outln!("{}", claim.name);
             print_claim_body(&claim);
             if let Some(status) = &claim.verification_status {
                 print_status_body(status);
@@ -584,13 +532,16 @@ impl Desk {
             self.print_json(&reply, "photoclaim.v1.ListClaimsResponse");
             return Ok(());
         }
-        println!(
+        outln!(
             "{:<12} {:<12} {:<34} {:<20} CLAIM",
-            "NAME", "STATE", "VERDICT", "UPDATED"
+            "NAME",
+            "STATE",
+            "VERDICT",
+            "UPDATED"
         );
         for claim in &claims {
             let status = claim.verification_status.clone().unwrap_or_default();
-            println!(
+            outln!(
                 "{:<12} {:<12} {:<34} {:<20} {}",
                 claim.name,
                 state_word(status.state),
@@ -618,7 +569,7 @@ impl Desk {
         if self.json {
             self.print_json(&status, "photoclaim.v1.VerificationStatus");
         } else {
-            println!("{}", status.claim);
+            outln!("{}", status.claim);
             print_status_body(&status);
         }
         Ok(())
@@ -655,7 +606,8 @@ impl Desk {
                 request_id: request_id.clone(),
                 official_response: Some(response),
             })?)
-            .await?;
+            .await
+            .map_err(|s| in_flag_words(s, RESPOND_FLAGS))?;
         let replayed = reply
             .metadata()
             .get("photoclaim-replayed")
@@ -665,11 +617,11 @@ impl Desk {
             self.print_json(&response, "photoclaim.v1.OfficialResponse");
             return Ok(());
         }
-        println!("{}", response.name);
+        outln!("{}", response.name);
         if replayed {
-            println!("  (already attached with request id {request_id}: nothing new was written)");
+            outln!("  (already attached with request id {request_id}: nothing new was written)");
         } else {
-            println!(
+            outln!(
                 "  attached; request id {request_id} (repeat it with --request-id to retry safely)"
             );
         }
@@ -700,18 +652,18 @@ impl Desk {
                     tonic::Code::Aborted | tonic::Code::FailedPrecondition
                 ) =>
             {
-                return Err(Failure::status(&s).with_hint(&format!(
+                return Err(Failure::from(s).hint(format!(
                     "the verdict was NOT set: {} changed after etag {etag} was read (a response \
                      or another verdict arrived). Check `photoclaim claim status {}` and try again.",
                     a.claim, a.claim
                 )));
             }
-            Err(s) => return Err(s.into()),
+            Err(s) => return Err(in_flag_words(s, VERDICT_FLAGS)),
         };
         if self.json {
             self.print_json(&status, "photoclaim.v1.VerificationStatus");
         } else {
-            println!("{}", status.claim);
+            outln!("{}", status.claim);
             print_status_body(&status);
         }
         Ok(())
@@ -744,12 +696,16 @@ impl Desk {
             self.print_json(&reply, "photoclaim.v1.ListClaimEventsResponse");
             return Ok(());
         }
-        println!(
+        outln!(
             "{:>4} {:<20} {:<26} {:<16} {:<10} DETAILS",
-            "SEQ", "TIME", "EVENT", "ACTOR", "STATE"
+            "SEQ",
+            "TIME",
+            "EVENT",
+            "ACTOR",
+            "STATE"
         );
         for event in &events {
-            println!(
+            outln!(
                 "{:>4} {:<20} {:<26} {:<16} {:<10} {}",
                 event.sequence,
                 format_time(event.time.as_ref()),
@@ -783,7 +739,8 @@ impl Desk {
                 claim: a.claim.clone().unwrap_or_default(),
                 event_types: event_types.clone(),
                 after_cursor: cursor.clone(),
-                start_at_end: false,
+                // From now on, unless asked to replay or resuming.
+                start_at_end: !a.from_start && cursor.is_empty(),
             })?;
             let interrupted = match self.client.watch_claim_events(request).await {
                 Err(status) => status,
@@ -808,17 +765,17 @@ impl Desk {
                 }
             };
             if interrupted.code() == tonic::Code::Unimplemented {
-                return Err(Failure::status(&interrupted)
-                    .with_hint("this server does not offer WatchClaimEvents yet"));
+                return Err(Failure::from(interrupted)
+                    .hint("this server does not offer WatchClaimEvents yet"));
             }
             let resume = resume_cursor(&interrupted, &cursor);
             if let Some(resume) = &resume {
                 cursor.clone_from(resume);
             }
             if a.no_resume || resume.is_none() || retries >= MAX_RETRIES {
-                let mut failure = Failure::status(&interrupted);
+                let mut failure = Failure::from(interrupted);
                 if !cursor.is_empty() {
-                    failure = failure.with_hint(&format!("resume with --after {cursor}"));
+                    failure = failure.hint(format!("resume with --after {cursor}"));
                 }
                 return Err(failure);
             }
@@ -839,12 +796,136 @@ impl Desk {
         }
     }
 
+    async fn similar(&mut self, a: SimilarArgs) -> Outcome {
+        let content = match &a.image_file {
+            Some(path) => read_image_file(path)?,
+            None => Vec::new(),
+        };
+        let reply = self
+            .client
+            .find_similar_claims(self.request(pb::FindSimilarClaimsRequest {
+                content,
+                sha256: a.sha256.unwrap_or_default(),
+                pdq: a.pdq.unwrap_or_default(),
+                max_distance: a.max_distance,
+                include_low_quality: a.include_low_quality,
+                page_size: a.limit,
+            })?)
+            .await
+            .map_err(|s| in_flag_words(s, SIMILAR_FLAGS))?
+            .into_inner();
+        if self.json {
+            self.print_json(&reply, "photoclaim.v1.FindSimilarClaimsResponse");
+            return Ok(());
+        }
+        if !reply.query_pdq.is_empty() {
+            eprintln!(
+                "query pdq {}{}",
+                reply.query_pdq,
+                match reply.query_pdq_quality {
+                    0 => String::new(),
+                    q => format!(" (quality {q} of 100)"),
+                }
+            );
+        }
+        if reply.query_low_quality {
+            eprintln!(
+                "the image is too featureless (PDQ quality below 50) for near-duplicate \
+                 matching: only exact copies are listed (--include-low-quality to match anyway)"
+            );
+        }
+        if reply.matches.is_empty() {
+            eprintln!("no claim on this image or a near duplicate");
+            return Ok(());
+        }
+        outln!(
+            "{:<12} {:>8} {:<5} {:<12} {:<34} CLAIM",
+            "NAME",
+            "DISTANCE",
+            "EXACT",
+            "STATE",
+            "RATING"
+        );
+        for m in &reply.matches {
+            let claim = m.claim.clone().unwrap_or_default();
+            let status = claim.verification_status.clone().unwrap_or_default();
+            outln!(
+                "{:<12} {:>8} {:<5} {:<12} {:<34} {}",
+                claim.name,
+                m.distance,
+                if m.exact { "yes" } else { "no" },
+                state_word(status.state),
+                verdict_words(&status),
+                excerpt(&claim.claim_text, 60)
+            );
+        }
+        Ok(())
+    }
+
+    async fn review(&mut self, a: ReviewArgs) -> Outcome {
+        let reply = self
+            .client
+            .export_claim_review(self.request(pb::ExportClaimReviewRequest {
+                claim: a.claim.clone(),
+            })?)
+            .await
+            .map_err(|s| {
+                let unresolved = s.code() == tonic::Code::FailedPrecondition;
+                let failure = Failure::from(s);
+                if unresolved {
+                    failure.hint(format!(
+                        "set a verdict first: photoclaim claim verdict {} --rating ... --media ... \
+                         --rationale ...",
+                        a.claim
+                    ))
+                } else {
+                    failure
+                }
+            })?
+            .into_inner();
+        let documents = [
+            ("claim-review", reply.claim_review),
+            ("media-review", reply.media_review),
+        ];
+        match &a.out {
+            None if self.json => self.print_json(
+                &pb::ExportClaimReviewResponse {
+                    claim_review: documents[0].1.clone(),
+                    media_review: documents[1].1.clone(),
+                },
+                "photoclaim.v1.ExportClaimReviewResponse",
+            ),
+            None => {
+                for (_, document) in documents.iter().filter(|(_, d)| !d.is_empty()) {
+                    outln!("{}", pretty_json(document));
+                }
+            }
+            Some(dir) => {
+                let stem = a.claim.replace('/', "-");
+                for (kind, document) in documents.iter().filter(|(_, d)| !d.is_empty()) {
+                    let path = dir.join(format!("{stem}.{kind}.jsonld"));
+                    let text = pretty_json(document) + "\n";
+                    crate::export::write_atomically(&path, |partial| async move {
+                        std::fs::write(&partial, text).map_err(|e| {
+                            Failure::other(format!("cannot write {}: {e}", partial.display()))
+                        })
+                    })
+                    .await?;
+                    outln!("{}", path.display());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn print_event(&self, event: &pb::ClaimEvent) {
         if self.json {
-            let json = pb::to_json(event, "photoclaim.v1.ClaimEvent");
-            println!("{json}");
+            outln!(
+                "{}",
+                pb::to_json_text(event, "photoclaim.v1.ClaimEvent", false)
+            );
         } else {
-            println!(
+            outln!(
                 "{}  {} #{} {} {} by {} -> {}  {}",
                 event.cursor,
                 event.claim,
@@ -898,6 +979,149 @@ fn timestamp(s: &str) -> Result<prost_types::Timestamp, String> {
         .map_err(|_| "expected an RFC 3339 time such as 2022-01-08T00:00:00Z".into())
 }
 
+/// A JSON-LD document indented for people; as sent if it does not parse.
+fn pretty_json(document: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(document)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| document.to_string())
+}
+
+/// The bytes of `--image-file`; a missing file is NOT_FOUND, naming the flag.
+fn read_image_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            tonic::Code::NotFound
+        } else {
+            tonic::Code::InvalidArgument
+        };
+        Failure::new(code, format!("--image-file {}: {e}", path.display()))
+    })
+}
+
+/// Request fields of RegisterClaim and the flags that set them. A field
+/// matches its entry or anything below it (`claim.tags[2]`); the longest
+/// entry wins.
+const REGISTER_FLAGS: &[(&str, &str)] = &[
+    ("request_id", "--request-id"),
+    ("claim", "the claim"),
+    ("claim.claim_text", "--text"),
+    ("claim.claimant", "--claimant"),
+    ("claim.language", "--language"),
+    ("claim.appearance_urls", "--appearance-url"),
+    ("claim.first_seen_time", "--first-seen"),
+    ("claim.tags", "--tag"),
+    ("claim.image", "--image-url, --image-sha256 or --image-file"),
+    ("claim.image.source_url", "--image-url"),
+    ("claim.image.sha256", "--image-sha256"),
+    ("claim.image.content", "--image-file"),
+    ("claim.image.pdq", "--image-file"),
+    ("claim.image.credit", "--credit"),
+    ("claim.image.publisher", "--publisher"),
+    ("claim.image.published_time", "--published"),
+    ("claim.image.captured_time", "--captured"),
+    ("claim.image.location", "--location"),
+    ("claim.image.caption", "--caption"),
+];
+
+/// Request fields of AttachOfficialResponse and their flags.
+const RESPOND_FLAGS: &[(&str, &str)] = &[
+    ("parent", "CLAIM"),
+    ("request_id", "--request-id"),
+    ("official_response.responder", "--organization"),
+    ("official_response.responder.organization", "--organization"),
+    ("official_response.responder.person", "--person"),
+    ("official_response.responder.role", "--role"),
+    ("official_response.kind", "--kind"),
+    ("official_response.stance", "--stance"),
+    ("official_response.text", "--text"),
+    ("official_response.language", "--language"),
+    ("official_response.source_url", "--source-url"),
+    ("official_response.issue_time", "--issued"),
+    ("official_response.in_reply_to", "--in-reply-to"),
+];
+
+/// Request fields of SetVerdict and their flags.
+const VERDICT_FLAGS: &[(&str, &str)] = &[
+    ("claim", "CLAIM"),
+    ("claim_rating", "--rating"),
+    ("media_authenticity", "--media"),
+    ("rationale", "--rationale"),
+    ("etag", "--etag"),
+];
+
+/// Request fields of FindSimilarClaims and their flags.
+const SIMILAR_FLAGS: &[(&str, &str)] = &[
+    ("content", "--image-file"),
+    ("sha256", "--sha256"),
+    ("pdq", "--pdq"),
+    ("max_distance", "--max-distance"),
+    ("page_size", "--limit"),
+];
+
+/// The flag-level wording of a few server descriptions that name API
+/// fields themselves.
+fn in_flag_terms(flag: &str, description: &str) -> String {
+    if flag.starts_with("--image-url, ") && description.starts_with("give at least one of") {
+        return "give at least one of an image URL, its SHA-256 or the file".into();
+    }
+    description.to_string()
+}
+
+/// A server's refusal with each `BadRequest` field violation named by the
+/// flag that set the field (`--language: is required`); other statuses as
+/// they are.
+fn in_flag_words(status: tonic::Status, flags: &[(&str, &str)]) -> Failure {
+    let violations = status
+        .get_details_bad_request()
+        .map(|b| b.field_violations)
+        .unwrap_or_default();
+    if status.code() != tonic::Code::InvalidArgument || violations.is_empty() {
+        return Failure::from(status);
+    }
+    let parts: Vec<String> = violations
+        .iter()
+        .map(|v| {
+            let (field, index) = split_index(&v.field);
+            let flag = flags
+                .iter()
+                .filter(|(f, _)| field == *f || field.starts_with(&format!("{f}.")))
+                .max_by_key(|(f, _)| f.len())
+                .map(|(_, flag)| *flag);
+            match flag {
+                Some(flag) => {
+                    let which =
+                        index.map_or(String::new(), |i| format!(" (the {})", ordinal(i + 1)));
+                    format!("{flag}{which}: {}", in_flag_terms(flag, &v.description))
+                }
+                None => format!("{}: {}", v.field, v.description),
+            }
+        })
+        .collect();
+    Failure::new(tonic::Code::InvalidArgument, parts.join("; "))
+}
+
+/// `("claim.tags", Some(2))` for `claim.tags[2]`; fields below an index
+/// (`a[1].b`) keep only the part before it.
+fn split_index(field: &str) -> (&str, Option<usize>) {
+    match field.split_once('[') {
+        Some((name, rest)) => (name, rest.split_once(']').and_then(|(i, _)| i.parse().ok())),
+        None => (field, None),
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, ... `11th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// `cli-` and 128 random bits in hex.
 fn fresh_request_id() -> String {
     let mut random = [0u8; 16];
@@ -928,11 +1152,35 @@ mod tests {
     }
 
     #[test]
-    fn codes_print_as_the_grpc_spec_spells_them() {
-        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
-        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
-        assert_eq!(code_name(tonic::Code::Unimplemented), "UNIMPLEMENTED");
+    fn refused_fields_are_named_by_the_flags_that_set_them() {
+        let mut details = tonic_types::ErrorDetails::new();
+        details.add_bad_request_violation("claim.language", "is required");
+        details.add_bad_request_violation(
+            "claim.image",
+            "give at least one of source_url, sha256 or content",
+        );
+        details.add_bad_request_violation("claim.appearance_urls[1]", "is not a URL");
+        details.add_bad_request_violation("claim.somewhere_new", "is wrong");
+        let status = tonic::Status::with_error_details(
+            tonic::Code::InvalidArgument,
+            "claim.language: is required; ...",
+            details,
+        );
+        let failure = in_flag_words(status, REGISTER_FLAGS);
+        assert_eq!(failure.code, tonic::Code::InvalidArgument);
+        assert_eq!(
+            failure.message,
+            "--language: is required; \
+             --image-url, --image-sha256 or --image-file: give at least one of an image URL, \
+             its SHA-256 or the file; \
+             --appearance-url (the 2nd): is not a URL; \
+             claim.somewhere_new: is wrong"
+        );
+        let plain = in_flag_words(
+            tonic::Status::not_found("claims/9 not found"),
+            REGISTER_FLAGS,
+        );
+        assert_eq!(plain.message, "claims/9 not found");
     }
 
     #[test]

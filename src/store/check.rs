@@ -81,6 +81,23 @@ struct Trees {
 /// locked by a running server, written by a newer photoclaim); problems in
 /// the data are in the report.
 pub fn check_dir(dir: &Path) -> Sled<CheckReport> {
+    check_dir_reporting(dir, &|_: &CheckProgress| {})
+}
+
+/// How far [`check_dir_reporting`] is.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckProgress {
+    /// What is being checked: "claims", "event log", "indexes", ...
+    pub phase: &'static str,
+    /// Claims checked so far.
+    pub claims_done: u64,
+    /// Claims in the directory (the last claim id).
+    pub claims_total: u64,
+}
+
+/// [`check_dir`], telling `progress` how far it is (every 1,000 claims and
+/// at each phase).
+pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sled<CheckReport> {
     if !dir.join("conf").is_file() {
         return Err(OpenError::Other {
             dir: dir.to_path_buf(),
@@ -134,16 +151,30 @@ pub fn check_dir(dir: &Path) -> Sled<CheckReport> {
             report.problem(format!("storage error while reading: {e}"));
         }
     };
-    let result = check_claims(&trees, &mut report);
+    let claims_total = meta_u64(&trees.meta, META_LAST_CLAIM_ID).unwrap_or(0);
+    let at = |phase: &'static str, claims_done: u64| {
+        progress(&CheckProgress {
+            phase,
+            claims_done,
+            claims_total,
+        })
+    };
+    at("claims", 0);
+    let result = check_claims(&trees, &mut report, &|done| at("claims", done));
     walk(&mut report, result);
+    at("event log", report.claims);
     let result = check_log(&trees, &mut report);
     walk(&mut report, result);
+    at("indexes", report.claims);
     let result = check_indexes(&trees, &mut report);
     walk(&mut report, result);
+    at("orphans", report.claims);
     let result = check_orphans(&trees, &mut report);
     walk(&mut report, result);
+    at("API keys", report.claims);
     let result = check_keys(&trees, &mut report);
     walk(&mut report, result);
+    at("sizes", report.claims);
     let result = measure(&db, &mut report);
     walk(&mut report, result);
     Ok(report)
@@ -176,11 +207,14 @@ fn meta_u64(meta: &sled::Tree, key: &[u8]) -> sled::Result<u64> {
 }
 
 /// Every claim: record, events, responses, and its own index entries.
-fn check_claims(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled::Result<()> {
     let last_id = meta_u64(&t.meta, META_LAST_CLAIM_ID)?;
     for entry in t.claims.iter() {
         let (key, value) = entry?;
         report.claims += 1;
+        if report.claims % 1000 == 0 {
+            done(report.claims);
+        }
         if key.len() != 8 {
             report.problem(format!("claims: malformed key {key:?}"));
             continue;

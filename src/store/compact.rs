@@ -35,8 +35,9 @@ pub struct Compacted {
 
 /// Copies every tree of the data directory `from` into `to`, which must not
 /// hold a database yet. `from` must be of this binary's format version: an
-/// older one is migrated by starting the server on it first.
-pub fn copy_trees(from: &Path, to: &Path) -> Result<Compacted, String> {
+/// older one is migrated by starting the server on it first. `copied` is
+/// told the number of entries copied so far, every batch.
+pub fn copy_trees(from: &Path, to: &Path, copied: &dyn Fn(u64)) -> Result<Compacted, String> {
     if !from.join("conf").is_file() {
         return Err(format!(
             "{} is not a photoclaim data directory (no sled database in it)",
@@ -93,6 +94,7 @@ pub fn copy_trees(from: &Path, to: &Path) -> Result<Compacted, String> {
                 dst.apply_batch(std::mem::take(&mut batch))
                     .map_err(storage)?;
                 pending = 0;
+                copied(done.entries);
             }
         }
         dst.apply_batch(batch).map_err(storage)?;

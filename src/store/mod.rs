@@ -27,7 +27,7 @@ use crate::domain::{
     VerificationState,
 };
 
-pub use check::{check_dir, CheckReport};
+pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
 pub use compact::{copy_trees, Compacted};
 pub use restore::{Restored, Restorer};
 pub use sled_store::{
