@@ -1,7 +1,8 @@
 //! Builds and runs the gRPC server: `ClaimService`, `AdminService`,
-//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha: grpcurl
-//! before 1.8.8 only speaks v1alpha), on a listener the caller has already
-//! bound, behind the guard of [`crate::api::auth`] and optionally TLS.
+//! `grpc.health.v1.Health` (answering for "" and for each of the others by
+//! name) and server reflection (v1 and v1alpha: grpcurl before 1.8.8 only
+//! speaks v1alpha), on a listener the caller has already bound, behind the
+//! guard of [`crate::api::auth`] and optionally TLS.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -165,11 +167,6 @@ pub async fn run<S: Store>(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ClaimServiceServer<ClaimApi<S>>>()
-        .await;
-
     // Our protos, health, and google.rpc error details (so grpcurl can decode
     // the BadRequest details of INVALID_ARGUMENT errors).
     let reflection = || {
@@ -191,6 +188,21 @@ pub async fn run<S: Store>(
     .max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);
+    // Health answers for the server as a whole ("") and for every service
+    // it serves, by the name clients call it by: SERVING now, NOT_SERVING
+    // once the drain begins. Any other name is NOT_FOUND.
+    let served = [
+        service_name(&claims),
+        service_name(&admin),
+        service_name(&reflection_v1),
+        service_name(&reflection_v1alpha),
+    ];
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in served {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
     let guard = GuardLayer::new(store.clone(), options.auth.clone(), options.max_in_flight);
     let cors = cors_layer(&options.cors_allow_origins)?;
 
@@ -241,8 +253,9 @@ pub async fn run<S: Store>(
         result = &mut serve => result?,
         () = &mut shutdown => {
             tracing::info!(grace_ms = options.shutdown_grace.as_millis() as u64, "shutdown requested: draining");
-            health.set_not_serving::<ClaimServiceServer<ClaimApi<S>>>().await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            for name in served.into_iter().chain([""]) {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
             let _ = stopping_tx.send(true);
             let _ = drain_tx.send(());
             match tokio::time::timeout(options.shutdown_grace, &mut serve).await {
@@ -254,6 +267,11 @@ pub async fn run<S: Store>(
     store.close().await?;
     tracing::info!("stopped: all acknowledged writes are on disk");
     Ok(())
+}
+
+/// The fully qualified gRPC name of a service, e.g. `photoclaim.v1.AdminService`.
+fn service_name<T: NamedService>(_: &T) -> &'static str {
+    T::NAME
 }
 
 /// The CORS policy for gRPC-Web callers from these browser origins; none

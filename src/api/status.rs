@@ -1,6 +1,8 @@
-//! The one mapping from domain errors to gRPC statuses, and the per-RPC span
+//! The one mapping from domain errors to gRPC statuses (with their
+//! `google.rpc` error details), and the per-RPC span
 //! that records method, claim, status code and latency.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
@@ -10,7 +12,20 @@ use tracing::Instrument;
 
 use crate::domain::Error;
 
-/// Maps a domain error to the status a caller sees. Internal causes are
+/// `google.rpc.ErrorInfo.domain` of our errors.
+pub const ERROR_DOMAIN: &str = "photoclaim";
+/// `ErrorInfo.reason` of ABORTED on a stale etag; metadata `claim` and
+/// `current_etag` (what to read again, and what it is now).
+pub const REASON_ETAG_MISMATCH: &str = "ETAG_MISMATCH";
+/// `ErrorInfo.reason` of ALREADY_EXISTS for a `request_id` reused with a
+/// different payload; metadata `request_id`.
+pub const REASON_REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+
+/// Maps a domain error to the status a caller sees, with the standard error
+/// details (AIP-193) where they apply: `google.rpc.BadRequest` on
+/// INVALID_ARGUMENT, `ErrorInfo` on ABORTED (stale etag) and on
+/// ALREADY_EXISTS for a reused request_id, `PreconditionFailure` on
+/// FAILED_PRECONDITION. Internal causes are
 /// logged here and replaced by a generic message.
 pub fn to_status(err: Error) -> Status {
     match err {
@@ -24,8 +39,38 @@ pub fn to_status(err: Error) -> Status {
         }
         Error::NotFound(what) => Status::not_found(format!("{what} not found")),
         Error::AlreadyExists(msg) => Status::already_exists(msg),
-        Error::Aborted(msg) => Status::aborted(msg),
-        Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
+        reused @ Error::RequestIdReused { .. } => {
+            let message = reused.to_string();
+            let Error::RequestIdReused { request_id } = reused else {
+                unreachable!("matched above")
+            };
+            let details = ErrorDetails::with_error_info(
+                REASON_REQUEST_ID_REUSED,
+                ERROR_DOMAIN,
+                HashMap::from([("request_id".to_string(), request_id)]),
+            );
+            Status::with_error_details(Code::AlreadyExists, message, details)
+        }
+        Error::Aborted(mismatch) => {
+            let details = ErrorDetails::with_error_info(
+                REASON_ETAG_MISMATCH,
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("current_etag".to_string(), mismatch.current_etag.clone()),
+                    ("claim".to_string(), mismatch.claim.clone()),
+                ]),
+            );
+            Status::with_error_details(Code::Aborted, mismatch.to_string(), details)
+        }
+        Error::FailedPrecondition(precondition) => {
+            let message = precondition.to_string();
+            let details = ErrorDetails::with_precondition_failure_violation(
+                precondition.kind,
+                precondition.subject,
+                precondition.description,
+            );
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
         Error::OutOfRange(msg) => Status::out_of_range(msg),
         Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
         Error::DataLoss(msg) => {
@@ -127,7 +172,7 @@ pub async fn observe<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FieldViolation;
+    use crate::domain::{EtagMismatch, FieldViolation, Precondition};
 
     #[test]
     fn internal_errors_hide_their_cause_from_the_caller() {
@@ -168,14 +213,70 @@ mod tests {
         let cases = [
             (Error::NotFound("claims/1".into()), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
-            (Error::Aborted("x".into()), Code::Aborted),
             (
-                Error::FailedPrecondition("x".into()),
+                Error::RequestIdReused {
+                    request_id: "r".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                Error::Aborted(EtagMismatch {
+                    claim: "claims/1".into(),
+                    given: "1-1".into(),
+                    current_etag: "1-2".into(),
+                }),
+                Code::Aborted,
+            ),
+            (
+                Error::FailedPrecondition(Precondition {
+                    kind: "K".into(),
+                    subject: "s".into(),
+                    description: "d".into(),
+                }),
                 Code::FailedPrecondition,
             ),
         ];
         for (err, code) in cases {
             assert_eq!(to_status(err).code(), code);
         }
+    }
+
+    #[test]
+    fn stale_etag_carries_error_info_with_the_current_etag() {
+        let status = to_status(Error::Aborted(EtagMismatch {
+            claim: "claims/7".into(),
+            given: "7-1".into(),
+            current_etag: "7-3".into(),
+        }));
+        assert!(status.message().contains("\"7-3\""), "{}", status.message());
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("ETAG_MISMATCH", "photoclaim")
+        );
+        assert_eq!(info.metadata["current_etag"], "7-3");
+        assert_eq!(info.metadata["claim"], "claims/7");
+    }
+
+    #[test]
+    fn failed_precondition_carries_its_violation() {
+        let status = to_status(Error::FailedPrecondition(Precondition {
+            kind: "NOT_RESOLVED".into(),
+            subject: "claims/7".into(),
+            description: "claims/7 is DISPUTED".into(),
+        }));
+        assert_eq!(status.message(), "claims/7 is DISPUTED");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure");
+        let v = &failure.violations[0];
+        assert_eq!(
+            (
+                v.r#type.as_str(),
+                v.subject.as_str(),
+                v.description.as_str()
+            ),
+            ("NOT_RESOLVED", "claims/7", "claims/7 is DISPUTED")
+        );
     }
 }

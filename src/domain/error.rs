@@ -10,6 +10,36 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// A stale `etag`: what the caller needs to retry (the current etag), not
+/// only words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "etag {} is stale: {claim} has changed (current etag {current_etag:?}); read it again and retry",
+    excerpt(.given)
+)]
+pub struct EtagMismatch {
+    /// The claim's resource name, `claims/{claim_id}`.
+    pub claim: String,
+    /// The etag the caller sent.
+    pub given: String,
+    /// The claim's etag now.
+    pub current_etag: String,
+}
+
+/// A precondition the resource's state does not meet, in the terms of
+/// `google.rpc.PreconditionFailure`. Displays as its description.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{description}")]
+pub struct Precondition {
+    /// What kind of precondition failed, an upper-case word such as
+    /// `NOT_RESOLVED` (the violation's `type`).
+    pub kind: String,
+    /// What it failed on, e.g. `claims/7`.
+    pub subject: String,
+    /// How to satisfy it, in words a caller can act on.
+    pub description: String,
+}
+
 /// Everything that can go wrong in an operation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -19,15 +49,24 @@ pub enum Error {
     /// A named resource does not exist.
     #[error("{0} not found")]
     NotFound(String),
-    /// A `request_id` was reused with a different payload.
+    /// A resource with the requested name exists (an API key's name).
     #[error("{0}")]
     AlreadyExists(String),
+    /// A `request_id` was reused with a different payload (ALREADY_EXISTS too).
+    #[error(
+        "request_id {} was already used for a different request; use a new request_id for a new request",
+        excerpt(.request_id)
+    )]
+    RequestIdReused {
+        /// The reused request_id, as the caller sent it.
+        request_id: String,
+    },
     /// An `etag` did not match: the resource changed since the caller read it.
     #[error("{0}")]
-    Aborted(String),
+    Aborted(EtagMismatch),
     /// The request is well-formed but the resource is not in a state that allows it.
     #[error("{0}")]
-    FailedPrecondition(String),
+    FailedPrecondition(Precondition),
     /// A value is well-formed but outside what exists (e.g. a cursor beyond
     /// the newest event).
     #[error("{0}")]

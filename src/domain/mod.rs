@@ -10,5 +10,5 @@ pub mod review;
 pub mod rules;
 pub mod validate;
 
-pub use error::{excerpt, Error, FieldViolation, Result};
+pub use error::{excerpt, Error, EtagMismatch, FieldViolation, Precondition, Result};
 pub use model::*;

@@ -23,7 +23,10 @@
 use serde_json::{json, Map, Value};
 
 use super::validate::check_url;
-use super::{Claim, ClaimRating, Error, MediaAuthenticity, Result, Timestamp, VerificationState};
+use super::{
+    Claim, ClaimRating, Error, MediaAuthenticity, Precondition, Result, Timestamp,
+    VerificationState,
+};
 
 /// The JSON-LD `@context` of every document.
 pub const SCHEMA_ORG: &str = "https://schema.org";
@@ -184,11 +187,15 @@ pub fn reviews(claim: &Claim, publisher: &Publisher) -> Result<Reviews> {
     let verdict = match (&claim.verdict, claim.state == VerificationState::Resolved as i32) {
         (Some(verdict), true) => verdict,
         _ => {
-            return Err(Error::FailedPrecondition(format!(
-                "claims/{} is {}, not RESOLVED: only a claim with a verdict can be published (SetVerdict first)",
-                claim.id,
-                state_name(claim.state)
-            )))
+            return Err(Error::FailedPrecondition(Precondition {
+                kind: "NOT_RESOLVED".into(),
+                subject: format!("claims/{}", claim.id),
+                description: format!(
+                    "claims/{} is {}, not RESOLVED: only a claim with a verdict can be published (SetVerdict first)",
+                    claim.id,
+                    state_name(claim.state)
+                ),
+            }))
         }
     };
     let Some((rating_value, rating_name)) = claim_rating(verdict.claim_rating) else {
@@ -387,7 +394,13 @@ mod tests {
         let mut claim = resolved(ClaimRating::False, MediaAuthenticity::Original);
         claim.state = VerificationState::Disputed as i32;
         match reviews(&claim, &publisher()) {
-            Err(Error::FailedPrecondition(msg)) => assert!(msg.contains("DISPUTED"), "{msg}"),
+            Err(Error::FailedPrecondition(p)) => {
+                assert_eq!(
+                    (p.kind.as_str(), p.subject.as_str()),
+                    ("NOT_RESOLVED", "claims/7")
+                );
+                assert!(p.description.contains("DISPUTED"), "{p:?}");
+            }
             other => panic!("{other:?}"),
         }
     }

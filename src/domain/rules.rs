@@ -5,7 +5,7 @@
 use prost::Message;
 
 use super::chain;
-use super::error::{excerpt, Error, Result};
+use super::error::{Error, EtagMismatch, Result};
 use super::model::{
     Claim, ClaimEvent, ClaimEventType, ClaimRegistered, EventDetails, Evidence, OfficialResponse,
     ResponseAttached, Stance, Timestamp, Verdict, VerdictSet, VerificationState, FORMAT_VERSION,
@@ -145,11 +145,11 @@ pub fn set_verdict(
     if let Some(expected) = expected_etag {
         let current = etag(claim);
         if expected != current {
-            return Err(Error::Aborted(format!(
-                "etag {} is stale: claims/{} has changed (current etag {current:?}); read it again and retry",
-                excerpt(expected),
-                claim.id
-            )));
+            return Err(Error::Aborted(EtagMismatch {
+                claim: format!("claims/{}", claim.id),
+                given: expected.to_string(),
+                current_etag: current,
+            }));
         }
     }
     verdict.reviewed_by = actor.to_string();

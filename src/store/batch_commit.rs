@@ -446,7 +446,11 @@ mod tests {
             tx.claims.insert(name.as_bytes(), &[next as u8])?;
             if fail {
                 return Err(ConflictableTransactionError::Abort(
-                    Error::FailedPrecondition(format!("{name} refused")),
+                    Error::FailedPrecondition(crate::domain::Precondition {
+                        kind: "TEST".into(),
+                        subject: name.into(),
+                        description: format!("{name} refused"),
+                    }),
                 ));
             }
             Ok(next)
@@ -515,7 +519,7 @@ mod tests {
         assert_eq!(got[0].as_ref().unwrap(), &1);
         let refused = got[1].as_ref().unwrap_err();
         assert!(
-            matches!(refused, Error::FailedPrecondition(m) if m == "b refused"),
+            matches!(refused, Error::FailedPrecondition(p) if p.description == "b refused"),
             "{refused:?}"
         );
         assert_eq!(got[2].as_ref().unwrap(), &2);

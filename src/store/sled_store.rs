@@ -306,10 +306,9 @@ fn check_request_id(
     };
     let record: IdempotencyRecord = tx_decode(&bytes, "idempotency")?;
     if record.fingerprint != fingerprint {
-        return abort(Error::AlreadyExists(
-            "request_id was already used for a different request; use a new request_id for a new request"
-                .into(),
-        ));
+        return abort(Error::RequestIdReused {
+            request_id: String::from_utf8_lossy(&key[1..]).into_owned(),
+        });
     }
     Ok(Some(record))
 }
