@@ -1339,9 +1339,10 @@ async fn keys_cli_manages_the_data_dir_and_goes_through_a_running_server() {
         ],
         &[],
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("Unauthenticated"),
+        text(&out.stderr).starts_with("error: UNAUTHENTICATED: ")
+            && text(&out.stderr).contains("PHOTOCLAIM_TOKEN"),
         "{}",
         text(&out.stderr)
     );
@@ -1351,9 +1352,9 @@ async fn keys_cli_manages_the_data_dir_and_goes_through_a_running_server() {
         ],
         &[("PHOTOCLAIM_TOKEN", desk_token.as_str())],
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("PermissionDenied"),
+        text(&out.stderr).starts_with("error: PERMISSION_DENIED: "),
         "{}",
         text(&out.stderr)
     );
