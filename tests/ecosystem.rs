@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use photoclaim::pb;
+use photoclaim::server::Options;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -62,7 +63,12 @@ async fn health_answers_for_the_server_and_each_served_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_service_turns_not_serving_when_shutdown_begins() {
-    let server = InProcess::start().await;
+    // The open health watch holds the drain until the grace period ends.
+    let server = InProcess::start_with(Options {
+        shutdown_grace: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
     let mut health = health_client(&server).await;
     let mut watch = health
         .watch(HealthCheckRequest {
