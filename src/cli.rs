@@ -267,33 +267,48 @@ static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 /// unless standard error is a terminal (pipes and log files stay clean).
 /// Call [`Progress::finish`] when done.
 pub fn progress(total: Option<u64>, unit: &'static str) -> Progress {
-    let bar = match total {
-        Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    if !io::IsTerminal::is_terminal(&io::stderr()) {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let template = if total.is_some() {
-        format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left) {{msg}}")
+    let target = if io::IsTerminal::is_terminal(&io::stderr()) {
+        ProgressDrawTarget::stderr()
     } else {
-        format!("{{spinner}} {{human_pos}} {unit} ({{per_sec}}, {{elapsed}}) {{msg}}")
+        ProgressDrawTarget::hidden()
     };
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    *ACTIVE_BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
-    Progress { bar }
+    let bar = ProgressBar::with_draw_target(total, target);
+    let progress = Progress { bar, unit };
+    progress.style(total.is_some());
+    progress.bar.enable_steady_tick(Duration::from_millis(200));
+    *ACTIVE_BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress.bar.clone());
+    progress
 }
 
 /// A progress bar from [`progress`].
 pub struct Progress {
     /// The bar; clones share it.
     bar: ProgressBar,
+    /// What is counted, e.g. "claims".
+    unit: &'static str,
 }
 
 impl Progress {
+    /// A bar with total, rate and ETA when the total is known, else a
+    /// spinner with the count, rate and time so far.
+    fn style(&self, with_total: bool) {
+        let unit = self.unit;
+        let template = if with_total {
+            format!("{{bar:30}} {{human_pos}}/{{human_len}} {unit}, {{rate}}, {{eta}} left {{msg}}")
+        } else {
+            format!("{{spinner}} {{human_pos}} {unit}, {{rate}}, {{elapsed}} {{msg}}")
+        };
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            let style = style.progress_chars("=> ").with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{}/s", indicatif::HumanCount(state.per_sec() as u64));
+                },
+            );
+            self.bar.set_style(style);
+        }
+    }
+
     /// Sets the count done so far.
     pub fn set(&self, done: u64) {
         self.bar.set_position(done);
@@ -309,8 +324,11 @@ impl Progress {
         self.bar.set_message(message);
     }
 
-    /// Sets (or corrects) the total.
+    /// Sets the total once it is known: the counter becomes a bar with an ETA.
     pub fn set_total(&self, total: u64) {
+        if self.bar.length().is_none() {
+            self.style(true);
+        }
         self.bar.set_length(total);
     }
 

@@ -235,7 +235,7 @@ async fn write_claim(store: &SledStore, seed: u64, i: u64) -> crate::domain::Res
 }
 
 /// Adds `claims` claims to `store`, `IN_FLIGHT` at a time, reporting
-/// progress through `progress(done)` every 10,000 claims.
+/// progress through `progress(done)` every 100 claims.
 pub async fn generate(
     store: Arc<SledStore>,
     claims: u64,
@@ -262,7 +262,7 @@ pub async fn generate(
         done.claims += 1;
         done.responses += responses;
         done.verdicts += verdicts;
-        if done.claims.is_multiple_of(10_000) {
+        if done.claims.is_multiple_of(100) {
             progress(done.claims);
         }
         if next < claims {
