@@ -338,7 +338,8 @@ enum KeysAction {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// Data directory to work on (when no server is running on it).
+    /// Data directory to work on (when no server is running on it); ignored
+    /// when --server (or PHOTOCLAIM_SERVER) is set.
     #[arg(
         long,
         default_value = "./photoclaim-data",

@@ -111,17 +111,9 @@ enum ClaimCommand {
 }
 
 #[derive(Args)]
-#[group(required = true, multiple = false, id = "image")]
 struct SimilarArgs {
-    /// The image file (JPEG, PNG, WebP or GIF); the server hashes it.
-    #[arg(long, group = "image")]
-    image_file: Option<PathBuf>,
-    /// The image's SHA-256 (64 hex characters).
-    #[arg(long, group = "image")]
-    sha256: Option<String>,
-    /// A PDQ hash (64 hex characters).
-    #[arg(long, group = "image")]
-    pdq: Option<String>,
+    #[command(flatten)]
+    image: SimilarImage,
     /// Largest PDQ Hamming distance that counts as similar, 0-64 (default:
     /// the server's, 31 unless configured).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=64))]
@@ -132,6 +124,21 @@ struct SimilarArgs {
     /// Most matches to show (the server allows up to 1,000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
     limit: i32,
+}
+
+/// The image `claim similar` asks about: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct SimilarImage {
+    /// The image file (JPEG, PNG, WebP or GIF); the server hashes it.
+    #[arg(long)]
+    image_file: Option<PathBuf>,
+    /// The image's SHA-256 (64 hex characters).
+    #[arg(long)]
+    sha256: Option<String>,
+    /// A PDQ hash (64 hex characters).
+    #[arg(long)]
+    pdq: Option<String>,
 }
 
 #[derive(Args)]
@@ -797,7 +804,7 @@ impl Desk {
     }
 
     async fn similar(&mut self, a: SimilarArgs) -> Outcome {
-        let content = match &a.image_file {
+        let content = match &a.image.image_file {
             Some(path) => read_image_file(path)?,
             None => Vec::new(),
         };
@@ -805,8 +812,8 @@ impl Desk {
             .client
             .find_similar_claims(self.request(pb::FindSimilarClaimsRequest {
                 content,
-                sha256: a.sha256.unwrap_or_default(),
-                pdq: a.pdq.unwrap_or_default(),
+                sha256: a.image.sha256.unwrap_or_default(),
+                pdq: a.image.pdq.unwrap_or_default(),
                 max_distance: a.max_distance,
                 include_low_quality: a.include_low_quality,
                 page_size: a.limit,

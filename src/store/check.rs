@@ -212,7 +212,7 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
     for entry in t.claims.iter() {
         let (key, value) = entry?;
         report.claims += 1;
-        if report.claims % 1000 == 0 {
+        if report.claims.is_multiple_of(1000) {
             done(report.claims);
         }
         if key.len() != 8 {
