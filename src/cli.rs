@@ -183,14 +183,13 @@ impl From<crate::domain::Error> for Failure {
         let code = match &err {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) | Error::RequestIdReused { .. } => Code::AlreadyExists,
             Error::Aborted(_) => Code::Aborted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::OutOfRange(_) => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::DataLoss(_) => Code::DataLoss,
             Error::Internal(_) => Code::Internal,
-            // AlreadyExists and the reuse of a request_id.
-            _ => Code::AlreadyExists,
         };
         Failure::new(code, err.to_string())
     }
