@@ -1011,7 +1011,6 @@ fn read_image_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 /// entry wins.
 const REGISTER_FLAGS: &[(&str, &str)] = &[
     ("request_id", "--request-id"),
-    ("claim", "the claim"),
     ("claim.claim_text", "--text"),
     ("claim.claimant", "--claimant"),
     ("claim.language", "--language"),
