@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::cli::{photoclaim, text};
 use common::*;
 use photoclaim::pb;
 use photoclaim::pb::admin_service_client::AdminServiceClient;
@@ -1008,18 +1009,6 @@ async fn revocation_takes_effect_at_once_and_key_management_validates_its_input(
 // The real binary
 // ---------------------------------------------------------------------------
 
-/// The binary with none of the caller's PHOTOCLAIM_* or RUST_LOG settings.
-fn photoclaim() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_photoclaim"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PHOTOCLAIM_") {
-            command.env_remove(key);
-        }
-    }
-    command.env_remove("RUST_LOG");
-    command
-}
-
 /// Runs `photoclaim keys ...`; `envs` are added to the environment.
 fn keys(args: &[&str], envs: &[(&str, &str)]) -> Output {
     photoclaim()
@@ -1031,24 +1020,9 @@ fn keys(args: &[&str], envs: &[(&str, &str)]) -> Output {
         .expect("run photoclaim keys")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// `keys create` on a data directory; returns the token (the only stdout line).
 fn create_on_dir(dir: &std::path::Path, name: &str, role: &str) -> String {
-    let out = keys(
-        &[
-            "create",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = cli::keys_create_on_dir(dir, name, role);
     assert!(out.status.success(), "keys create: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "exactly one line on stdout");

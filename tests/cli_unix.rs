@@ -7,131 +7,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{
+    claim_on, clean, create_key, first_line, keys_create_on_dir, output_within, register_args,
+    respond_args, run, run_env, show, succeeded, test_pki, text, verdict_args, wait_within,
+    write_test_pki, TlsServer, BIN, COMMAND_TIMEOUT, FLOOD_CLAIM, PHOTO_URL,
+};
 use common::Process;
 use photoclaim::pb;
-
-const BIN: &str = env!("CARGO_BIN_EXE_photoclaim");
-
-/// Variables the CLI (or its TLS stack, or its logging) reads; cleared so the
-/// caller's shell cannot leak in.
-const CLEARED_ENV: [&str; 10] = [
-    "PHOTOCLAIM_SERVER",
-    "PHOTOCLAIM_TOKEN",
-    "PHOTOCLAIM_CA_CERT",
-    "PHOTOCLAIM_CLIENT_CERT",
-    "PHOTOCLAIM_CLIENT_KEY",
-    "PHOTOCLAIM_DATA_DIR",
-    "PHOTOCLAIM_LOG_FORMAT",
-    "RUST_LOG",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-];
-
-/// Longest any one CLI command may take before the test gives up on it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A command with the CLI's environment cleared.
-fn clean(program: &str) -> Command {
-    let mut command = Command::new(program);
-    for var in CLEARED_ENV {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// `photoclaim <args>` with `envs` set; killed (and the test failed) after
-/// [`COMMAND_TIMEOUT`].
-fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = clean(BIN);
-    command.args(args);
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    output_within(command, COMMAND_TIMEOUT)
-}
-
-fn run(args: &[&str]) -> Output {
-    run_env(args, &[])
-}
-
-/// Runs `command` to its end, reading both outputs; kills it and panics
-/// with what it printed if it takes longer than `timeout`.
-fn output_within(mut command: Command, timeout: Duration) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn command");
-    wait_within(child, timeout, &format!("{command:?}"))
-}
-
-/// Waits for `child` (stdout and stderr piped) at most `timeout`.
-fn wait_within(mut child: Child, timeout: Duration, what: &str) -> Output {
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for command") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let out = text(&stdout.join().unwrap_or_default());
-            let err = text(&stderr.join().unwrap_or_default());
-            panic!("{what} did not finish in {timeout:?}\n--- stdout\n{out}\n--- stderr\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-fn succeeded(out: &Output) -> String {
-    assert!(out.status.success(), "command failed: {}", show(out));
-    text(&out.stdout)
-}
 
 /// The command failed with exit code `exit` and `error: CODE: ` first on
 /// stderr; every stderr line is an `error: CODE: ` or a `hint: ` line and
@@ -173,20 +59,12 @@ fn assert_error_lines(stderr: &str, what: &str) {
     assert_eq!(errors, 1, "{what}: one error line expected:\n{stderr}");
 }
 
-/// `photoclaim keys create` on a stopped data directory; returns the token.
-fn create_key(dir: &Path, name: &str, role: &str) -> String {
-    let dir = dir.to_str().unwrap();
-    let out = run(&[
-        "keys",
-        "create",
-        "--name",
-        name,
-        "--role",
-        role,
-        "--data-dir",
-        dir,
-    ]);
-    succeeded(&out).trim().to_string()
+/// `claim` and then `args`: the whole command line of a `photoclaim claim`
+/// subcommand.
+fn claim_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["claim"];
+    argv.extend_from_slice(args);
+    argv
 }
 
 /// The file under tests/data/.
@@ -312,55 +190,18 @@ fn client_commands(server: &str, claim: &str, out_dir: &Path) -> Vec<(String, Ve
     let backup = out_dir.join("data.backup").to_str().unwrap().to_string();
     let sha256 = "ab".repeat(32);
     let cases: Vec<(&str, Vec<&str>, bool)> = vec![
-        (
-            "claim register",
-            vec![
-                "claim",
-                "register",
-                "--text",
-                "A photo shows a flood",
-                "--language",
-                "en",
-                "--image-url",
-                "https://example.org/flood.jpg",
-            ],
-            true,
-        ),
+        ("claim register", claim_argv(&FLOOD_CLAIM), true),
         ("claim show", vec!["claim", "show", claim], false),
         ("claim list", vec!["claim", "list"], false),
         ("claim status", vec!["claim", "status", claim], false),
         (
             "claim respond",
-            vec![
-                "claim",
-                "respond",
-                claim,
-                "--organization",
-                "Ministry of Examples",
-                "--kind",
-                "statement",
-                "--stance",
-                "refutes",
-                "--text",
-                "No flood.",
-                "--language",
-                "en",
-            ],
+            claim_argv(&respond_args(claim, "refutes", "No flood.")),
             true,
         ),
         (
             "claim verdict",
-            vec![
-                "claim",
-                "verdict",
-                claim,
-                "--rating",
-                "false",
-                "--media",
-                "original",
-                "--rationale",
-                "Checked.",
-            ],
+            claim_argv(&verdict_args(claim, "false", "original", "Checked.")),
             true,
         ),
         ("claim history", vec!["claim", "history", claim], false),
@@ -399,22 +240,12 @@ fn every_failure_prints_its_code_and_exits_by_one_table() {
     let addr = server.addr.clone();
     let out_dir = tempfile::tempdir().expect("temp dir");
     let as_admin = |args: &[&str]| run_env(args, &[("PHOTOCLAIM_TOKEN", &admin)]);
-    let register = |text_: &str| {
-        let out = as_admin(&[
-            "claim",
-            "register",
-            "--text",
-            text_,
-            "--language",
-            "en",
-            "--image-url",
-            "https://example.org/photo.jpg",
-            "--server",
-            &addr,
-        ]);
-        succeeded(&out).lines().next().unwrap().to_string()
-    };
-    let claim = register("A photo shows a flood");
+    // `photoclaim claim <args> --server ADDR` with the admin's token.
+    let claim_as_admin = |args: &[&str]| claim_on(&addr, args, &[("PHOTOCLAIM_TOKEN", &admin)]);
+    let claim = first_line(&claim_as_admin(&register_args(
+        "A photo shows a flood",
+        PHOTO_URL,
+    )));
     let commands = client_commands(&addr, &claim, out_dir.path());
     assert_eq!(commands.len(), 13);
 
@@ -484,23 +315,11 @@ fn every_failure_prints_its_code_and_exits_by_one_table() {
         ),
         (
             "a bad --source-url",
-            vec![
-                "claim",
-                "respond",
-                &claim,
-                "--organization",
-                "Ministry of Examples",
-                "--kind",
-                "statement",
-                "--stance",
-                "refutes",
-                "--text",
-                "No flood.",
-                "--language",
-                "en",
-                "--source-url",
-                "not a url",
-            ],
+            [
+                &claim_argv(&respond_args(&claim, "refutes", "No flood."))[..],
+                &["--source-url", "not a url"],
+            ]
+            .concat(),
             "--source-url: ",
         ),
     ];
@@ -516,45 +335,24 @@ fn every_failure_prints_its_code_and_exits_by_one_table() {
 
     // (e) Conflicts: a stale etag, an unresolved review, a taken key name,
     // a data directory the server holds.
-    let status: serde_json::Value = serde_json::from_str(&succeeded(&as_admin(&[
-        "claim", "status", &claim, "--json", "--server", &addr,
-    ])))
-    .expect("status --json");
+    let status: serde_json::Value =
+        serde_json::from_str(&succeeded(&claim_as_admin(&["status", &claim, "--json"])))
+            .expect("status --json");
     let stale = status["etag"].as_str().expect("etag").to_string();
-    succeeded(&as_admin(&[
-        "claim",
-        "respond",
+    succeeded(&claim_as_admin(&respond_args(
         &claim,
-        "--organization",
-        "Ministry of Examples",
-        "--kind",
-        "statement",
-        "--stance",
         "supports",
-        "--text",
         "It flooded.",
-        "--language",
-        "en",
-        "--server",
-        &addr,
-    ]));
-    let out = as_admin(&[
-        "claim",
-        "verdict",
-        &claim,
-        "--rating",
-        "accurate",
-        "--media",
-        "original",
-        "--rationale",
-        "Checked.",
-        "--etag",
-        &stale,
-        "--server",
-        &addr,
-    ]);
+    )));
+    let out = claim_as_admin(
+        &[
+            &verdict_args(&claim, "accurate", "original", "Checked.")[..],
+            &["--etag", &stale],
+        ]
+        .concat(),
+    );
     failed_with(&out, 4, "ABORTED", "a stale --etag");
-    let out = as_admin(&["claim", "review", &claim, "--server", &addr]);
+    let out = claim_as_admin(&["review", &claim]);
     let stderr = failed_with(
         &out,
         4,
@@ -567,16 +365,7 @@ fn every_failure_prints_its_code_and_exits_by_one_table() {
     ]);
     failed_with(&out, 4, "ALREADY_EXISTS", "keys create with a taken name");
     let dir_arg = dir.path().to_str().unwrap();
-    let out = run(&[
-        "keys",
-        "create",
-        "--name",
-        "someone",
-        "--role",
-        "desk",
-        "--data-dir",
-        dir_arg,
-    ]);
+    let out = keys_create_on_dir(dir.path(), "someone", "desk");
     failed_with(
         &out,
         4,
@@ -627,93 +416,12 @@ fn every_failure_prints_its_code_and_exits_by_one_table() {
 // ---------------------------------------------------------------------------
 // 3. --server as people type it.
 
-/// A CA, and a certificate for `localhost` signed by it, as PEM:
-/// (CA certificate, server certificate, server key).
-fn test_pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("server cert params");
-    let key = KeyPair::generate().expect("server key");
-    let cert = params.signed_by(&key, &*ca).expect("sign server cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
-/// `photoclaim serve` over TLS, killed when dropped.
-struct Served {
-    child: Child,
-    port: String,
-}
-
-impl Served {
-    fn spawn_tls(data_dir: &Path, cert: &Path, key: &Path) -> Self {
-        let mut child = clean(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn photoclaim serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains("photoclaim listening") {
-                    let port = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .and_then(|a| a.rsplit(':').next())
-                        .map(str::to_string);
-                    let _ = tx.send(port);
-                    sent = true;
-                }
-                // Keep reading, so the server never meets a closed pipe.
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(port)) => Served { child, port },
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not start");
-            }
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn server_is_taken_as_host_port_or_url_and_https_uses_the_system_trust_store() {
     // Plaintext, as HOST:PORT and as an http:// URL.
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Process::spawn(dir.path());
-    let registered = run(&[
-        "claim",
-        "register",
-        "--text",
-        "A photo shows a flood",
-        "--language",
-        "en",
-        "--image-url",
-        "https://example.org/flood.jpg",
-        "--server",
-        &server.addr,
-    ]);
+    let registered = claim_on(&server.addr, &FLOOD_CLAIM, &[]);
     assert_eq!(succeeded(&registered).lines().next(), Some("claims/1"));
     let url = format!("http://{}", server.addr);
     let listed = succeeded(&run(&["claim", "list", "--server", &url]));
@@ -730,53 +438,34 @@ fn server_is_taken_as_host_port_or_url_and_https_uses_the_system_trust_store() {
 
     // https://, verified against SSL_CERT_FILE's CA without --ca-cert.
     let work = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = test_pki();
+    let pki = write_test_pki(work.path());
     let (other_ca, _, _) = test_pki();
-    let write = |name: &str, pem: &str| {
-        let path = work.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path
-    };
-    let ca_path = write("ca.pem", &ca);
-    let other_ca_path = write("other-ca.pem", &other_ca);
-    let cert_path = write("server.pem", &cert);
-    let key_path = write("server.key", &key);
+    let other_ca_path = work.path().join("other-ca.pem");
+    std::fs::write(&other_ca_path, other_ca).expect("write PEM");
     let empty_dir = work.path().join("no-certs");
     std::fs::create_dir(&empty_dir).unwrap();
-    let tls = Served::spawn_tls(&work.path().join("data"), &cert_path, &key_path);
-    let url = format!("https://localhost:{}", tls.port);
+    let tls = TlsServer::spawn(&work.path().join("data"), &pki.cert, &pki.key);
+    let url = tls.url();
+    // `photoclaim claim <args> --server URL` with `ca` as the system's trust store.
     let trusting = |ca: &Path, args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--server", &url]);
-        run_env(
-            &all,
+        claim_on(
+            &url,
+            args,
             &[
                 ("SSL_CERT_FILE", ca.to_str().unwrap()),
                 ("SSL_CERT_DIR", empty_dir.to_str().unwrap()),
             ],
         )
     };
-    let registered = trusting(
-        &ca_path,
-        &[
-            "claim",
-            "register",
-            "--text",
-            "A photo shows a flood",
-            "--language",
-            "en",
-            "--image-url",
-            "https://example.org/flood.jpg",
-        ],
-    );
+    let registered = trusting(&pki.ca, &FLOOD_CLAIM);
     assert_eq!(succeeded(&registered).lines().next(), Some("claims/1"));
-    let listed = succeeded(&trusting(&ca_path, &["claim", "list"]));
+    let listed = succeeded(&trusting(&pki.ca, &["list"]));
     assert!(
         listed.lines().any(|l| l.starts_with("claims/1 ")),
         "{listed}"
     );
 
-    let out = trusting(&other_ca_path, &["claim", "list"]);
+    let out = trusting(&other_ca_path, &["list"]);
     let stderr = failed_with(&out, 6, "UNAVAILABLE", "https with an unrelated CA");
     assert!(stderr.contains("TLS"), "{stderr}");
 }
@@ -820,12 +509,7 @@ fn similar_and_review_on_the_reference_case() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Process::spawn(dir.path());
     let addr = server.addr.as_str();
-    let claim_cmd = |args: &[&str]| {
-        let mut all = vec!["claim"];
-        all.extend_from_slice(args);
-        all.extend(["--server", addr]);
-        run(&all)
-    };
+    let claim_cmd = |args: &[&str]| claim_on(addr, args, &[]);
     let case = common::kazbat();
     let image = &case["image"];
     let original = data("pdq/bridge-mods/aaa-orig.jpg");
@@ -1047,7 +731,7 @@ fn similar_takes_max_distance_and_limit_with_an_image() {
         "--server",
         &server.addr,
     ]);
-    let name = succeeded(&out).lines().next().unwrap().to_string();
+    let name = first_line(&out);
     let near = data("pdq/bridge-mods/blur-a-little.jpg");
     let sha256 = sha256_hex(&original);
     let cases: [&[&str]; 3] = [
@@ -1073,21 +757,8 @@ fn watch_follows_from_now_replays_from_the_start_or_resumes_after_a_cursor() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Process::spawn(dir.path());
     let addr = server.addr.clone();
-    let register = |text_: &str| {
-        let out = run(&[
-            "claim",
-            "register",
-            "--text",
-            text_,
-            "--language",
-            "en",
-            "--image-url",
-            "https://example.org/photo.jpg",
-            "--server",
-            &addr,
-        ]);
-        succeeded(&out).lines().next().unwrap().to_string()
-    };
+    let register =
+        |text_: &str| first_line(&claim_on(&addr, &register_args(text_, PHOTO_URL), &[]));
     let first = register("watched one");
     let second = register("watched two");
     let cursor_of = |line: &str| line.split_whitespace().next().unwrap().to_string();

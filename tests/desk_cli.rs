@@ -5,22 +5,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::cli::{
+    claim_on, clean, create_key, first_line, photoclaim, register_args, respond_args, run, run_env,
+    show, succeeded, text, verdict_args, write_test_pki, TlsServer, BIN, FLOOD_CLAIM, PHOTO_URL,
+};
 use common::{all_claims, all_events, all_responses, connect, kazbat, Client, Process};
 use photoclaim::pb;
-
-const BIN: &str = env!("CARGO_BIN_EXE_photoclaim");
-
-/// Environment variables the CLI reads; cleared so the caller's shell cannot leak in.
-const CLI_ENV: [&str; 6] = [
-    "PHOTOCLAIM_SERVER",
-    "PHOTOCLAIM_TOKEN",
-    "PHOTOCLAIM_CA_CERT",
-    "PHOTOCLAIM_CLIENT_CERT",
-    "PHOTOCLAIM_CLIENT_KEY",
-    "PHOTOCLAIM_DATA_DIR",
-];
 
 /// A real server on a fresh data directory, and a client of it.
 struct Server {
@@ -53,38 +45,18 @@ impl Server {
         self.claim_with_token(args, None)
     }
 
+    /// `photoclaim claim <args>` against this server (named by
+    /// `PHOTOCLAIM_SERVER`), with `token` as `PHOTOCLAIM_TOKEN` if given.
     fn claim_with_token(&self, args: &[&str], token: Option<&str>) -> Output {
-        let mut command = Command::new(BIN);
-        for var in CLI_ENV {
-            command.env_remove(var);
-        }
-        command
-            .arg("claim")
-            .args(args)
-            .env("PHOTOCLAIM_SERVER", self.url());
+        let url = self.url();
+        let mut envs = vec![("PHOTOCLAIM_SERVER", url.as_str())];
         if let Some(token) = token {
-            command.env("PHOTOCLAIM_TOKEN", token);
+            envs.push(("PHOTOCLAIM_TOKEN", token));
         }
-        command.output().expect("run photoclaim claim")
+        let mut all = vec!["claim"];
+        all.extend_from_slice(args);
+        run_env(&all, &envs)
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-fn succeeded(out: &Output) -> String {
-    assert!(out.status.success(), "command failed: {}", show(out));
-    text(&out.stdout)
 }
 
 /// The ```sh blocks between `<!-- cli-walkthrough:start -->` and `end`.
@@ -118,16 +90,7 @@ fn cli_walkthrough() -> String {
 
 /// A small claim registered through the CLI; returns its name.
 fn register(server: &Server, text_: &str) -> String {
-    let out = succeeded(&server.claim(&[
-        "register",
-        "--text",
-        text_,
-        "--language",
-        "en",
-        "--image-url",
-        "https://example.org/photo.jpg",
-    ]));
-    out.lines().next().expect("a first line").to_string()
+    first_line(&server.claim(&register_args(text_, PHOTO_URL)))
 }
 
 #[tokio::test]
@@ -140,11 +103,7 @@ async fn the_readme_cli_walkthrough_records_the_reference_case() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut command = Command::new("bash");
-    for var in CLI_ENV {
-        command.env_remove(var);
-    }
-    let out = command
+    let out = clean("bash")
         .args(["-euo", "pipefail", "-c", &cli_walkthrough()])
         .current_dir(work.path())
         .env("PATH", path)
@@ -475,33 +434,10 @@ async fn a_stale_etag_is_reported_and_the_verdict_not_set() {
         serde_json::from_str(&succeeded(&server.claim(&["status", &name, "--json"]))).unwrap();
     let stale = status["etag"].as_str().unwrap().to_string();
     // A colleague attaches a response after the etag was read.
-    succeeded(&server.claim(&[
-        "respond",
-        &name,
-        "--organization",
-        "Ministry of Examples",
-        "--kind",
-        "statement",
-        "--stance",
-        "supports",
-        "--text",
-        "It flooded.",
-        "--language",
-        "en",
-    ]));
+    succeeded(&server.claim(&respond_args(&name, "supports", "It flooded.")));
 
-    let out = server.claim(&[
-        "verdict",
-        &name,
-        "--rating",
-        "accurate",
-        "--media",
-        "original",
-        "--rationale",
-        "Checked.",
-        "--etag",
-        &stale,
-    ]);
+    let verdict = verdict_args(&name, "accurate", "original", "Checked.");
+    let out = server.claim(&[&verdict[..], &["--etag", &stale]].concat());
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: ABORTED: "), "{stderr}");
@@ -511,40 +447,9 @@ async fn a_stale_etag_is_reported_and_the_verdict_not_set() {
     assert_eq!(now.claim_rating, pb::ClaimRating::Unspecified as i32);
 
     // Without --etag the CLI reads the current one, and the verdict lands.
-    succeeded(&server.claim(&[
-        "verdict",
-        &name,
-        "--rating",
-        "accurate",
-        "--media",
-        "original",
-        "--rationale",
-        "Checked.",
-    ]));
+    succeeded(&server.claim(&verdict));
     let now = common::status(&mut server.client, &name).await;
     assert_eq!(now.state, pb::VerificationState::Resolved as i32);
-}
-
-/// `photoclaim keys create` on a data directory; returns the token.
-fn create_key(dir: &Path, name: &str, role: &str) -> String {
-    let mut command = Command::new(BIN);
-    for var in CLI_ENV {
-        command.env_remove(var);
-    }
-    let out = command
-        .args([
-            "keys",
-            "create",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .output()
-        .expect("run keys create");
-    succeeded(&out).trim().to_string()
 }
 
 #[tokio::test]
@@ -562,16 +467,7 @@ async fn a_secured_server_needs_the_token_and_never_sees_it_printed() {
         show(&out)
     );
 
-    let register_args = [
-        "register",
-        "--text",
-        "A photo shows a flood",
-        "--language",
-        "en",
-        "--image-url",
-        "https://example.org/flood.jpg",
-    ];
-    let out = server.claim_with_token(&register_args, Some(&reader));
+    let out = server.claim_with_token(&FLOOD_CLAIM, Some(&reader));
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     assert!(
         text(&out.stderr).starts_with("error: PERMISSION_DENIED: "),
@@ -579,7 +475,7 @@ async fn a_secured_server_needs_the_token_and_never_sees_it_printed() {
         show(&out)
     );
 
-    let out = server.claim_with_token(&register_args, Some(&desk));
+    let out = server.claim_with_token(&FLOOD_CLAIM, Some(&desk));
     let name = succeeded(&out).lines().next().unwrap().to_string();
     let shown = server.claim_with_token(&["show", &name, "--json"], Some(&reader));
     let claim: serde_json::Value = serde_json::from_str(&succeeded(&shown)).unwrap();
@@ -612,19 +508,12 @@ async fn an_unreachable_server_is_reported_as_unavailable() {
         .local_addr()
         .unwrap()
         .port();
-    let mut command = Command::new(BIN);
-    for var in CLI_ENV {
-        command.env_remove(var);
-    }
-    let out = command
-        .args([
-            "claim",
-            "list",
-            "--server",
-            &format!("http://127.0.0.1:{port}"),
-        ])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "claim",
+        "list",
+        "--server",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     assert!(
         text(&out.stderr).starts_with("error: UNAVAILABLE: cannot connect")
@@ -634,96 +523,18 @@ async fn an_unreachable_server_is_reported_as_unavailable() {
     );
 }
 
-/// A CA and a server certificate for `localhost` signed by it, as PEM:
-/// (CA certificate, server certificate, server key).
-fn test_pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let params = CertificateParams::new(vec!["localhost".to_string()]).expect("server cert params");
-    let key = KeyPair::generate().expect("server key");
-    let cert = params.signed_by(&key, &*ca).expect("sign server cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn an_https_server_is_reached_with_its_ca_named() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = test_pki();
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path
-    };
-    let (ca_path, cert_path, key_path) = (
-        write("ca.pem", &ca),
-        write("server.pem", &cert),
-        write("server.key", &key),
-    );
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn photoclaim serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let mut port = None;
-    for line in lines.by_ref() {
-        if line.contains("photoclaim listening") {
-            port = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .and_then(|a| a.rsplit(':').next())
-                .map(str::to_string);
-            break;
-        }
-    }
-    // Keep reading, so that the server's log never meets a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let Some(port) = port else {
-        let _ = child.kill();
-        panic!("the TLS server did not start");
-    };
-    let url = format!("https://localhost:{port}");
-    let run = |args: &[&str]| {
-        let mut command = Command::new(BIN);
-        for var in CLI_ENV {
-            command.env_remove(var);
-        }
-        command
-            .arg("claim")
-            .args(args)
-            .args(["--server", &url])
-            .output()
-            .expect("run photoclaim claim")
-    };
-    let ca_arg = ca_path.to_str().unwrap();
-    let registered = run(&[
-        "register",
-        "--text",
-        "A photo shows a flood",
-        "--language",
-        "en",
-        "--image-url",
-        "https://example.org/flood.jpg",
-        "--ca-cert",
-        ca_arg,
-    ]);
+    let pki = write_test_pki(dir.path());
+    let tls = TlsServer::spawn(&dir.path().join("data"), &pki.cert, &pki.key);
+    let url = tls.url();
+    let run = |args: &[&str]| claim_on(&url, args, &[]);
+    let ca_arg = pki.ca.to_str().unwrap();
+    let registered = run(&[&FLOOD_CLAIM[..], &["--ca-cert", ca_arg]].concat());
     let without_ca = run(&["list"]);
     let listed = run(&["list", "--ca-cert", ca_arg]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(tls);
 
     assert_eq!(succeeded(&registered).lines().next(), Some("claims/1"));
     assert!(succeeded(&listed).contains("claims/1"));
@@ -823,11 +634,7 @@ async fn watch_prints_history_then_live_events_and_stops_after_count() {
         "{out}"
     );
     // Live: a watcher started first sees an event made after it.
-    let mut command = Command::new(BIN);
-    for var in CLI_ENV {
-        command.env_remove(var);
-    }
-    let watcher = command
+    let watcher = photoclaim()
         .args(["claim", "watch", "--after", "2", "--count", "1", "--json"])
         .env("PHOTOCLAIM_SERVER", server.url())
         .stdout(std::process::Stdio::piped())
