@@ -118,6 +118,24 @@ async fn the_readme_cli_walkthrough_records_the_reference_case() {
     );
     // The desk saw the first claim reported on the second's registration.
     assert!(stdout.contains("same image (1):"), "{stdout}");
+    // "Checked before?": both claims, as exact matches of the photos' SHA-256.
+    let similar: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME ") || !l.contains("DISTANCE"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(similar.len(), 2, "{stdout}");
+    for row in &similar {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cells[1..4], ["0", "yes", "resolved"], "{row}");
+    }
+    // The review to publish, as JSON-LD.
+    assert!(
+        stdout.contains("\"@type\": \"ClaimReview\"")
+            && stdout.contains("\"@type\": \"MediaReview\""),
+        "{stdout}"
+    );
 
     let case = kazbat();
     let client = &mut server.client;
