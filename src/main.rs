@@ -405,9 +405,44 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
 
 type Outcome = Result<(), Failure>;
 
+/// A command line clap refused, in the one error format: `error:
+/// INVALID_ARGUMENT: what is wrong`, then clap's usage line and tips as
+/// `hint:` lines, exit code 2. `--help` and `--version` print as clap does.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let rendered = err.render().to_string();
+    let (message, rest) = rendered.split_once("\n\n").unwrap_or((&rendered, ""));
+    let message = message
+        .strip_prefix("error: ")
+        .unwrap_or(message)
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut failure = Failure::usage(message);
+    for line in rest.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = line.strip_prefix("tip: ").unwrap_or(line);
+        let mut chars = line.chars();
+        let first = chars.next().map(|c| c.to_lowercase().to_string());
+        failure = failure.hint(first.unwrap_or_default() + chars.as_str());
+    }
+    failure.report()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {

@@ -412,7 +412,15 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         let out = server.claim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
         let stderr = text(&out.stderr);
-        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        // Refused before any call, in the same format as the server's refusals.
+        assert!(
+            stderr.starts_with("error: INVALID_ARGUMENT: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.lines().skip(1).all(|l| l.starts_with("hint: ")),
+            "{args:?}: {stderr}"
+        );
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: {}", show(&out));
     }
@@ -429,8 +437,8 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
-        text(&out.stderr).starts_with("error: INVALID_ARGUMENT: "),
-        "{}",
+        text(&out.stderr).starts_with("error: INVALID_ARGUMENT: --language: "),
+        "the field is named by its flag: {}",
         show(&out)
     );
     let out = server.claim(&["status", "claims/999"]);
