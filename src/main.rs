@@ -679,7 +679,11 @@ async fn serve(args: ServeArgs) -> Outcome {
         }
         Err(err) => {
             tracing::error!(%err, "cannot start");
-            return Err(err.into());
+            // The message says what to do; the offline commands' hint (work
+            // through --server) does not apply to a server.
+            let mut failure = Failure::from(err);
+            failure.hints.clear();
+            return Err(failure);
         }
     };
     let keys_exist = store.has_keys().await?;
