@@ -142,56 +142,6 @@ async fn a_stale_etag_is_aborted_with_error_info_naming_the_current_etag() {
 }
 
 #[tokio::test]
-async fn a_reused_request_id_is_already_exists_with_error_info() {
-    let server = InProcess::start().await;
-    let mut client = server.client.clone();
-    let first = register(&mut client, sample_claim("original"), "req-eco-1").await;
-    let name = first.claim.unwrap().name;
-    let err = client
-        .register_claim(pb::RegisterClaimRequest {
-            request_id: "req-eco-1".into(),
-            claim: Some(sample_claim("something else")),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    let info = err.get_details_error_info().expect("ErrorInfo details");
-    assert_eq!(
-        (info.reason.as_str(), info.domain.as_str()),
-        ("REQUEST_ID_REUSED", "photoclaim")
-    );
-    assert_eq!(
-        info.metadata.get("request_id").map(String::as_str),
-        Some("req-eco-1")
-    );
-
-    // The same for attachments.
-    attach(
-        &mut client,
-        &name,
-        sample_response(pb::Stance::Refutes),
-        "att-eco",
-    )
-    .await;
-    let err = client
-        .attach_official_response(pb::AttachOfficialResponseRequest {
-            parent: name.clone(),
-            request_id: "att-eco".into(),
-            official_response: Some(sample_response(pb::Stance::Supports)),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    let info = err.get_details_error_info().expect("ErrorInfo details");
-    assert_eq!(info.reason, "REQUEST_ID_REUSED");
-    assert_eq!(
-        info.metadata.get("request_id").map(String::as_str),
-        Some("att-eco")
-    );
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn publishing_an_unresolved_claim_is_a_precondition_failure_naming_it() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();

@@ -36,6 +36,7 @@ async fn request_id_reused_with_a_different_payload_is_already_exists_and_change
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
     assert!(err.message().contains("request_id"), "{}", err.message());
+    assert_request_id_reused(&err, "req-x");
     let claims = all_claims(&mut client, pb::VerificationState::Unspecified).await;
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].claim_text, "original");
@@ -57,9 +58,25 @@ async fn request_id_reused_with_a_different_payload_is_already_exists_and_change
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
+    assert_request_id_reused(&err, "att-1");
     let st = status(&mut client, &name).await;
     assert_eq!((st.official_response_count, st.supporting_count), (1, 0));
     server.stop().await;
+}
+
+/// The `google.rpc.ErrorInfo` of a reused request id: reason, domain, and
+/// the id itself, so that a client can tell this conflict from others.
+fn assert_request_id_reused(err: &tonic::Status, request_id: &str) {
+    use tonic_types::StatusExt;
+    let info = err.get_details_error_info().expect("ErrorInfo details");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("REQUEST_ID_REUSED", "photoclaim")
+    );
+    assert_eq!(
+        info.metadata.get("request_id").map(String::as_str),
+        Some(request_id)
+    );
 }
 
 #[tokio::test]
