@@ -14,6 +14,8 @@
 //! - [`api`]: the `ClaimService` and `AdminService` handlers, the guard layer
 //!   (authentication, roles, load shedding), name parsing, page tokens, and
 //!   the one mapping from domain errors to `tonic::Status`.
+//! - [`listener`]: the accept loop in front of the server: a cap on open
+//!   connections, a deadline for a new connection's first bytes.
 //! - [`server`]: builds the tonic server (our services, health, reflection,
 //!   the guard, TLS, limits), runs it on a bound listener until a shutdown
 //!   future resolves, drains, flushes.
@@ -51,6 +53,7 @@ pub mod export;
 pub mod generate;
 pub mod imaging;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod pb;
 pub mod remote;

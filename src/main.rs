@@ -240,6 +240,14 @@ struct ServeArgs {
     /// Concurrent calls on one connection; more wait.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CALLS_PER_CONNECTION, env = "PHOTOCLAIM_MAX_CALLS_PER_CONNECTION")]
     max_calls_per_connection: usize,
+    /// Connections open at once; more are closed as they arrive (keep it
+    /// below the process's descriptor limit, `ulimit -n`).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS, env = "PHOTOCLAIM_MAX_CONNECTIONS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_connections: usize,
+    /// Seconds a new connection may take to send its first bytes (the HTTP/2
+    /// preface or a TLS ClientHello) before it is closed.
+    #[arg(long, default_value_t = server::DEFAULT_FIRST_BYTES_TIMEOUT.as_secs(), env = "PHOTOCLAIM_FIRST_BYTES_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    first_bytes_timeout_seconds: u64,
     /// Longest any call may run, in seconds (a shorter grpc-timeout from the client wins).
     #[arg(long, default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(), env = "PHOTOCLAIM_REQUEST_TIMEOUT_SECONDS")]
     request_timeout_seconds: u64,
@@ -756,6 +764,8 @@ async fn serve(args: ServeArgs) -> Outcome {
         tls,
         max_in_flight: args.max_in_flight,
         max_calls_per_connection: args.max_calls_per_connection.max(1),
+        max_connections: args.max_connections,
+        first_bytes_timeout: Duration::from_secs(args.first_bytes_timeout_seconds),
         request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
         keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
         watch: WatchOptions {

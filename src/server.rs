@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
@@ -36,8 +35,15 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Calls in flight across all connections before new ones are shed, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
-/// Concurrent calls on one connection, by default.
+/// Concurrent calls on one connection, by default; also advertised to
+/// clients as HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
 pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 64;
+/// Connections open at once, by default: below the common soft limit of
+/// 1,024 descriptors, leaving room for sled's files and the metrics port.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 768;
+/// How long a new connection may take to send its first bytes (HTTP/2
+/// preface or TLS ClientHello), by default.
+pub const DEFAULT_FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest any call may run, by default (a shorter `grpc-timeout` wins).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of HTTP/2 keepalive pings, by default.
@@ -66,8 +72,16 @@ pub struct Options {
     /// Guarded calls in flight at once, across connections; more are refused
     /// with `RESOURCE_EXHAUSTED`. Health checks do not count. 0: no limit.
     pub max_in_flight: usize,
-    /// Concurrent calls on one connection; more wait for a slot.
+    /// Concurrent calls on one connection; more wait for a slot. Advertised
+    /// as HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`, so well-behaved clients
+    /// queue on their side.
     pub max_calls_per_connection: usize,
+    /// Connections open at once; more are closed as they arrive (see
+    /// [`crate::listener`]).
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first bytes before
+    /// it is closed.
+    pub first_bytes_timeout: Duration,
     /// Longest any call may run; a shorter `grpc-timeout` from the client wins.
     pub request_timeout: Duration,
     /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
@@ -101,6 +115,8 @@ impl Default for Options {
             tls: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            first_bytes_timeout: DEFAULT_FIRST_BYTES_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             watch: WatchOptions::default(),
@@ -226,6 +242,7 @@ pub async fn run<S: Store>(
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .concurrency_limit_per_connection(options.max_calls_per_connection)
+        .max_concurrent_streams(u32::try_from(options.max_calls_per_connection).ok())
         .timeout(options.request_timeout)
         // gRPC-Web (HTTP/1.1 or HTTP/2) on the same port: CORS answers
         // browsers' preflights, the web layer translates to gRPC, and the
@@ -239,9 +256,17 @@ pub async fn run<S: Store>(
         .add_service(reflection_v1alpha)
         .add_service(claims)
         .add_service(admin)
-        // Small unary replies must not wait for Nagle's algorithm (~40 ms stalls).
+        // The accept loop caps connections and closes silent ones; it also
+        // turns off Nagle's algorithm (small replies would stall ~40 ms).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            crate::listener::incoming(
+                listener,
+                crate::listener::ConnectionLimits {
+                    max_connections: options.max_connections,
+                    first_bytes_timeout: options.first_bytes_timeout,
+                },
+                crate::listener::server_stats(),
+            ),
             async {
                 let _ = drain_rx.await;
             },

@@ -97,12 +97,28 @@ impl Process {
         })
     }
 
+    /// Like [`Process::spawn`], with more `serve` flags.
+    pub fn spawn_with(data_dir: &Path, flags: &[&str]) -> Self {
+        Self::try_spawn_with(data_dir, flags).unwrap_or_else(|(status, log)| {
+            panic!("server exited ({status:?}) before listening:\n{log}")
+        })
+    }
+
     /// Like [`Process::spawn`], but returns the exit status and log if the
     /// server exits before it listens.
     pub fn try_spawn(data_dir: &Path) -> Result<Self, (Option<ExitStatus>, String)> {
+        Self::try_spawn_with(data_dir, &[])
+    }
+
+    /// [`Process::try_spawn`] with more `serve` flags.
+    pub fn try_spawn_with(
+        data_dir: &Path,
+        flags: &[&str],
+    ) -> Result<Self, (Option<ExitStatus>, String)> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
