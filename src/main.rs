@@ -262,6 +262,16 @@ struct ServeArgs {
     /// Events WatchClaimEvents holds for a consumer that is not reading.
     #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_BUFFER", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     watch_buffer: u32,
+    /// KiB a WatchClaimEvents stream holds for a consumer that is not
+    /// reading (events at their encoded size plus 512 bytes; one event
+    /// always fits).
+    #[arg(long, default_value_t = (photoclaim::api::watch::DEFAULT_STREAM_BUFFER_BYTES >> 10) as u64, env = "PHOTOCLAIM_WATCH_STREAM_BUFFER_KB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    watch_stream_buffer_kb: u64,
+    /// MiB all WatchClaimEvents streams' buffers hold together; a stream
+    /// that cannot buffer more waits, then stalls as if its own buffer
+    /// were full.
+    #[arg(long, default_value_t = (photoclaim::api::watch::DEFAULT_TOTAL_BUFFER_BYTES >> 20) as u64, env = "PHOTOCLAIM_WATCH_BUFFER_MB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    watch_buffer_mb: u64,
     /// Seconds a watch stream's buffer may stay full before the stream ends
     /// with RESOURCE_EXHAUSTED and a cursor to resume from.
     #[arg(long, default_value_t = 10, env = "PHOTOCLAIM_WATCH_STALL_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -770,6 +780,8 @@ async fn serve(args: ServeArgs) -> Outcome {
         keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
         watch: WatchOptions {
             buffer: args.watch_buffer as usize,
+            stream_buffer_bytes: (args.watch_stream_buffer_kb << 10) as usize,
+            total_buffer_bytes: (args.watch_buffer_mb << 20) as usize,
             stall_timeout: Duration::from_secs(args.watch_stall_seconds),
             max_streams: args.watch_max_streams as usize,
         },

@@ -385,6 +385,81 @@ async fn a_stalled_consumer_does_not_block_writers_and_is_cut_off_with_a_cursor(
     server.stop().await;
 }
 
+/// `VmHWM` or `VmRSS` of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watchers_that_never_read_stay_within_the_byte_budget_and_are_cut() {
+    const STREAMS: usize = 40;
+    const BUDGET_MB: u64 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn_with(
+        &dir.path().join("data"),
+        &[
+            "--watch-stall-seconds",
+            "1",
+            "--watch-buffer-mb",
+            "32",
+            "--watch-stream-buffer-kb",
+            "1024",
+        ],
+    );
+    let pid = server.child.id();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let mut client = connect(&server.addr).await;
+    // 400 claims of 10,000 four-byte characters: 40 KB events, 16 MB of log.
+    // Before the budget, each watcher held up to 1,024 of them: all 16 MB.
+    let text: String = std::iter::repeat_n('\u{1D54F}', 9_990).collect();
+    for i in 0..400 {
+        register(
+            &mut client,
+            sample_claim(&format!("{i} {text}")),
+            &format!("big-{i}"),
+        )
+        .await;
+    }
+    let baseline = memory_kib(pid, "VmRSS:");
+
+    // Watchers from the start that never read (no flow-control credit).
+    let mut stalled = Vec::new();
+    for _ in 0..STREAMS {
+        stalled.push(RawWatch::open(addr, after("")).await);
+    }
+    // Past the stall timeout every one has been cut.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let peak = memory_kib(pid, "VmHWM:");
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    // The budget, plus what the HTTP/2 layer buffers per stream (its send
+    // buffer, bounded by hyper), plus slack for the allocator.
+    let allowed_mib = BUDGET_MB + STREAMS as u64 * 2 + 64;
+    eprintln!("{STREAMS} stalled watchers: server RSS {baseline} KiB -> peak {peak} KiB (+{grown_mib} MiB)");
+    assert!(
+        grown_mib <= allowed_mib,
+        "{STREAMS} stalled watchers grew the server by {grown_mib} MiB (allowed {allowed_mib}; \
+         without the budget it is about {} MiB)",
+        STREAMS * 16
+    );
+
+    // Each was told where to resume: RESOURCE_EXHAUSTED with a cursor, after
+    // far fewer than all 400 events (its buffer was dropped when cut).
+    let (got, code, resume) = stalled.pop().unwrap().read_to_end().await;
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(got.len() < 100, "{} events delivered", got.len());
+    assert_eq!(resume, Some(got.len().to_string()));
+    // The server still serves, and a reading watcher gets everything.
+    let mut live = watch(&mut client, after("")).await;
+    let all = take(&mut live, 400).await;
+    assert_contiguous(&all, 1, 400);
+    drop(stalled);
+}
+
 #[tokio::test]
 async fn shutdown_ends_streams_with_a_cursor_instead_of_holding_the_drain() {
     let server = InProcess::start_with(Options {

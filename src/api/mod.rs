@@ -107,8 +107,8 @@ pub struct ClaimApi<S> {
     /// spent on images stay bounded however many calls send them.
     decoders: Arc<tokio::sync::Semaphore>,
     watch: WatchOptions,
-    /// One permit per open watch stream.
-    watch_slots: Arc<tokio::sync::Semaphore>,
+    /// Watch streams' slots and the byte budget of their buffers.
+    watch_limits: watch::Limits,
     /// Becomes true when the server starts shutting down: watch streams end.
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Author and page URLs of published reviews (ExportClaimReview).
@@ -135,9 +135,7 @@ impl<S: Store> ClaimApi<S> {
             images,
             decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
             watch: WatchOptions::default(),
-            watch_slots: Arc::new(tokio::sync::Semaphore::new(
-                WatchOptions::default().max_streams,
-            )),
+            watch_limits: watch::Limits::new(&WatchOptions::default()),
             // A sender that is never used: no shutdown until `with_watch`.
             shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
             publisher: Arc::new(Publisher::default()),
@@ -152,7 +150,7 @@ impl<S: Store> ClaimApi<S> {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         self.watch = options;
-        self.watch_slots = Arc::new(tokio::sync::Semaphore::new(options.max_streams));
+        self.watch_limits = watch::Limits::new(&options);
         self.shutdown = shutdown;
         self
     }
@@ -482,7 +480,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 self.store.clone(),
                 request,
                 self.watch,
-                &self.watch_slots,
+                &self.watch_limits,
                 self.shutdown.clone(),
             )
         })

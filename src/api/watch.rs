@@ -13,13 +13,25 @@
 //! and every stream at shutdown, ends with a status whose trailer
 //! [`RESUME_CURSOR`] (also quoted in the message) is the cursor to resume
 //! after: every event before it was delivered.
+//!
+//! Memory has a budget, not just counts: a stream's buffer holds at most
+//! `buffer` events and `stream_buffer_bytes` bytes, and all streams'
+//! buffers together at most `total_buffer_bytes` (a producer that cannot
+//! queue waits as for a full buffer, and stalls the same way). A stream cut
+//! for stalling drops its buffer at once, even though its consumer (not
+//! reading) may keep the HTTP/2 stream open: the status it then reads first
+//! is the RESOURCE_EXHAUSTED with the cursor, events after which it has not
+//! received.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use prost::Message;
+use tokio::sync::{watch, Notify};
 use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
@@ -33,14 +45,27 @@ use crate::store::{EventFilter, Store};
 /// Trailer carrying the cursor to resume after when a stream is cut short.
 pub const RESUME_CURSOR: &str = "photoclaim-resume-cursor";
 
-/// Events read from the store per batch.
+/// Events read from the store per batch, at most. A batch is also kept
+/// within the room left in the stream's buffer (by the sizes of the events
+/// seen so far), so that a producer waiting on a stalled consumer holds
+/// about one buffer's worth, not a batch of large events on top of it.
 const BATCH: usize = 256;
+
+/// Size assumed of an event before any was seen: large, so that the first
+/// batch of a stream stays small (16 events in a 1 MiB buffer).
+const FIRST_GUESS_EVENT_BYTES: usize = 64 * 1024;
 
 /// Buffer and stall settings of WatchClaimEvents.
 #[derive(Clone, Copy, Debug)]
 pub struct WatchOptions {
     /// Events a stream may hold for a consumer that is not reading.
     pub buffer: usize,
+    /// Bytes a stream may hold for a consumer that is not reading (events
+    /// counted at their encoded size plus [`EVENT_OVERHEAD`]); one event is
+    /// always allowed, however large.
+    pub stream_buffer_bytes: usize,
+    /// Bytes all streams' buffers may hold together.
+    pub total_buffer_bytes: usize,
     /// How long a full buffer may stay full before the stream ends with
     /// RESOURCE_EXHAUSTED.
     pub stall_timeout: Duration,
@@ -49,12 +74,78 @@ pub struct WatchOptions {
     pub max_streams: usize,
 }
 
+/// Bytes counted for a buffered event beyond its encoded size: the
+/// decoded message's own allocations.
+pub const EVENT_OVERHEAD: usize = 512;
+
+/// A stream's buffer by default: 1 MiB.
+pub const DEFAULT_STREAM_BUFFER_BYTES: usize = 1024 * 1024;
+/// All streams' buffers together by default: 256 MiB.
+pub const DEFAULT_TOTAL_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+
 impl Default for WatchOptions {
     fn default() -> Self {
         WatchOptions {
             buffer: 1024,
+            stream_buffer_bytes: DEFAULT_STREAM_BUFFER_BYTES,
+            total_buffer_bytes: DEFAULT_TOTAL_BUFFER_BYTES,
             stall_timeout: Duration::from_secs(10),
             max_streams: 1024,
+        }
+    }
+}
+
+/// What all streams of one service share: the stream slots and the byte
+/// budget of their buffers.
+#[derive(Clone)]
+pub struct Limits {
+    /// One permit per open stream.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Bytes buffered across streams.
+    budget: Arc<Budget>,
+}
+
+impl Limits {
+    /// Slots and budget for `options`.
+    pub fn new(options: &WatchOptions) -> Self {
+        Limits {
+            slots: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+            budget: Arc::new(Budget {
+                limit: options.total_buffer_bytes,
+                used: AtomicUsize::new(0),
+                freed: Notify::new(),
+            }),
+        }
+    }
+
+    /// Bytes buffered now across all streams (for tests and metrics).
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used.load(Ordering::Relaxed)
+    }
+}
+
+/// The byte budget shared by all streams' buffers.
+struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Woken when bytes are given back.
+    freed: Notify,
+}
+
+impl Budget {
+    /// Takes `n` bytes if they fit.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= self.limit).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.used.fetch_sub(n, Ordering::AcqRel);
+            self.freed.notify_waiters();
         }
     }
 }
@@ -127,49 +218,143 @@ pub(crate) fn start<S: Store>(
     store: Arc<S>,
     request: WatchRequest,
     options: WatchOptions,
-    slots: &Arc<tokio::sync::Semaphore>,
+    limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<EventStream, Error> {
-    let slot = slots.clone().try_acquire_owned().map_err(|_| {
+    let slot = limits.slots.clone().try_acquire_owned().map_err(|_| {
         Error::ResourceExhausted(format!(
             "too many watch streams open (limit {}): retry later",
             options.max_streams
         ))
     })?;
-    let (tx, rx) = mpsc::channel(options.buffer.max(1));
-    let end = Arc::new(Mutex::new(None));
+    let queue = Arc::new(Queue {
+        inner: Mutex::new(QueueState {
+            taken_to: request.after,
+            ..QueueState::default()
+        }),
+        space: Notify::new(),
+        budget: limits.budget.clone(),
+    });
     let producer = Producer {
         store,
-        tx,
-        end: end.clone(),
+        queue: queue.clone(),
         options,
         shutdown,
+        seen_bytes: 0,
+        seen_events: 0,
     };
     tokio::spawn(async move {
         producer.run(request).await;
         drop(slot);
     });
-    Ok(EventStream {
-        rx,
-        end,
-        done: false,
-    })
+    Ok(EventStream { queue, done: false })
+}
+
+/// One stream's buffer, shared by its producer and its consumer.
+struct Queue {
+    inner: Mutex<QueueState>,
+    /// Woken when the consumer takes an event (or goes away).
+    space: Notify,
+    /// The budget the buffered bytes are taken from.
+    budget: Arc<Budget>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Events with the bytes each holds of the budget and their log
+    /// position.
+    events: VecDeque<(pb::ClaimEvent, usize, u64)>,
+    /// Log position of the last event the consumer took (the request's
+    /// start before any): where to resume if the buffer is dropped.
+    taken_to: u64,
+    /// Bytes of `events`.
+    bytes: usize,
+    /// The producer stopped: after the buffered events, the stream ends
+    /// with this status (or cleanly, if none).
+    finished: bool,
+    end: Option<Status>,
+    /// The consumer dropped the stream.
+    gone: bool,
+    /// The consumer waiting for an event.
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the stream with `end` after what is buffered.
+    fn finish(&self, end: Option<Status>) {
+        self.end_with(|_| end, false);
+    }
+
+    /// Ends the stream of a consumer that stalled: drops its buffer at once
+    /// and ends with RESOURCE_EXHAUSTED and the cursor of the last event it
+    /// took.
+    fn cut(&self, why: &str) -> Status {
+        let mut sent = None;
+        self.end_with(
+            |taken_to| {
+                let status = resume_status(tonic::Code::ResourceExhausted, why, taken_to);
+                sent = Some(status.clone());
+                Some(status)
+            },
+            true,
+        );
+        sent.expect("end_with calls it")
+    }
+
+    fn end_with(&self, end: impl FnOnce(u64) -> Option<Status>, drop_buffer: bool) {
+        let waker = {
+            let mut state = self.lock();
+            if drop_buffer {
+                state.events.clear();
+                self.budget.give_back(std::mem::take(&mut state.bytes));
+            }
+            state.finished = true;
+            state.end = end(state.taken_to);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.gone = true;
+        state.events.clear();
+        self.queue
+            .budget
+            .give_back(std::mem::take(&mut state.bytes));
+        drop(state);
+        self.queue.space.notify_one();
+    }
 }
 
 struct Producer<S> {
     store: Arc<S>,
-    tx: mpsc::Sender<pb::ClaimEvent>,
-    end: Arc<Mutex<Option<Status>>>,
+    queue: Arc<Queue>,
     options: WatchOptions,
     shutdown: watch::Receiver<bool>,
+    /// Bytes and count of the events queued so far, for the batch size.
+    seen_bytes: usize,
+    seen_events: usize,
 }
 
 /// Why a producer stopped early.
 enum Stop {
     /// The consumer went away: nothing to tell.
     Gone,
-    /// End the stream with this status.
+    /// End the stream with this status, after the buffered events.
     With(Status),
+    /// The consumer stalled: drop the buffer and end with
+    /// RESOURCE_EXHAUSTED (this reason, and the cursor of the last event
+    /// it took).
+    Stalled(String),
 }
 
 impl<S: Store> Producer<S> {
@@ -181,11 +366,13 @@ impl<S: Store> Producer<S> {
             Stop::Gone => tracing::debug!("watcher went away"),
             Stop::With(status) => {
                 tracing::info!(code = ?status.code(), reason = status.message(), "watch ended");
-                *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+                self.queue.finish(Some(status));
+            }
+            Stop::Stalled(why) => {
+                let status = self.queue.cut(&why);
+                tracing::info!(code = ?status.code(), reason = status.message(), "watch ended");
             }
         }
-        // Dropping the sender lets the consumer drain the buffer, then see
-        // the final status.
     }
 
     async fn pump(&mut self, request: WatchRequest) -> Stop {
@@ -201,9 +388,10 @@ impl<S: Store> Producer<S> {
             }
             let newest = *durable.borrow_and_update();
             if after < newest {
+                let limit = self.batch_limit();
                 let batch = match self
                     .store
-                    .log_events(after, newest, &request.filter, BATCH)
+                    .log_events(after, newest, &request.filter, limit)
                     .await
                 {
                     Ok(batch) => batch,
@@ -227,40 +415,101 @@ impl<S: Store> Producer<S> {
                     }
                 }
                 _ = stopping(&mut self.shutdown) => {}
-                _ = self.tx.closed() => return Stop::Gone,
+                () = consumer_gone(&self.queue) => return Stop::Gone,
             }
         }
     }
 
-    /// Queues one event; `resume_after` is the cursor to report if it cannot
-    /// be queued (everything before the event was).
-    async fn deliver(&mut self, event: pb::ClaimEvent, resume_after: u64) -> Result<(), Stop> {
-        let event = match self.tx.try_send(event) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Gone),
-            Err(mpsc::error::TrySendError::Full(event)) => event,
+    /// How many events to read next: what fits in the room left in the
+    /// buffer at the mean size seen so far, between 1 and [`BATCH`].
+    fn batch_limit(&self) -> usize {
+        let state = self.queue.lock();
+        let free_bytes = self.options.stream_buffer_bytes.saturating_sub(state.bytes);
+        let free_events = self.options.buffer.saturating_sub(state.events.len());
+        drop(state);
+        let mean = if self.seen_events == 0 {
+            FIRST_GUESS_EVENT_BYTES
+        } else {
+            self.seen_bytes / self.seen_events
         };
-        let stall = self.options.stall_timeout;
-        tokio::select! {
-            sent = tokio::time::timeout(stall, self.tx.send(event)) => match sent {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(Stop::Gone),
-                Err(_) => Err(Stop::With(resume_status(
-                    tonic::Code::ResourceExhausted,
-                    &format!(
-                        "the consumer fell behind: {} events waited unread for {} ms",
-                        self.options.buffer,
-                        stall.as_millis()
-                    ),
+        (free_bytes / mean.max(1)).min(free_events).clamp(1, BATCH)
+    }
+
+    /// Queues one event; `resume_after` is the cursor to report if it cannot
+    /// be queued (everything before the event was). Waits while the
+    /// stream's buffer or the shared budget is full, at most the stall
+    /// timeout.
+    async fn deliver(&mut self, event: pb::ClaimEvent, resume_after: u64) -> Result<(), Stop> {
+        let size = event.encoded_len() + EVENT_OVERHEAD;
+        self.seen_bytes += size;
+        self.seen_events += 1;
+        let stall = tokio::time::sleep(self.options.stall_timeout);
+        tokio::pin!(stall);
+        let mut event = Some(event);
+        loop {
+            // Register for wake-ups before looking, so none is missed.
+            let space = self.queue.space.notified();
+            let freed = self.queue.budget.freed.notified();
+            tokio::pin!(space, freed);
+            space.as_mut().enable();
+            freed.as_mut().enable();
+            let waker = {
+                let mut state = self.queue.lock();
+                if state.gone {
+                    return Err(Stop::Gone);
+                }
+                let fits_stream = state.events.is_empty()
+                    || (state.events.len() < self.options.buffer.max(1)
+                        && state.bytes + size <= self.options.stream_buffer_bytes);
+                if fits_stream && self.queue.budget.try_take(size) {
+                    state.bytes += size;
+                    state.events.push_back((
+                        event.take().expect("queued once"),
+                        size,
+                        resume_after + 1,
+                    ));
+                    state.waker.take()
+                } else {
+                    None
+                }
+            };
+            if event.is_none() {
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                return Ok(());
+            }
+            tokio::select! {
+                () = &mut space => {}
+                () = &mut freed => {}
+                () = &mut stall => return Err(Stop::Stalled(format!(
+                    "the consumer fell behind: its buffer stayed full for {} ms \
+                     (limits: {} events, {} bytes a stream, {} bytes in all)",
+                    self.options.stall_timeout.as_millis(),
+                    self.options.buffer,
+                    self.options.stream_buffer_bytes,
+                    self.options.total_buffer_bytes,
+                ))),
+                _ = stopping(&mut self.shutdown) => return Err(Stop::With(resume_status(
+                    tonic::Code::Unavailable,
+                    "the server is shutting down",
                     resume_after,
                 ))),
-            },
-            _ = stopping(&mut self.shutdown) => Err(Stop::With(resume_status(
-                tonic::Code::Unavailable,
-                "the server is shutting down",
-                resume_after,
-            ))),
+            }
         }
+    }
+}
+
+/// Resolves when the consumer has dropped the stream.
+async fn consumer_gone(queue: &Queue) {
+    loop {
+        let space = queue.space.notified();
+        tokio::pin!(space);
+        space.as_mut().enable();
+        if queue.lock().gone {
+            return;
+        }
+        space.await;
     }
 }
 
@@ -275,8 +524,7 @@ fn resume_status(code: tonic::Code, why: &str, after: u64) -> Status {
 
 /// The response stream: buffered events, then the producer's final status.
 pub struct EventStream {
-    rx: mpsc::Receiver<pb::ClaimEvent>,
-    end: Arc<Mutex<Option<Status>>>,
+    queue: Arc<Queue>,
     done: bool,
 }
 
@@ -287,19 +535,23 @@ impl Stream for EventStream {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
-            Poll::Ready(None) => {
-                self.done = true;
-                let end = self
-                    .end
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                Poll::Ready(end.map(Err))
-            }
-            Poll::Pending => Poll::Pending,
+        let mut state = self.queue.lock();
+        if let Some((event, size, position)) = state.events.pop_front() {
+            state.bytes -= size;
+            state.taken_to = position;
+            drop(state);
+            self.queue.budget.give_back(size);
+            self.queue.space.notify_one();
+            return Poll::Ready(Some(Ok(event)));
         }
+        if state.finished {
+            let end = state.end.take();
+            drop(state);
+            self.done = true;
+            return Poll::Ready(end.map(Err));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
