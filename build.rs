@@ -1,6 +1,11 @@
 //! Compiles `proto/` with protox (a pure-Rust protobuf compiler: no system
 //! `protoc` needed), writes the descriptor set that server reflection serves,
 //! and generates the prost messages and tonic service.
+//!
+//! The services use our codec (`src/api/codec.rs`), which answers a request
+//! body that does not decode with INVALID_ARGUMENT instead of tonic-prost's
+//! INTERNAL; it identifies the request by its `prost::Name`, so the messages
+//! are generated with type names.
 
 use std::path::PathBuf;
 
@@ -19,12 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("photoclaim_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // Written by hand: a server sends claims it encoded earlier
         // (src/pb/image_match.rs).
         .extern_path(".photoclaim.v1.ImageMatch", "crate::pb::ImageMatch")
-        .compile_fds(descriptors)?;
+        .codec_path("crate::api::codec::ProtoCodec")
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

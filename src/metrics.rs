@@ -2,8 +2,10 @@
 //! (`--metrics-listen`) at `GET /metrics` in the OpenMetrics text format:
 //!
 //! - `photoclaim_rpc_requests_total{method, code}`: calls handled, by
-//!   method and gRPC status code (calls the guard refuses before a handler
-//!   runs, for authentication or load, count under their method too);
+//!   method and gRPC status code (calls refused before a handler runs
+//!   count under their method too: by the guard, for authentication or
+//!   load, and by the codec, for a body that is not a valid request
+//!   message);
 //! - `photoclaim_rpc_duration_seconds{method}`: handler latency histogram;
 //! - `photoclaim_rpc_in_flight{method}`: calls being handled now;
 //! - `photoclaim_flush_duration_seconds`: latency of the flush after each
@@ -181,7 +183,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A call of `method` was refused before its handler ran.
+    /// A call of `method` was refused before its handler ran (by the guard,
+    /// or by the codec for a body that does not decode).
     pub fn refused(&self, method: &str, code: i32) {
         let method = METHODS
             .iter()

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod archive;
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod names;
 pub mod status;
