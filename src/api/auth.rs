@@ -3,10 +3,12 @@
 //!
 //! For each call it decides from the request path what the call needs:
 //! health checks and reflection need nothing and are never shed; every other
-//! call takes a slot of the global in-flight limit (or is refused with
-//! `RESOURCE_EXHAUSTED` at once), then must authenticate — an API key in
-//! `authorization: Bearer <token>`, else a verified client certificate, else
-//! (only while the server is open) nobody — and hold the role the RPC needs.
+//! call is first refused (`UNAUTHENTICATED`) if it carries more than one
+//! `authorization` header, then takes a slot of the global in-flight limit
+//! (or is refused with `RESOURCE_EXHAUSTED` at once), then must authenticate
+//! — an API key in `authorization: Bearer <token>`, else a verified client
+//! certificate, else (only while the server is open) nobody — and hold the
+//! role the RPC needs.
 //! The caller's [`Identity`] goes into the request's extensions, where the
 //! handlers take the actor from; no request field can set it.
 
@@ -187,6 +189,11 @@ where
                 Some(_) => path.rsplit('/').next().unwrap_or_default().to_owned(),
                 None => crate::domain::excerpt(&path),
             };
+            // Before anything else: with two headers, which one counts
+            // would depend on who reads them (a proxy, a log, this guard).
+            if let Err(status) = one_authorization_header(request.headers()) {
+                return Ok(refuse(&method, status));
+            }
             let _permit = match &shared.in_flight {
                 None => None,
                 Some((slots, limit)) => match slots.clone().try_acquire_owned() {
@@ -222,6 +229,22 @@ fn refuse<R: Default>(method: &str, status: Status) -> http::Response<R> {
     tracing::info!(method, code = ?status.code(), error = status.message(), "rpc refused");
     crate::metrics::global().refused(method, status.code() as i32);
     status.into_http()
+}
+
+/// Refuses a request with more than one `authorization` header
+/// (`UNAUTHENTICATED`), whatever they hold; the message never quotes them.
+fn one_authorization_header(headers: &http::HeaderMap) -> Result<(), Status> {
+    if headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Status::unauthenticated(
+            "more than one authorization header: send one authorization header, `Bearer <token>` with a photoclaim API key",
+        ));
+    }
+    Ok(())
 }
 
 /// What a caller presented.
@@ -406,6 +429,19 @@ mod tests {
         for (path, access) in cases {
             assert_eq!(required_access(path), access, "{path}");
         }
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused_without_quoting_them() {
+        let mut headers = http::HeaderMap::new();
+        assert!(one_authorization_header(&headers).is_ok());
+        headers.append(http::header::AUTHORIZATION, "Bearer pc1_a".parse().unwrap());
+        assert!(one_authorization_header(&headers).is_ok());
+        headers.append(http::header::AUTHORIZATION, "Bearer pc1_b".parse().unwrap());
+        let status = one_authorization_header(&headers).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(status.message().contains("send one authorization header"));
+        assert!(!status.message().contains("pc1_"), "{}", status.message());
     }
 
     #[test]

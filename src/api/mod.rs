@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod archive;
 pub mod auth;
-pub mod codec;
 pub mod convert;
 pub mod names;
 pub mod status;
@@ -315,12 +314,13 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 Ok(state) => Some(state),
             };
             let scope = req.state as u64;
-            let before = decode_page_token(&req.page_token, Listing::Claims, scope)?;
+            let key = self.store.page_token_key();
+            let before = decode_page_token(&key, &req.page_token, Listing::Claims, scope)?;
             let page = self.store.list_claims(state, before, limit).await?;
             let (claims, next) = fit_page(page, convert::claim_out, |v| v.claim.id);
             Ok(pb::ListClaimsResponse {
                 claims,
-                next_page_token: encode_page_token(Listing::Claims, scope, next),
+                next_page_token: encode_page_token(&key, Listing::Claims, scope, next),
             })
         })
         .await
@@ -388,12 +388,13 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         observe("ListOfficialResponses", &req.parent, async {
             let claim_id = parse_claim_name(&req.parent, "parent")?;
             let limit = page_size(req.page_size)?;
-            let after = decode_page_token(&req.page_token, Listing::Responses, claim_id)?;
+            let key = self.store.page_token_key();
+            let after = decode_page_token(&key, &req.page_token, Listing::Responses, claim_id)?;
             let page = self.store.list_responses(claim_id, after, limit).await?;
             let (official_responses, next) = fit_page(page, convert::response_out, |r| r.id);
             Ok(pb::ListOfficialResponsesResponse {
                 official_responses,
-                next_page_token: encode_page_token(Listing::Responses, claim_id, next),
+                next_page_token: encode_page_token(&key, Listing::Responses, claim_id, next),
             })
         })
         .await
@@ -456,12 +457,13 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         observe("ListClaimEvents", &req.claim, async {
             let claim_id = parse_claim_name(&req.claim, "claim")?;
             let limit = page_size(req.page_size)?;
-            let after = decode_page_token(&req.page_token, Listing::Events, claim_id)?;
+            let key = self.store.page_token_key();
+            let after = decode_page_token(&key, &req.page_token, Listing::Events, claim_id)?;
             let page = self.store.list_events(claim_id, after, limit).await?;
             let (events, next) = fit_page(page, convert::event_out, |e| e.sequence);
             Ok(pb::ListClaimEventsResponse {
                 events,
-                next_page_token: encode_page_token(Listing::Events, claim_id, next),
+                next_page_token: encode_page_token(&key, Listing::Events, claim_id, next),
             })
         })
         .await

@@ -1,7 +1,13 @@
 //! Resource names (`claims/{id}`, `claims/{id}/officialResponses/{id}`),
-//! page sizes and opaque page tokens (AIP-122, AIP-158).
+//! page sizes and opaque page tokens (AIP-122, AIP-158), which carry a MAC
+//! under the data directory's page-token key so that an edited or forged
+//! token is refused.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::domain::{excerpt, Error, Result};
+use crate::store::PageTokenKey;
 
 /// Page size used when a request gives 0.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -86,51 +92,129 @@ pub fn page_size(requested: i32) -> Result<usize> {
     }
 }
 
-const TOKEN_VERSION: u8 = 1;
+/// Token layout version, in the high half of a token's first byte. Version
+/// 1 was hex without a MAC; its tokens are refused.
+const TOKEN_VERSION: u8 = 2;
+/// Bytes under the MAC: header (version, listing), scope, cursor.
+const TOKEN_BODY: usize = 1 + 8 + 8;
+/// Bytes of the truncated HMAC-SHA256 tag.
+const TOKEN_TAG: usize = 16;
+/// Characters of a token: 33 bytes in unpadded base64url (33 is a multiple
+/// of 3, so each character carries 6 bits and no spelling is ambiguous).
+const TOKEN_CHARS: usize = (TOKEN_BODY + TOKEN_TAG) / 3 * 4;
+
+fn token_tag(key: &PageTokenKey, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac
+}
 
 /// Encodes a cursor as an opaque token bound to its listing and scope (the
-/// claim for child listings, the state filter for ListClaims).
-pub fn encode_page_token(listing: Listing, scope: u64, cursor: Option<u64>) -> String {
+/// claim for child listings, the state filter for ListClaims) and signed
+/// with `key`: the token's header, scope and cursor, then the first 16
+/// bytes of their HMAC-SHA256, in unpadded base64url (44 characters). Empty
+/// for no next page.
+pub fn encode_page_token(
+    key: &PageTokenKey,
+    listing: Listing,
+    scope: u64,
+    cursor: Option<u64>,
+) -> String {
     let Some(cursor) = cursor else {
         return String::new();
     };
-    let mut bytes = Vec::with_capacity(18);
-    bytes.push(TOKEN_VERSION);
-    bytes.push(listing as u8);
+    let mut bytes = Vec::with_capacity(TOKEN_BODY + TOKEN_TAG);
+    bytes.push(TOKEN_VERSION << 4 | listing as u8);
     bytes.extend_from_slice(&scope.to_be_bytes());
     bytes.extend_from_slice(&cursor.to_be_bytes());
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let tag = token_tag(key, &bytes).finalize().into_bytes();
+    bytes.extend_from_slice(&tag[..TOKEN_TAG]);
+    base64url(&bytes)
 }
 
 /// Decodes a token from [`encode_page_token`]; empty means the first page.
-pub fn decode_page_token(token: &str, listing: Listing, scope: u64) -> Result<Option<u64>> {
+/// A token whose MAC does not verify under `key` (edited, cut short, made
+/// up, or issued for another data directory) is refused before any of its
+/// contents is used; so is a genuine token of another listing or scope.
+pub fn decode_page_token(
+    key: &PageTokenKey,
+    token: &str,
+    listing: Listing,
+    scope: u64,
+) -> Result<Option<u64>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || {
+    let not_issued = || {
         Error::invalid(
             "page_token",
-            "is not a token returned by this listing with the same parameters",
+            "is not one this server issued: it was changed, cut short or made up, or comes from \
+             another data directory; send a next_page_token exactly as returned, or none to start \
+             from the first page",
         )
     };
-    if token.len() != 36 || !token.is_ascii() {
-        return Err(invalid());
+    let bytes = Some(token)
+        .filter(|t| t.len() == TOKEN_CHARS)
+        .and_then(unbase64url)
+        .ok_or_else(not_issued)?;
+    let (body, tag) = bytes.split_at(TOKEN_BODY);
+    token_tag(key, body)
+        .verify_truncated_left(tag)
+        .map_err(|_| not_issued())?;
+    let word = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    if body[0] != (TOKEN_VERSION << 4 | listing as u8) || word(1) != scope {
+        return Err(Error::invalid(
+            "page_token",
+            "is not a token returned by this listing with the same parameters",
+        ));
     }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| invalid())?;
-    let word = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    if bytes[0] != TOKEN_VERSION || bytes[1] != listing as u8 || word(2) != scope {
-        return Err(invalid());
+    Ok(Some(word(9)))
+}
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Unpadded base64url of `bytes`, whose length is a multiple of 3.
+fn base64url(bytes: &[u8]) -> String {
+    debug_assert_eq!(bytes.len() % 3, 0);
+    let mut out = String::with_capacity(bytes.len() / 3 * 4);
+    for chunk in bytes.chunks_exact(3) {
+        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+        for shift in [18, 12, 6, 0] {
+            out.push(BASE64URL[(n >> shift & 63) as usize] as char);
+        }
     }
-    Ok(Some(word(10)))
+    out
+}
+
+/// Inverse of [`base64url`]: `None` unless every character is base64url and
+/// the length a multiple of 4.
+fn unbase64url(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(4) {
+        return None;
+    }
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for chunk in text.as_bytes().chunks_exact(4) {
+        let mut n = 0u32;
+        for &c in chunk {
+            n = n << 6 | u32::from(sextet(c)?);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..]);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PAGE_TOKEN_KEY_LEN;
 
     #[test]
     fn claim_names_have_one_spelling() {
@@ -155,18 +239,56 @@ mod tests {
         assert!(parse_response_name("claims/3/officialResponses/", "f").is_err());
     }
 
+    const KEY: PageTokenKey = [7; PAGE_TOKEN_KEY_LEN];
+
     #[test]
     fn page_tokens_round_trip_and_are_bound_to_their_listing() {
-        let token = encode_page_token(Listing::Events, 9, Some(77));
+        let token = encode_page_token(&KEY, Listing::Events, 9, Some(77));
+        assert_eq!(token.len(), TOKEN_CHARS);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(
-            decode_page_token(&token, Listing::Events, 9).unwrap(),
+            decode_page_token(&KEY, &token, Listing::Events, 9).unwrap(),
             Some(77)
         );
-        assert!(decode_page_token(&token, Listing::Events, 8).is_err());
-        assert!(decode_page_token(&token, Listing::Responses, 9).is_err());
-        assert!(decode_page_token("zz", Listing::Events, 9).is_err());
-        assert_eq!(encode_page_token(Listing::Claims, 0, None), "");
-        assert_eq!(decode_page_token("", Listing::Claims, 0).unwrap(), None);
+        assert!(decode_page_token(&KEY, &token, Listing::Events, 8).is_err());
+        assert!(decode_page_token(&KEY, &token, Listing::Responses, 9).is_err());
+        assert!(decode_page_token(&KEY, "zz", Listing::Events, 9).is_err());
+        assert_eq!(encode_page_token(&KEY, Listing::Claims, 0, None), "");
+        assert_eq!(
+            decode_page_token(&KEY, "", Listing::Claims, 0).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn page_tokens_are_refused_when_edited_or_signed_with_another_key() {
+        let token = encode_page_token(&KEY, Listing::Claims, 0, Some(1_000));
+        let other_key = [8; PAGE_TOKEN_KEY_LEN];
+        assert!(decode_page_token(&other_key, &token, Listing::Claims, 0).is_err());
+        for at in 0..token.len() {
+            for c in BASE64URL.iter().map(|&c| c as char) {
+                let mut edited: Vec<char> = token.chars().collect();
+                if edited[at] == c {
+                    continue;
+                }
+                edited[at] = c;
+                let edited: String = edited.into_iter().collect();
+                let err = decode_page_token(&KEY, &edited, Listing::Claims, 0).unwrap_err();
+                assert!(
+                    err.to_string().contains("not one this server issued"),
+                    "{err}"
+                );
+            }
+        }
+        // Version 1 tokens (hex, no MAC) are refused too.
+        let old = format!("0101{}{:016x}", "0".repeat(16), 5u64);
+        assert!(decode_page_token(&KEY, &old, Listing::Claims, 0).is_err());
+        // Base64url round trip of every byte value.
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0]).collect();
+        assert_eq!(unbase64url(&base64url(&bytes)).unwrap(), bytes);
+        assert!(unbase64url("AAA=").is_none());
     }
 
     #[test]

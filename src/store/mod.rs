@@ -35,6 +35,13 @@ pub use sled_store::{
     DEFAULT_STATUS_CACHE_BYTES, DIR_FORMAT_VERSION,
 };
 
+/// Bytes of the key that signs page tokens ([`Store::page_token_key`]).
+pub const PAGE_TOKEN_KEY_LEN: usize = 32;
+
+/// The key that signs page tokens (`api::names`): random, made once per data
+/// directory and kept in it.
+pub type PageTokenKey = [u8; PAGE_TOKEN_KEY_LEN];
+
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;
 
@@ -348,6 +355,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any key was ever created. Once one was, the service never
     /// serves anonymous callers again, even if all keys are revoked.
     fn has_keys(&self) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The key that signs this store's page tokens: made at random when the
+    /// store is created, kept with the data and loaded at open, so tokens
+    /// survive a restart but not a move to another store (a restore into a
+    /// new data directory gets a new key). A secret: never sent or logged.
+    fn page_token_key(&self) -> PageTokenKey;
 
     /// Claims stored and bytes on disk; cheap (no scan), read at every
     /// metrics scrape.

@@ -7,6 +7,7 @@
 //! | `meta`             | `b"format_version"`                   | u32 ([`DIR_FORMAT_VERSION`])  |
 //! | `meta`             | `b"last_claim_id"`                    | u64                           |
 //! | `meta`             | `b"last_log_position"`                | u64                           |
+//! | `meta`             | `b"page_token_key"`                   | 32 random bytes: the key of [`Store::page_token_key`], made at the first open |
 //! | `claims`           | claim_id (u64)                        | `domain::Claim` (protobuf) ‖ copy of the latest response (field 30, see [`claim_record`]) |
 //! | `claims_by_state`  | state (u8) ‖ claim_id (u64)           | empty                         |
 //! | `responses`        | claim_id (u64) ‖ response_id (u64)    | `domain::OfficialResponse`    |
@@ -44,9 +45,9 @@ use sled::Transactional;
 use super::batch_commit::{After, Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
 use super::{
-    Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, Registered,
-    RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats, MAX_SAME_IMAGE_CLAIMS,
-    MIN_RELIABLE_PDQ_QUALITY,
+    Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey,
+    Registered, RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats,
+    MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY, PAGE_TOKEN_KEY_LEN,
 };
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
@@ -64,6 +65,10 @@ pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CLAIM_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub(super) const META_LAST_CLAIM_ID: &[u8] = b"last_claim_id";
 pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
+/// The page-token key ([`Store::page_token_key`]). Not part of backups: a
+/// restore makes a new directory, which makes its own key at the first open.
+/// Compaction copies `meta` as it is, and so keeps it.
+const META_PAGE_TOKEN_KEY: &[u8] = b"page_token_key";
 /// Log entries examined per [`Store::log_events`] call at most.
 const LOG_SCAN_LIMIT: usize = 4096;
 /// Indexes of up to this many hashes are searched on the calling task: a
@@ -132,12 +137,36 @@ pub enum OpenError {
     },
 }
 
+/// The page-token key in `meta`, made from the operating system's randomness
+/// and stored the first time (the caller flushes).
+fn page_token_key(dir: &Path, meta: &sled::Tree) -> std::result::Result<PageTokenKey, OpenError> {
+    let other = |cause: String| OpenError::Other {
+        dir: dir.to_path_buf(),
+        cause,
+    };
+    if let Some(stored) = meta
+        .get(META_PAGE_TOKEN_KEY)
+        .map_err(|e| other(e.to_string()))?
+    {
+        return PageTokenKey::try_from(stored.as_ref())
+            .map_err(|_| other("corrupt page_token_key entry".into()));
+    }
+    let mut key = [0; PAGE_TOKEN_KEY_LEN];
+    getrandom::fill(&mut key)
+        .map_err(|e| other(format!("no randomness for the page-token key: {e}")))?;
+    meta.insert(META_PAGE_TOKEN_KEY, &key)
+        .map_err(|e| other(e.to_string()))?;
+    Ok(key)
+}
+
 /// Claims, responses and events in an embedded sled database.
 pub struct SledStore {
     /// Kept for the final flush; trees below share its storage.
     db: sled::Db,
     /// Format version and the claim id counter.
     meta: sled::Tree,
+    /// Signs page tokens, loaded from `meta` at open.
+    page_token_key: PageTokenKey,
     /// `claim_id -> Claim`.
     claims: sled::Tree,
     /// `state ‖ claim_id -> ()`, for ListClaims' state filter without a scan.
@@ -751,6 +780,7 @@ impl SledStore {
         }
         meta.insert(META_FORMAT_VERSION, &DIR_FORMAT_VERSION.to_be_bytes())
             .map_err(other)?;
+        let page_token_key = page_token_key(dir, &meta)?;
         db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
         let by_pdq = tree("claims_by_pdq")?;
@@ -811,6 +841,7 @@ impl SledStore {
             claim_cache: Arc::new(ClaimCache::new(DEFAULT_CLAIM_CACHE_BYTES)),
             warmer: None,
             meta,
+            page_token_key,
             claims,
             by_state,
             responses,
@@ -1914,6 +1945,10 @@ impl Store for SledStore {
         Ok(self.keys_exist.load(Ordering::Acquire))
     }
 
+    fn page_token_key(&self) -> PageTokenKey {
+        self.page_token_key
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         Ok(StoreStats {
             // Claim ids are dense from 1 and claims are never deleted.
@@ -2773,6 +2808,24 @@ mod tests {
         assert!(
             store.has_keys().await.unwrap(),
             "read from the tree at open"
+        );
+    }
+
+    #[tokio::test]
+    async fn page_token_key_is_made_once_per_directory_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = store.page_token_key();
+        assert_ne!(key, [0; PAGE_TOKEN_KEY_LEN]);
+        drop(store);
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.page_token_key(), key, "loaded at open");
+        let other = tempfile::tempdir().unwrap();
+        let other = SledStore::open(other.path()).unwrap();
+        assert_ne!(
+            other.page_token_key(),
+            key,
+            "another directory, another key"
         );
     }
 }
