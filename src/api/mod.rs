@@ -5,10 +5,12 @@
 pub mod admin;
 pub mod archive;
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod names;
 pub mod status;
 pub mod watch;
+pub mod body_limits;
 
 use std::sync::Arc;
 
