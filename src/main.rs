@@ -248,6 +248,16 @@ struct ServeArgs {
     /// preface or a TLS ClientHello) before it is closed.
     #[arg(long, default_value_t = server::DEFAULT_FIRST_BYTES_TIMEOUT.as_secs(), env = "PHOTOCLAIM_FIRST_BYTES_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     first_bytes_timeout_seconds: u64,
+    /// MiB of request bodies all calls together may hold while they arrive;
+    /// a body past it is refused with RESOURCE_EXHAUSTED. (Each method has
+    /// its own message limit too: --max-message-bytes for the two that
+    /// carry images, 1 MiB for responses and verdicts, 64 KiB for the rest.)
+    #[arg(long, default_value_t = (photoclaim::api::body_limits::DEFAULT_BODY_BYTES_IN_FLIGHT >> 20) as u64, env = "PHOTOCLAIM_MAX_BODY_MB_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_body_mb_in_flight: u64,
+    /// Seconds a request body may send nothing before it is complete; then
+    /// the call ends with DEADLINE_EXCEEDED.
+    #[arg(long, default_value_t = photoclaim::api::body_limits::DEFAULT_BODY_TIMEOUT.as_secs(), env = "PHOTOCLAIM_BODY_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_seconds: u64,
     /// Longest any call may run, in seconds (a shorter grpc-timeout from the client wins).
     #[arg(long, default_value_t = server::DEFAULT_REQUEST_TIMEOUT.as_secs(), env = "PHOTOCLAIM_REQUEST_TIMEOUT_SECONDS")]
     request_timeout_seconds: u64,
@@ -776,6 +786,8 @@ async fn serve(args: ServeArgs) -> Outcome {
         max_calls_per_connection: args.max_calls_per_connection.max(1),
         max_connections: args.max_connections,
         first_bytes_timeout: Duration::from_secs(args.first_bytes_timeout_seconds),
+        max_body_bytes_in_flight: (args.max_body_mb_in_flight << 20) as usize,
+        body_timeout: Duration::from_secs(args.body_timeout_seconds),
         request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
         keepalive_interval: Duration::from_secs(args.keepalive_seconds.max(1)),
         watch: WatchOptions {

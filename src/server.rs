@@ -82,6 +82,11 @@ pub struct Options {
     /// How long a new connection may take to send its first bytes before
     /// it is closed.
     pub first_bytes_timeout: Duration,
+    /// Request bytes all calls together may hold while their bodies arrive
+    /// (see [`crate::api::body_limits`]).
+    pub max_body_bytes_in_flight: usize,
+    /// How long a request body may send nothing before it is complete.
+    pub body_timeout: Duration,
     /// Longest any call may run; a shorter `grpc-timeout` from the client wins.
     pub request_timeout: Duration,
     /// Interval of HTTP/2 keepalive pings (a peer that does not answer within
@@ -117,6 +122,8 @@ impl Default for Options {
             max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             first_bytes_timeout: DEFAULT_FIRST_BYTES_TIMEOUT,
+            max_body_bytes_in_flight: crate::api::body_limits::DEFAULT_BODY_BYTES_IN_FLIGHT,
+            body_timeout: crate::api::body_limits::DEFAULT_BODY_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             watch: WatchOptions::default(),
@@ -251,6 +258,13 @@ pub async fn run<S: Store>(
         .layer(tower::util::option_layer(cors))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(guard)
+        .layer(crate::api::body_limits::BodyLimitLayer::new(
+            crate::api::body_limits::BodyLimits {
+                max_message_bytes: options.max_message_bytes,
+                max_body_bytes_in_flight: options.max_body_bytes_in_flight,
+                body_timeout: options.body_timeout,
+            },
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

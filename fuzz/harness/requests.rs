@@ -227,6 +227,7 @@ impl Harness {
                 buffer: 16,
                 stall_timeout: Duration::from_secs(1),
                 max_streams: 64,
+                ..WatchOptions::default()
             },
             stopping_rx,
         );

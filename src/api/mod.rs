@@ -10,6 +10,7 @@ pub mod convert;
 pub mod names;
 pub mod status;
 pub mod watch;
+pub mod body_limits;
 
 use std::sync::Arc;
 

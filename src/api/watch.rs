@@ -427,11 +427,10 @@ impl<S: Store> Producer<S> {
         let free_bytes = self.options.stream_buffer_bytes.saturating_sub(state.bytes);
         let free_events = self.options.buffer.saturating_sub(state.events.len());
         drop(state);
-        let mean = if self.seen_events == 0 {
-            FIRST_GUESS_EVENT_BYTES
-        } else {
-            self.seen_bytes / self.seen_events
-        };
+        let mean = self
+            .seen_bytes
+            .checked_div(self.seen_events)
+            .unwrap_or(FIRST_GUESS_EVENT_BYTES);
         (free_bytes / mean.max(1)).min(free_events).clamp(1, BATCH)
     }
 

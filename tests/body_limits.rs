@@ -1,0 +1,190 @@
+//! Request bodies under limits, against the real binary (issue 21, item 3):
+//! a read carrying a large message is refused at once, many large bodies
+//! that stall stay within the byte budget and are cut by the body timeout,
+//! and other callers are served meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use photoclaim::pb;
+use tonic::Code;
+
+/// `VmHWM` or `VmRSS` of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A RegisterClaim call over raw HTTP/2 that announces a `declared`-byte
+/// message, sends `sent` bytes of it and then nothing more.
+async fn stalled_register(
+    addr: &str,
+    declared: usize,
+    sent: usize,
+) -> tokio::task::JoinHandle<(Code, String)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "http://{addr}/photoclaim.v1.ClaimService/RegisterClaim"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(declared as u32).to_be_bytes());
+    frame.resize(5 + sent, b'x');
+    send.send_data(Bytes::from(frame), false).unwrap();
+    tokio::spawn(async move {
+        // Keep the stream (and its sender) open: the body never ends.
+        let _send = send;
+        let response = response.await.unwrap();
+        let (head, mut body) = response.into_parts();
+        let status = |map: &http::HeaderMap| {
+            map.get("grpc-status")
+                .map(|v| Code::from(v.to_str().unwrap().parse::<i32>().unwrap()))
+        };
+        let message = |map: &http::HeaderMap| {
+            map.get("grpc-message")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default()
+        };
+        if let Some(code) = status(&head.headers) {
+            return (code, message(&head.headers));
+        }
+        while let Some(chunk) = body.data().await {
+            let _ = chunk;
+        }
+        let trailers = body.trailers().await.unwrap().unwrap_or_default();
+        (
+            status(&trailers).unwrap_or(Code::Unknown),
+            message(&trailers),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_read_with_a_large_message_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn(&dir.path().join("data"));
+    let mut client = connect(&server.addr).await;
+    let started = Instant::now();
+    let err = client
+        .get_claim(pb::GetClaimRequest {
+            name: "x".repeat(1024 * 1024),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("GetClaim") && err.message().contains("65536"),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A normal read right after is served.
+    let err = client
+        .get_claim(pb::GetClaimRequest {
+            name: "claims/1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn stalled_large_bodies_stay_within_the_budget_and_are_cut() {
+    const STREAMS: usize = 60;
+    const SENT: usize = 5 * 1024 * 1024;
+    const BUDGET_MB: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn_with(
+        &dir.path().join("data"),
+        &[
+            "--max-body-mb-in-flight",
+            "64",
+            "--body-timeout-seconds",
+            "2",
+        ],
+    );
+    let pid = server.child.id();
+    let mut client = connect(&server.addr).await;
+    new_claim(&mut client, "served beside the stalled bodies").await;
+    let baseline = memory_kib(pid, "VmRSS:");
+
+    // 60 calls announce 20 MiB images, send 5 MiB of them, and stop:
+    // 300 MiB, held until the request timeout without the limits.
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..STREAMS {
+        calls.push(stalled_register(&server.addr, 20 * 1024 * 1024, SENT).await);
+    }
+    // Others are served meanwhile.
+    let claim = client
+        .get_claim(pb::GetClaimRequest {
+            name: "claims/1".into(),
+        })
+        .await
+        .expect("served while bodies stall")
+        .into_inner();
+    assert_eq!(claim.claim_text, "served beside the stalled bodies");
+
+    let mut codes = Vec::new();
+    for call in calls {
+        let (code, message) = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("every stalled call ends long before the request timeout")
+            .unwrap();
+        codes.push((code, message));
+    }
+    let elapsed = started.elapsed();
+    let refused = codes
+        .iter()
+        .filter(|(c, _)| *c == Code::ResourceExhausted)
+        .count();
+    let cut = codes
+        .iter()
+        .filter(|(c, m)| *c == Code::DeadlineExceeded && m.contains("stalled"))
+        .count();
+    assert_eq!(refused + cut, STREAMS, "{codes:?}");
+    assert!(
+        refused > 0,
+        "past the budget, bodies are refused: {codes:?}"
+    );
+    assert!(cut > 0, "within it, stalled bodies are cut: {codes:?}");
+    assert!(
+        elapsed < Duration::from_secs(25),
+        "cut after ~2 s, took {elapsed:?}"
+    );
+
+    let peak = memory_kib(pid, "VmHWM:");
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "{STREAMS} stalled 5 MiB bodies: server RSS {baseline} KiB -> peak {peak} KiB (+{grown_mib} MiB); {refused} refused, {cut} cut after {elapsed:?}"
+    );
+    // The budget, twice over for tonic's growing buffer, plus slack.
+    let allowed_mib = 2 * BUDGET_MB + 64;
+    assert!(
+        grown_mib <= allowed_mib,
+        "stalled bodies grew the server by {grown_mib} MiB (allowed {allowed_mib}; without limits about {} MiB)",
+        STREAMS * 5
+    );
+    // And it still serves.
+    client
+        .get_claim(pb::GetClaimRequest {
+            name: "claims/1".into(),
+        })
+        .await
+        .expect("served after");
+}
