@@ -446,6 +446,10 @@ pub fn verify_file(path: &Path) -> std::result::Result<Summary, String> {
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut reader = Reader::open(BufReader::new(file))?;
     while let Some(item) = reader.next_item()? {
+        // A signal ends `backup` here too: this loop does not yield.
+        if export::is_interrupted() {
+            return Err("interrupted".into());
+        }
         if let Item::Claim(history) = &item {
             history.verify().map_err(|b| {
                 let id = history.claim.as_ref().map_or(0, |c| c.id);
@@ -466,7 +470,8 @@ pub fn verify_file(path: &Path) -> std::result::Result<Summary, String> {
 }
 
 /// `photoclaim backup`: writes a backup of `source` to `out` (atomically:
-/// the file appears only once complete and verified).
+/// the file appears only once complete and verified; private, see
+/// [`export::write_atomically`]).
 pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary, Failure> {
     export::write_atomically(out, |partial| async move {
         write_to(source, &partial).await?;
@@ -481,8 +486,7 @@ pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary,
 }
 
 async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Failure> {
-    let file = std::fs::File::create(path)
-        .map_err(|e| Failure::other(format!("cannot create {}: {e}", path.display())))?;
+    let file = export::open_partial(path)?;
     let mut writer = std::io::BufWriter::new(file);
     let mut write = |bytes: &[u8]| {
         writer
@@ -565,7 +569,8 @@ pub fn compact(
 }
 
 /// Builds the data directory `dir`, which must be absent or empty, with
-/// `build` in a hidden directory beside it (`.NAME.WHAT-PID`): renamed into
+/// `build` in a hidden directory beside it (`.NAME.WHAT-PID`, created with
+/// mode [`export::PRIVATE_DIR_MODE`], which `dir` keeps): renamed into
 /// place only when `build` succeeded, removed otherwise, so that a failed
 /// run leaves nothing behind.
 fn into_new_dir<T>(
@@ -593,6 +598,17 @@ fn into_new_dir<T>(
     temp_name.push(name);
     temp_name.push(format!(".{what}-{}", std::process::id()));
     let temp: PathBuf = dir.with_file_name(temp_name);
+    if std::fs::symlink_metadata(&temp).is_ok() {
+        // It has this process's id: left by one that no longer runs.
+        tracing::warn!(
+            dir = %temp.display(),
+            "removing a directory left by an earlier process with this process's id"
+        );
+        std::fs::remove_dir_all(&temp)
+            .or_else(|_| std::fs::remove_file(&temp))
+            .map_err(|e| Failure::other(format!("cannot remove {}: {e}", temp.display())))?;
+    }
+    export::create_private_dir(&temp)?;
     let result = build(&temp).and_then(|built| {
         if dir.exists() {
             std::fs::remove_dir(dir).map_err(|e| {

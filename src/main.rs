@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -426,6 +427,104 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// How long an export or backup interrupted by a signal may take to stop
+/// at its next await (after its partial file was removed) before the
+/// process exits anyway: a long synchronous step (sled opening a large
+/// directory) does not hold it up. A second signal exits at once.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+/// Set by the first of [`interruptible`] (its work ended or stopped) and
+/// [`watch_interrupt`] (exiting after the grace): the one that set it
+/// reports how the command ended, so the error is printed once.
+static COMMAND_ENDED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `work`, the `what` ("export", "backup") that writes `out` through
+/// [`export::write_atomically`]. SIGINT or SIGTERM ends it with
+/// `CANCELLED: WHAT interrupted by SIGNAL, OUT not written` (exit code 6)
+/// once its partial file is removed; any other failure says `WHAT failed,
+/// OUT not written`. `--out -` (standard output) keeps the signals' default
+/// action: there is no partial file.
+async fn interruptible<T>(
+    what: &'static str,
+    out: &Path,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let failed = |f: Failure| f.context(format!("{what} failed, {} not written", out.display()));
+    if out == Path::new("-") {
+        return work.await.map_err(failed);
+    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let int =
+        signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail on Unix");
+    let term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_interrupt(int, term, tx, what, out.to_path_buf()));
+    let result = tokio::select! {
+        biased;
+        Ok(signal) = &mut rx => Err(cancelled(what, out, signal)),
+        result = work => result,
+    };
+    drop(rx);
+    watcher.abort();
+    if COMMAND_ENDED.swap(true, Ordering::SeqCst) {
+        // The watcher is reporting the interruption and exiting.
+        std::future::pending::<()>().await;
+    }
+    result.map_err(|f| match export::interrupted() {
+        Some(signal) => cancelled(what, out, signal),
+        None => failed(f),
+    })
+}
+
+/// The failure of a `what` writing `out` that `signal` ended.
+fn cancelled(what: &str, out: &Path, signal: &str) -> Failure {
+    Failure::new(
+        tonic::Code::Cancelled,
+        format!(
+            "{what} interrupted by {signal}, {} not written",
+            out.display()
+        ),
+    )
+}
+
+/// Waits for SIGINT or SIGTERM, then removes the partial files at once
+/// ([`export::interrupt`], from this task: the command's own task may be in
+/// a synchronous step) and tells [`interruptible`] to stop; exits the
+/// process after [`INTERRUPT_GRACE`] or a second signal if it has not.
+async fn watch_interrupt(
+    mut int: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+    tx: tokio::sync::oneshot::Sender<&'static str>,
+    what: &'static str,
+    out: PathBuf,
+) {
+    let signal = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    let removed = export::interrupt(signal);
+    tracing::info!(
+        signal,
+        partial_files_removed = removed.len(),
+        "signal received"
+    );
+    if tx.send(signal).is_err() {
+        return; // the command has ended
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(INTERRUPT_GRACE) => {}
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    if COMMAND_ENDED.swap(true, Ordering::SeqCst) {
+        return; // [`interruptible`] reports how the command ended
+    }
+    let failure = cancelled(what, &out, signal);
+    let _ = failure.report();
+    std::process::exit(failure.exit as i32);
+}
+
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path)
         .map_err(|e| Failure::usage(format!("cannot read {what} {}: {e}", path.display())))
@@ -514,9 +613,7 @@ fn describe(summary: &photoclaim::backup::Summary) -> String {
 
 async fn backup(out: PathBuf, args: TargetArgs) -> Outcome {
     let source = source(args)?;
-    let summary = photoclaim::backup::backup(&source, &out)
-        .await
-        .map_err(|f| f.context(format!("backup failed, {} not written", out.display())))?;
+    let summary = interruptible("backup", &out, photoclaim::backup::backup(&source, &out)).await?;
     outln!("backed up {} to {}", describe(&summary), out.display());
     Ok(())
 }
@@ -810,9 +907,7 @@ async fn serve(args: ServeArgs) -> Outcome {
 
 async fn export(out: PathBuf, args: TargetArgs) -> Outcome {
     let source = source(args)?;
-    let summary = export::export(&source, &out)
-        .await
-        .map_err(|f| f.context(format!("export failed, {} not written", out.display())))?;
+    let summary = interruptible("export", &out, export::export(&source, &out)).await?;
     eprintln!(
         "exported {} claims ({} bytes) to {}",
         summary.claims,
