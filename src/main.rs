@@ -238,6 +238,11 @@ struct ServeArgs {
     /// Calls in flight across all connections before new ones get RESOURCE_EXHAUSTED (0: no limit).
     #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT, env = "PHOTOCLAIM_MAX_IN_FLIGHT")]
     max_in_flight: usize,
+    /// Calls in flight one caller may hold (an API key, a client
+    /// certificate, or an anonymous caller's address); the last sixteenth
+    /// of --max-in-flight is kept for admins.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT_PER_CALLER, env = "PHOTOCLAIM_MAX_IN_FLIGHT_PER_CALLER", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_in_flight_per_caller: usize,
     /// Concurrent calls on one connection; more wait.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CALLS_PER_CONNECTION, env = "PHOTOCLAIM_MAX_CALLS_PER_CONNECTION")]
     max_calls_per_connection: usize,
@@ -291,6 +296,10 @@ struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024, env = "PHOTOCLAIM_WATCH_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     watch_max_streams: u32,
+    /// WatchClaimEvents streams one caller may have open; the last
+    /// sixteenth of --watch-max-streams is kept for admins.
+    #[arg(long, default_value_t = photoclaim::api::watch::DEFAULT_MAX_STREAMS_PER_CALLER as u32, env = "PHOTOCLAIM_WATCH_MAX_STREAMS_PER_CALLER", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    watch_max_streams_per_caller: u32,
     /// sled's page cache, in MiB. Reads that miss it go to the disk log:
     /// for fast reads over a large archive, size it to the data's logical
     /// size (the last line of `photoclaim check`). BENCHMARKS.md has figures.
@@ -880,6 +889,7 @@ async fn serve(args: ServeArgs) -> Outcome {
         },
         tls,
         max_in_flight: args.max_in_flight,
+        max_in_flight_per_caller: args.max_in_flight_per_caller,
         max_calls_per_connection: args.max_calls_per_connection.max(1),
         max_connections: args.max_connections,
         first_bytes_timeout: Duration::from_secs(args.first_bytes_timeout_seconds),
@@ -893,6 +903,7 @@ async fn serve(args: ServeArgs) -> Outcome {
             total_buffer_bytes: (args.watch_buffer_mb << 20) as usize,
             stall_timeout: Duration::from_secs(args.watch_stall_seconds),
             max_streams: args.watch_max_streams as usize,
+            max_streams_per_caller: args.watch_max_streams_per_caller as usize,
         },
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,

@@ -35,6 +35,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Calls in flight across all connections before new ones are shed, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// Calls in flight one caller may hold, by default: a quarter of the total.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CALLER: usize = 128;
 /// Concurrent calls on one connection, by default; also advertised to
 /// clients as HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
 pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 64;
@@ -72,6 +74,10 @@ pub struct Options {
     /// Guarded calls in flight at once, across connections; more are refused
     /// with `RESOURCE_EXHAUSTED`. Health checks do not count. 0: no limit.
     pub max_in_flight: usize,
+    /// Of those, how many one caller (an API key, a client certificate,
+    /// or an anonymous caller's address) may hold; the last sixteenth of
+    /// `max_in_flight` only admins may take.
+    pub max_in_flight_per_caller: usize,
     /// Concurrent calls on one connection; more wait for a slot. Advertised
     /// as HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`, so well-behaved clients
     /// queue on their side.
@@ -119,6 +125,7 @@ impl Default for Options {
             },
             tls: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_caller: DEFAULT_MAX_IN_FLIGHT_PER_CALLER,
             max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             first_bytes_timeout: DEFAULT_FIRST_BYTES_TIMEOUT,
@@ -226,7 +233,12 @@ pub async fn run<S: Store>(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let guard = GuardLayer::new(store.clone(), options.auth.clone(), options.max_in_flight);
+    let guard = GuardLayer::new(
+        store.clone(),
+        options.auth.clone(),
+        options.max_in_flight,
+        options.max_in_flight_per_caller,
+    );
     let cors = cors_layer(&options.cors_allow_origins)?;
 
     let mut builder = Server::builder();

@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 use tracing::Instrument;
@@ -25,6 +24,7 @@ use tracing::Instrument;
 use crate::domain::access::{Role, Token};
 use crate::store::Store;
 
+use super::slots::{Caller, Refused, SlotLimits, Slots};
 use super::status::to_status;
 use super::{Identity, ANONYMOUS};
 
@@ -111,16 +111,23 @@ impl<S> Clone for GuardLayer<S> {
 struct Shared<S> {
     store: Arc<S>,
     policy: AuthPolicy,
-    /// Slots for calls in flight across all connections; `None`: unlimited.
-    in_flight: Option<(Arc<Semaphore>, usize)>,
+    /// Slots for calls in flight: across all connections, per caller, and
+    /// a share for admins ([`super::slots`]); `None`: unlimited.
+    in_flight: Option<Arc<Slots>>,
 }
 
 impl<S: Store> GuardLayer<S> {
     /// A guard checking callers against `store`'s keys under `policy`, with
-    /// at most `max_in_flight` guarded calls at once (0: no limit).
-    pub fn new(store: Arc<S>, policy: AuthPolicy, max_in_flight: usize) -> Self {
-        let in_flight =
-            (max_in_flight > 0).then(|| (Arc::new(Semaphore::new(max_in_flight)), max_in_flight));
+    /// at most `max_in_flight` guarded calls at once (0: no limit), of
+    /// which one caller may hold `per_caller`, and the last sixteenth only
+    /// admins may take.
+    pub fn new(store: Arc<S>, policy: AuthPolicy, max_in_flight: usize, per_caller: usize) -> Self {
+        let in_flight = (max_in_flight > 0).then(|| {
+            Slots::new(
+                SlotLimits::new(max_in_flight, per_caller),
+                "calls in flight",
+            )
+        });
         GuardLayer {
             shared: Arc::new(Shared {
                 store,
@@ -194,26 +201,35 @@ where
             if let Err(status) = one_authorization_header(request.headers()) {
                 return Ok(refuse(&method, status));
             }
-            let _permit = match &shared.in_flight {
-                None => None,
-                Some((slots, limit)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => {
-                        let status = Status::resource_exhausted(format!(
-                            "server busy: {limit} calls in flight; retry with backoff"
-                        ));
-                        return Ok(refuse(&method, status));
-                    }
-                },
-            };
             let credentials = Credentials {
                 authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
                 certificate_subject: client_certificate_subject(&request),
             };
-            let identity = match shared.authorize(credentials, needed, &method).await {
-                Ok(identity) => identity,
+            let (identity, role) = match shared.authorize(credentials, needed, &method).await {
+                Ok(authorized) => authorized,
                 Err(status) => return Ok(refuse(&method, status)),
             };
+            // Slots are counted per caller (after authentication, so that a
+            // caller cannot spend another's share): the key, the
+            // certificate, or for anonymous callers their address.
+            let caller = Caller {
+                key: if identity.0 == ANONYMOUS {
+                    format!("{ANONYMOUS}@{}", peer_ip(&request))
+                } else {
+                    identity.0.clone()
+                },
+                role,
+            };
+            let _slot = match &shared.in_flight {
+                None => None,
+                Some(slots) => match slots.try_take(&caller) {
+                    Ok(slot) => Some(slot),
+                    Err(Refused(why)) => {
+                        return Ok(refuse(&method, Status::resource_exhausted(why)));
+                    }
+                },
+            };
+            request.extensions_mut().insert(caller);
             // The handler's `rpc` span nests in this one, so every log line
             // of the call says who made it.
             let span = tracing::info_span!("caller", actor = %identity.0);
@@ -221,6 +237,21 @@ where
             inner.call(request).instrument(span).await
         })
     }
+}
+
+/// The caller's IP address as its connection reports it ("unknown" where
+/// none is recorded, e.g. a server run without a TCP listener).
+fn peer_ip<B>(request: &http::Request<B>) -> String {
+    let extensions = request.extensions();
+    let addr = extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|tls| tls.get_ref().remote_addr())
+        });
+    addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
 }
 
 /// Logs a refused call (never its credentials) and turns the status into a
@@ -259,7 +290,7 @@ impl<S: Store> Shared<S> {
         credentials: Credentials,
         needed: Role,
         method: &str,
-    ) -> Result<Identity, Status> {
+    ) -> Result<(Identity, Role), Status> {
         let (name, role) = self.authenticate(credentials).await?;
         if role < needed {
             return Err(Status::permission_denied(format!(
@@ -268,7 +299,7 @@ impl<S: Store> Shared<S> {
                 role.as_str()
             )));
         }
-        Ok(Identity(name))
+        Ok((Identity(name), role))
     }
 
     async fn authenticate(&self, credentials: Credentials) -> Result<(String, Role), Status> {

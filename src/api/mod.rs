@@ -5,12 +5,13 @@
 pub mod admin;
 pub mod archive;
 pub mod auth;
+pub mod body_limits;
 pub mod codec;
 pub mod convert;
 pub mod names;
+pub mod slots;
 pub mod status;
 pub mod watch;
-pub mod body_limits;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
 use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
+use slots::Caller;
 use status::observe;
 pub use watch::WatchOptions;
 
@@ -477,6 +479,16 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         &self,
         request: Request<pb::WatchClaimEventsRequest>,
     ) -> Result<Response<Self::WatchClaimEventsStream>, Status> {
+        // Streams are counted per caller; without the guard (a service
+        // used on its own) every caller counts as one reader.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller {
+                key: ANONYMOUS.to_string(),
+                role: crate::domain::access::Role::Reader,
+            });
         let req = request.into_inner();
         let claim = req.claim.clone();
         observe("WatchClaimEvents", &claim, async {
@@ -486,6 +498,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 request,
                 self.watch,
                 &self.watch_limits,
+                &caller,
                 self.shutdown.clone(),
             )
         })

@@ -38,6 +38,7 @@ use tonic::Status;
 
 use super::convert;
 use super::names::parse_claim_name;
+use super::slots::{Caller, Refused, SlotLimits, Slots};
 use crate::domain::{ClaimEventType, Error};
 use crate::pb;
 use crate::store::{EventFilter, Store};
@@ -71,8 +72,15 @@ pub struct WatchOptions {
     pub stall_timeout: Duration,
     /// Streams open at once across all callers; more are refused with
     /// RESOURCE_EXHAUSTED. (An open stream holds no in-flight call slot.)
+    /// The last sixteenth only admins may open.
     pub max_streams: usize,
+    /// Streams one caller (key, certificate, anonymous address) may have
+    /// open at once.
+    pub max_streams_per_caller: usize,
 }
+
+/// Watch streams one caller may have open, by default.
+pub const DEFAULT_MAX_STREAMS_PER_CALLER: usize = 64;
 
 /// Bytes counted for a buffered event beyond its encoded size: the
 /// decoded message's own allocations.
@@ -91,6 +99,7 @@ impl Default for WatchOptions {
             total_buffer_bytes: DEFAULT_TOTAL_BUFFER_BYTES,
             stall_timeout: Duration::from_secs(10),
             max_streams: 1024,
+            max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
         }
     }
 }
@@ -99,8 +108,8 @@ impl Default for WatchOptions {
 /// budget of their buffers.
 #[derive(Clone)]
 pub struct Limits {
-    /// One permit per open stream.
-    slots: Arc<tokio::sync::Semaphore>,
+    /// One slot per open stream, counted per caller too.
+    slots: Arc<Slots>,
     /// Bytes buffered across streams.
     budget: Arc<Budget>,
 }
@@ -109,7 +118,10 @@ impl Limits {
     /// Slots and budget for `options`.
     pub fn new(options: &WatchOptions) -> Self {
         Limits {
-            slots: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+            slots: Slots::new(
+                SlotLimits::new(options.max_streams, options.max_streams_per_caller),
+                "watch streams open",
+            ),
             budget: Arc::new(Budget {
                 limit: options.total_buffer_bytes,
                 used: AtomicUsize::new(0),
@@ -219,14 +231,13 @@ pub(crate) fn start<S: Store>(
     request: WatchRequest,
     options: WatchOptions,
     limits: &Limits,
+    caller: &Caller,
     shutdown: watch::Receiver<bool>,
 ) -> Result<EventStream, Error> {
-    let slot = limits.slots.clone().try_acquire_owned().map_err(|_| {
-        Error::ResourceExhausted(format!(
-            "too many watch streams open (limit {}): retry later",
-            options.max_streams
-        ))
-    })?;
+    let slot = limits
+        .slots
+        .try_take(caller)
+        .map_err(|Refused(why)| Error::ResourceExhausted(why))?;
     let queue = Arc::new(Queue {
         inner: Mutex::new(QueueState {
             taken_to: request.after,
