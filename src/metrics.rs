@@ -39,6 +39,11 @@ struct MethodLabels {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 type Histograms = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 /// Latency buckets: 100 µs to about 3.3 s, doubling.
@@ -55,6 +60,10 @@ pub struct Metrics {
     flush: Histogram,
     claims: Gauge,
     store_bytes: Gauge,
+    /// Connections open now (the accept loop's count).
+    connections_open: Gauge,
+    /// Connections the accept loop closed: over the cap, or silent.
+    connections_closed: Family<ReasonLabels, Counter>,
 }
 
 /// The process-wide metrics.
@@ -152,6 +161,18 @@ impl Metrics {
             "Size of the data directory on disk, in bytes",
             store_bytes.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "gRPC connections open now",
+            connections_open.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed_by_server",
+            "Connections closed by the server as they arrived: over --max-connections (reason over_cap) or silent past --first-bytes-timeout-seconds (reason silent)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -160,6 +181,8 @@ impl Metrics {
             flush,
             claims,
             store_bytes,
+            connections_open,
+            connections_closed,
         }
     }
 
@@ -209,6 +232,19 @@ impl Metrics {
         self.claims.set(i64::try_from(claims).unwrap_or(i64::MAX));
         self.store_bytes
             .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
+        let connections = crate::listener::server_stats();
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        self.connections_open
+            .set(i64::try_from(load(&connections.open)).unwrap_or(i64::MAX));
+        for (reason, total) in [
+            ("over_cap", load(&connections.refused_over_cap)),
+            ("silent", load(&connections.closed_silent)),
+        ] {
+            let counter = self
+                .connections_closed
+                .get_or_create(&ReasonLabels { reason });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

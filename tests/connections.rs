@@ -56,12 +56,36 @@ async fn serving(addr: &str) -> bool {
     matches!(reply, Ok(Ok(r)) if r.get_ref().status == 1)
 }
 
+/// The metrics page of a server started with `--metrics-listen 127.0.0.1:0`.
+fn scrape(log: &str) -> String {
+    use std::io::Write;
+    let addr = log
+        .lines()
+        .find(|l| l.contains("metrics listening"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+        .expect("the metrics address in the log");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    page
+}
+
 #[tokio::test]
 async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_freed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Process::spawn_with(
         &dir.path().join("data"),
-        &["--first-bytes-timeout-seconds", "1"],
+        &[
+            "--first-bytes-timeout-seconds",
+            "1",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     );
     let pid = server.child.id();
     assert!(serving(&server.addr).await);
@@ -97,6 +121,14 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
         open_descriptors(pid)
     );
     assert!(serving(&server.addr).await);
+    // Counted where operators look.
+    let page = scrape(&server.log.lock().unwrap());
+    let silent = page
+        .lines()
+        .find(|l| l.starts_with("photoclaim_connections_closed_by_server_total{reason=\"silent\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no silent-connection count in:\n{page}"));
+    assert!(silent >= 200, "{silent} counted");
     let (_, log) = server.terminate();
     assert!(
         log.contains("connection closed: it sent too little in time"),

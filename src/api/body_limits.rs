@@ -190,6 +190,7 @@ impl<B> LimitedBody<B> {
             reason = status.message(),
             "request body refused"
         );
+        crate::metrics::global().refused(&self.method, status.code() as i32);
         self.done = true;
         self.release();
         Poll::Ready(Some(Err(Box::new(status))))
