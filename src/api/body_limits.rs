@@ -31,6 +31,10 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 use tonic::Status;
 
+/// Bytes of the gRPC frame prefix (compressed flag and length) before a
+/// message.
+const GRPC_PREFIX_BYTES: usize = 5;
+
 /// Largest message of the RPCs that carry no image but free text
 /// (AttachOfficialResponse, SetVerdict): 50,000 characters of up to 4
 /// bytes and the other fields fit.
@@ -226,7 +230,8 @@ where
                 if let Some(data) = frame.data_ref() {
                     let n = data.len();
                     this.received += n;
-                    if this.received > this.limit {
+                    // The gRPC frame's 5-byte prefix is not the message's.
+                    if this.received > this.limit + GRPC_PREFIX_BYTES {
                         let status = Status::resource_exhausted(format!(
                             "request message larger than {} bytes, the most {} accepts",
                             this.limit, this.method
