@@ -12,8 +12,11 @@
 //!   tonic, no sled.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
 //! - [`api`]: the `ClaimService` and `AdminService` handlers, the guard layer
-//!   (authentication, roles, load shedding), name parsing, page tokens, and
-//!   the one mapping from domain errors to `tonic::Status`.
+//!   (authentication, roles, fair slots per caller: [`api::slots`]), request
+//!   bodies under per-method limits ([`api::body_limits`]), the codec that
+//!   makes undecodable requests INVALID_ARGUMENT ([`api::codec`]), name
+//!   parsing, signed page tokens, and the one mapping from domain errors to
+//!   `tonic::Status`.
 //! - [`listener`]: the accept loop in front of the server: a cap on open
 //!   connections, a deadline for a new connection's first bytes.
 //! - [`server`]: builds the tonic server (our services, health, reflection,
