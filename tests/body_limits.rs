@@ -188,3 +188,73 @@ async fn stalled_large_bodies_stay_within_the_budget_and_are_cut() {
         .await
         .expect("served after");
 }
+
+/// One call to `method` whose body is exactly `body` (no framing added),
+/// with `extra` headers: its status and message.
+async fn raw_body_call(
+    addr: &str,
+    method: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> (Code, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut request =
+        http::Request::post(format!("http://{addr}/photoclaim.v1.ClaimService/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let (response, mut send) = client
+        .send_request(request.body(()).unwrap(), body.is_empty())
+        .unwrap();
+    if !body.is_empty() {
+        send.send_data(Bytes::copy_from_slice(body), true).unwrap();
+    }
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    let status = match tonic::Status::from_header_map(response.headers()) {
+        Some(status) => status,
+        None => {
+            let mut body = response.into_body();
+            while let Some(data) = body.data().await {
+                data.unwrap();
+            }
+            let trailers = body.trailers().await.unwrap().expect("trailers");
+            tonic::Status::from_header_map(&trailers).expect("grpc-status")
+        }
+    };
+    (status.code(), status.message().to_string())
+}
+
+#[tokio::test]
+async fn bodies_that_are_empty_or_cut_inside_their_frame_are_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn(&dir.path().join("data"));
+    let cases: [(&[u8], &[(&str, &str)], &str); 4] = [
+        (&[], &[], "empty"),
+        (&[0, 0, 0], &[], "prefix"),
+        (&[0, 0, 0, 0, 40, 10, 2], &[], "2 of the 40 bytes"),
+        (&[1, 0, 0, 0, 2, 10, 0], &[], "compressed"),
+    ];
+    for (body, headers, expected) in cases {
+        let (code, message) = raw_body_call(&server.addr, "GetClaim", body, headers).await;
+        assert_eq!(code, Code::InvalidArgument, "{body:?}: {message}");
+        assert!(message.contains(expected), "{body:?}: {message}");
+    }
+    // A whole, valid message still goes through.
+    let mut ok = vec![0, 0, 0, 0, 10];
+    ok.extend_from_slice(&[10, 8]);
+    ok.extend_from_slice(b"claims/1");
+    let (code, message) = raw_body_call(&server.addr, "GetClaim", &ok, &[]).await;
+    assert_eq!(code, Code::NotFound, "{message}");
+    let (_, log) = server.terminate();
+    assert_eq!(log.matches("request body refused").count(), 4, "{log}");
+}

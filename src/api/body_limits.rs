@@ -16,8 +16,10 @@
 //!   it is complete is cut, well before the request timeout.
 //!
 //! A body over a limit ends with RESOURCE_EXHAUSTED, a stalled one with
-//! DEADLINE_EXCEEDED; the handler never runs, and tonic answers with that
-//! status.
+//! DEADLINE_EXCEEDED; a body of one of our methods that is empty or ends
+//! inside its gRPC frame, or flags compression it does not name, with
+//! INVALID_ARGUMENT (tonic would answer INTERNAL: our fault, which it is
+//! not). The handler never runs, and tonic answers with that status.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -141,6 +143,16 @@ where
             .map(crate::domain::excerpt)
             .unwrap_or_default();
         let timeout = self.shared.limits.body_timeout;
+        // Our methods all take one request message; other services
+        // (reflection) may stream several, or none.
+        let framing = request
+            .uri()
+            .path()
+            .starts_with("/photoclaim.v1.")
+            .then(|| Framing {
+                encoded: request.headers().contains_key("grpc-encoding"),
+                ..Framing::default()
+            });
         let request = request.map(|body| {
             tonic::body::Body::new(LimitedBody {
                 inner: body,
@@ -152,6 +164,7 @@ where
                 timeout,
                 stall: Box::pin(tokio::time::sleep(timeout)),
                 done: false,
+                framing,
             })
         });
         self.inner.call(request)
@@ -176,6 +189,66 @@ struct LimitedBody<B> {
     stall: Pin<Box<Sleep>>,
     /// Ended (complete, refused or failed): no more frames.
     done: bool,
+    /// For our own (unary-request) methods: the first message's 5-byte
+    /// prefix as it arrives, to tell a body that ends inside it or inside
+    /// its message from one tonic could decode.
+    framing: Option<Framing>,
+}
+
+/// The gRPC framing of a unary request's body, checked at its end.
+#[derive(Default)]
+struct Framing {
+    prefix: [u8; GRPC_PREFIX_BYTES],
+    prefix_len: usize,
+    /// The request named a `grpc-encoding` (compression).
+    encoded: bool,
+}
+
+impl Framing {
+    fn take(&mut self, data: &[u8]) {
+        let n = (GRPC_PREFIX_BYTES - self.prefix_len).min(data.len());
+        self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
+        self.prefix_len += n;
+    }
+
+    /// What is wrong with the prefix's flag byte, once it has arrived:
+    /// checked as soon as it has (tonic would refuse it with INTERNAL).
+    fn flag_problem(&self) -> Option<String> {
+        if self.prefix_len < GRPC_PREFIX_BYTES {
+            return None;
+        }
+        match self.prefix[0] {
+            0 => None,
+            1 if self.encoded => None,
+            1 => Some(
+                "the message is flagged as compressed but the request names no grpc-encoding"
+                    .into(),
+            ),
+            flag => Some(format!("the gRPC message flag is {flag}, not 0 or 1")),
+        }
+    }
+
+    /// What is wrong with a body that ended after `received` bytes, if
+    /// anything: tonic would answer these with INTERNAL or UNIMPLEMENTED.
+    fn problem(&self, received: usize) -> Option<String> {
+        if received == 0 {
+            return Some("the request body is empty: a gRPC message was expected".into());
+        }
+        if self.prefix_len < GRPC_PREFIX_BYTES {
+            return Some(format!(
+                "the request body ends inside the 5-byte gRPC message prefix ({received} bytes)"
+            ));
+        }
+        if let Some(problem) = self.flag_problem() {
+            return Some(problem);
+        }
+        let declared =
+            u32::from_be_bytes(self.prefix[1..].try_into().expect("four bytes")) as usize;
+        let got = received - GRPC_PREFIX_BYTES;
+        (got < declared).then(|| {
+            format!("the request body ends inside its message: {got} of the {declared} bytes it announces")
+        })
+    }
 }
 
 impl<B> LimitedBody<B> {
@@ -229,6 +302,12 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len();
+                    if let Some(framing) = &mut this.framing {
+                        framing.take(data);
+                        if let Some(problem) = framing.flag_problem() {
+                            return this.refuse(Status::invalid_argument(problem));
+                        }
+                    }
                     this.received += n;
                     // The gRPC frame's 5-byte prefix is not the message's.
                     if this.received > this.limit + GRPC_PREFIX_BYTES {
@@ -263,6 +342,10 @@ where
                 Poll::Ready(Some(Err(err.into())))
             }
             Poll::Ready(None) => {
+                if let Some(problem) = this.framing.as_ref().and_then(|f| f.problem(this.received))
+                {
+                    return this.refuse(Status::invalid_argument(problem));
+                }
                 this.done = true;
                 this.release();
                 Poll::Ready(None)
@@ -281,7 +364,9 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        // A body whose framing is checked must be polled to its end (an
+        // empty one included), so that a problem can be told.
+        self.done || (self.framing.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -292,6 +377,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_that_end_inside_their_frame_are_named() {
+        let ended = |bytes: &[u8], encoded: bool| {
+            let mut framing = Framing {
+                encoded,
+                ..Framing::default()
+            };
+            // Split the prefix over two frames, as a network may.
+            let (a, b) = bytes.split_at(bytes.len().min(2));
+            framing.take(a);
+            framing.take(b);
+            framing.problem(bytes.len())
+        };
+        assert!(ended(&[], false).unwrap().contains("empty"));
+        assert!(ended(&[0, 0, 0], false).unwrap().contains("prefix"));
+        assert!(ended(&[0, 0, 0, 0, 9, 1, 2], false)
+            .unwrap()
+            .contains("2 of the 9 bytes"));
+        assert!(ended(&[1, 0, 0, 0, 1, 7], false)
+            .unwrap()
+            .contains("compressed"));
+        assert_eq!(ended(&[1, 0, 0, 0, 1, 7], true), None);
+        assert!(ended(&[2, 0, 0, 0, 0], false)
+            .unwrap()
+            .contains("flag is 2"));
+        assert_eq!(ended(&[0, 0, 0, 0, 2, 8, 1], false), None);
+        assert_eq!(ended(&[0, 0, 0, 0, 0], false), None);
+    }
 
     #[test]
     fn only_the_image_rpcs_take_the_large_limit() {
