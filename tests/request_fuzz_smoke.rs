@@ -223,7 +223,9 @@ fn odd_times() -> Vec<Option<Timestamp>> {
     ]
 }
 
-/// Page tokens: garbage, and well-formed tokens of other listings.
+/// Page tokens: garbage, and tokens in the layout of the first format
+/// (hex, unsigned) for every listing, which the signed tokens of today must
+/// refuse like any other forgery.
 fn odd_tokens() -> Vec<String> {
     let token = |listing: u8, scope: u64, cursor: u64| {
         let mut bytes = vec![1, listing];
