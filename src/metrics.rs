@@ -11,7 +11,9 @@
 //! - `photoclaim_flush_duration_seconds`: latency of the flush after each
 //!   write batch;
 //! - `photoclaim_claims`, `photoclaim_store_bytes`: claims stored and the
-//!   data directory's size on disk, read at scrape time.
+//!   data directory's size on disk, read at scrape time;
+//! - `photoclaim_storage_corruption_total`: storage reads that found
+//!   corrupt data (answered DATA_LOSS).
 //!
 //! The metrics are process-wide ([`global`]): one server per process.
 
@@ -64,6 +66,8 @@ pub struct Metrics {
     connections_open: Gauge,
     /// Connections the accept loop closed: over the cap, or silent.
     connections_closed: Family<ReasonLabels, Counter>,
+    /// Storage reads that found corrupt data.
+    corruption: Counter,
 }
 
 /// The process-wide metrics.
@@ -173,6 +177,12 @@ impl Metrics {
             "Connections closed by the server as they arrived: over --max-connections (reason over_cap) or silent past --first-bytes-timeout-seconds (reason silent)",
             connections_closed.clone(),
         );
+        let corruption = Counter::default();
+        registry.register(
+            "storage_corruption",
+            "Storage reads that found corrupt data (answered DATA_LOSS)",
+            corruption.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -183,6 +193,7 @@ impl Metrics {
             store_bytes,
             connections_open,
             connections_closed,
+            corruption,
         }
     }
 
@@ -225,6 +236,11 @@ impl Metrics {
     /// A write batch's flush took `elapsed`.
     pub fn flushed(&self, elapsed: Duration) {
         self.flush.observe(elapsed.as_secs_f64());
+    }
+
+    /// A storage read found corrupt data (`photoclaim_storage_corruption_total`).
+    pub fn storage_corrupt(&self) {
+        self.corruption.inc();
     }
 
     /// The text exposition, with the store's figures as of now.

@@ -338,8 +338,10 @@ fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
                 runs.push_front(before);
             }
             Err(Failed::Storage(run, err)) => {
+                // sled's `Corruption` is DATA_LOSS (logged and counted once).
+                let err = super::sled_store::storage(err, "a claim write's transaction");
                 for job in run {
-                    job.answer(Err(Error::Internal(err.to_string())));
+                    job.answer(Err(err.clone()));
                 }
             }
         }

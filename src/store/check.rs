@@ -8,9 +8,9 @@ use std::path::Path;
 use prost::Message;
 
 use super::sled_store::{
-    be, claim_record, decode, log_head, open_db, pair, pdq_entry, read_format_version,
-    sha_index_key, sha_key, state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN,
-    META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+    be, claim_record, log_head, open_db, pair, pdq_entry, read_format_version, sha_index_key,
+    sha_key, state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use super::{OpenError, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
@@ -61,6 +61,31 @@ impl CheckReport {
 }
 
 type Sled<T> = Result<T, OpenError>;
+
+/// A phase of the check; `Err` is a read that failed, as a problem naming
+/// what was being read (a claim, a record, or a tree and the last key read
+/// before the failure), so that damage on disk points at what it hit.
+type Walk<T = ()> = Result<T, String>;
+
+/// Names a failed sled read.
+trait Reading<T> {
+    /// `at()` is what was being read.
+    fn reading(self, at: impl FnOnce() -> String) -> Walk<T>;
+}
+
+impl<T> Reading<T> for sled::Result<T> {
+    fn reading(self, at: impl FnOnce() -> String) -> Walk<T> {
+        self.map_err(|e| format!("{}: storage error while reading: {e}", at()))
+    }
+}
+
+/// `tree`, at the entry after `last` (a name of the last entry read).
+fn next_in(tree: &str, last: &Option<String>) -> String {
+    match last {
+        Some(last) => format!("{tree} (the entry after {last})"),
+        None => format!("{tree} (its first entry)"),
+    }
+}
 
 /// The trees `check` reads.
 struct Trees {
@@ -146,9 +171,9 @@ pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sle
             return Ok(report);
         }
     }
-    let walk = |report: &mut CheckReport, result: sled::Result<()>| {
-        if let Err(e) = result {
-            report.problem(format!("storage error while reading: {e}"));
+    let walk = |report: &mut CheckReport, result: Walk| {
+        if let Err(problem) = result {
+            report.problem(problem);
         }
     };
     let claims_total = meta_u64(&trees.meta, META_LAST_CLAIM_ID).unwrap_or(0);
@@ -181,36 +206,49 @@ pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sle
 }
 
 /// Logical and on-disk sizes (for the disk budget in BENCHMARKS.md).
-fn measure(db: &sled::Db, report: &mut CheckReport) -> sled::Result<()> {
+fn measure(db: &sled::Db, report: &mut CheckReport) -> Walk {
     for name in db.tree_names() {
-        for entry in db.open_tree(name)?.iter() {
-            let (key, value) = entry?;
+        let tree = String::from_utf8_lossy(&name).into_owned();
+        let mut last = None;
+        for entry in db.open_tree(&name).reading(|| tree.clone())?.iter() {
+            let (key, value) = entry.reading(|| next_in(&tree, &last))?;
             report.logical_bytes += (key.len() + value.len()) as u64;
+            last = Some(format!("key {key:?}"));
         }
     }
-    report.disk_bytes = db.size_on_disk()?;
+    report.disk_bytes = db
+        .size_on_disk()
+        .reading(|| "the data directory's size".into())?;
     Ok(())
 }
 
 /// Decodes `bytes`, also refusing an encoding that is not the one photoclaim
 /// writes (extra or reordered fields change the hash a chain covers).
 fn decode_exact<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, String> {
-    let record: M = decode(bytes, what).map_err(|e| e.to_string())?;
+    let record = M::decode(bytes).map_err(|e| format!("{what} record does not decode: {e}"))?;
     if record.encode_to_vec() != bytes {
         return Err(format!("{what} record is not in canonical encoding"));
     }
     Ok(record)
 }
 
-fn meta_u64(meta: &sled::Tree, key: &[u8]) -> sled::Result<u64> {
-    Ok(meta.get(key)?.map(|v| u64_at(&v, 0)).unwrap_or(0))
+fn meta_u64(meta: &sled::Tree, key: &[u8]) -> Walk<u64> {
+    let value = meta
+        .get(key)
+        .reading(|| format!("meta/{}", String::from_utf8_lossy(key)))?;
+    Ok(value.map(|v| u64_at(&v, 0)).unwrap_or(0))
 }
 
 /// Every claim: record, events, responses, and its own index entries.
-fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled::Result<()> {
+fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> Walk {
     let last_id = meta_u64(&t.meta, META_LAST_CLAIM_ID)?;
+    let mut last = None;
     for entry in t.claims.iter() {
-        let (key, value) = entry?;
+        let (key, value) = entry.reading(|| next_in("claims", &last))?;
+        last = Some(match key.len() {
+            8 => format!("claims/{}", u64_at(&key, 0)),
+            _ => format!("key {key:?}"),
+        });
         report.claims += 1;
         if report.claims.is_multiple_of(1000) {
             done(report.claims);
@@ -221,13 +259,33 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
         }
         let id = u64_at(&key, 0);
         let at = format!("claims/{id}");
-        let claim: Claim = match decode(&value, "claim") {
+        let claim = match Claim::decode(value.as_ref()) {
             Ok(claim) => claim,
             Err(e) => {
-                report.problem(format!("{at}: {e}"));
+                report.problem(format!("{at}: claim record does not decode: {e}"));
                 continue;
             }
         };
+        // A read of this claim's records that fails is a problem of this
+        // claim; the check goes on with the next one.
+        if let Err(problem) = check_claim(t, report, id, &claim, &value, last_id) {
+            report.problem(problem);
+        }
+    }
+    Ok(())
+}
+
+/// One claim whose record decoded: its events, responses and index entries.
+fn check_claim(
+    t: &Trees,
+    report: &mut CheckReport,
+    id: u64,
+    claim: &Claim,
+    value: &[u8],
+    last_id: u64,
+) -> Walk {
+    let at = format!("claims/{id}");
+    {
         if claim.id != id {
             report.problem(format!("{at}: record has id {}", claim.id));
         }
@@ -237,8 +295,10 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
             ));
         }
         let mut events = Vec::new();
+        let mut last = None;
         for entry in t.events.range(pair(id, 0)..=pair(id, u64::MAX)) {
-            let (key, value) = entry?;
+            let (key, value) = entry.reading(|| next_in(&format!("{at}/events"), &last))?;
+            last = Some(format!("{at}/events/{}", u64_at(&key, 8)));
             report.events += 1;
             match decode_exact::<ClaimEvent>(&value, "event") {
                 Ok(event) if event.sequence == u64_at(&key, 8) => events.push(event),
@@ -251,8 +311,11 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
             }
         }
         let mut responses = Vec::new();
+        let mut last = None;
         for entry in t.responses.range(pair(id, 0)..=pair(id, u64::MAX)) {
-            let (key, value) = entry?;
+            let (key, value) =
+                entry.reading(|| next_in(&format!("{at}/officialResponses"), &last))?;
+            last = Some(format!("{at}/officialResponses/{}", u64_at(&key, 8)));
             report.responses += 1;
             let rid = u64_at(&key, 8);
             match decode_exact::<OfficialResponse>(&value, "official response") {
@@ -264,9 +327,9 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
                 Err(e) => report.problem(format!("{at}/officialResponses/{rid}: {e}")),
             }
         }
-        match chain::replay(&claim, &events, &responses) {
+        match chain::replay(claim, &events, &responses) {
             Err(b) => report.problem(format!("{at}: {b}")),
-            Ok(rebuilt) if rebuilt != claim => report.problem(format!(
+            Ok(rebuilt) if rebuilt != *claim => report.problem(format!(
                 "{at}: the record does not match its events (state, counts, verdict or chain head {} vs {} from the events): it was changed",
                 chain::to_hex(&claim.chain_head),
                 chain::to_hex(&rebuilt.chain_head)
@@ -274,7 +337,7 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
             Ok(_) => {
                 let latest = responses.iter().find(|r| Some(r.id) == claim.evidence.as_ref().map(|e| e.total));
                 let latest = latest.map(Message::encode_to_vec).unwrap_or_default();
-                if claim_record(&claim, &latest) != value.as_ref() {
+                if claim_record(claim, &latest) != value {
                     report.problem(format!(
                         "{at}: record is not in canonical encoding, or its copy of the latest official response differs from that response"
                     ));
@@ -291,20 +354,25 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
         for event in &events {
             check_log_entry(t, report, &at, event)?;
         }
-        if !t.by_state.contains_key(state_key(claim.state, id))? {
+        let in_state = t.by_state.contains_key(state_key(claim.state, id));
+        if !in_state.reading(|| format!("claims_by_state (the entry for {at})"))? {
             report.problem(format!(
                 "{at}: missing from the state index (claims_by_state)"
             ));
         }
         if let Some(sha) = claim.image.as_ref().and_then(|i| sha_key(&i.sha256)) {
-            if !t.by_sha256.contains_key(sha_index_key(&sha, id))? {
+            let indexed = t.by_sha256.contains_key(sha_index_key(&sha, id));
+            if !indexed.reading(|| format!("claims_by_sha256 (the entry for {at})"))? {
                 report.problem(format!(
                     "{at}: missing from the SHA-256 index (claims_by_sha256)"
                 ));
             }
         }
-        let expected = pdq_entry(&claim).map(|(_, _, value)| value);
-        let stored = t.by_pdq.get(be(id))?;
+        let expected = pdq_entry(claim).map(|(_, _, value)| value);
+        let stored = t
+            .by_pdq
+            .get(be(id))
+            .reading(|| format!("claims_by_pdq/{id}"))?;
         if stored.as_deref() != expected.as_ref().map(|v| &v[..]) {
             report.problem(format!(
                 "{at}: PDQ index entry (claims_by_pdq) does not match the record"
@@ -315,14 +383,15 @@ fn check_claims(t: &Trees, report: &mut CheckReport, done: &dyn Fn(u64)) -> sled
 }
 
 /// An event's entry in `event_log` names it back.
-fn check_log_entry(
-    t: &Trees,
-    report: &mut CheckReport,
-    at: &str,
-    event: &ClaimEvent,
-) -> sled::Result<()> {
+fn check_log_entry(t: &Trees, report: &mut CheckReport, at: &str, event: &ClaimEvent) -> Walk {
     let position = event.log_position;
-    match t.event_log.get(be(position))? {
+    let entry = t.event_log.get(be(position));
+    match entry.reading(|| {
+        format!(
+            "event_log/{position} (the entry of {at}/events/{})",
+            event.sequence
+        )
+    })? {
         Some(entry)
             if entry.len() == LOG_ENTRY_LEN
                 && entry[..16] == pair(event.claim_id, event.sequence) => {}
@@ -336,13 +405,15 @@ fn check_log_entry(
 
 /// The event log: dense positions, each naming an event, and the
 /// service-wide chain recomputed from the event records.
-fn check_log(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+fn check_log(t: &Trees, report: &mut CheckReport) -> Walk {
     let mut head = chain::GENESIS;
     let mut expected_position = 1;
     let mut chain_ok = true;
+    let mut last = None;
     for entry in t.event_log.iter() {
-        let (key, value) = entry?;
+        let (key, value) = entry.reading(|| next_in("event_log", &last))?;
         let position = u64_at(&key, 0);
+        last = Some(format!("event_log/{position}"));
         let at = format!("event_log/{position}");
         if position != expected_position {
             report.problem(format!(
@@ -356,7 +427,9 @@ fn check_log(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
             chain_ok = false;
             continue;
         };
-        let Some(bytes) = t.events.get(&value[..16])? else {
+        let named = format!("claims/{}/events/{}", u64_at(&value, 0), u64_at(&value, 8));
+        let event = t.events.get(&value[..16]);
+        let Some(bytes) = event.reading(|| format!("{at}: {named}"))? else {
             report.problem(format!(
                 "{at}: names claims/{}/events/{}, which is missing",
                 u64_at(&value, 0),
@@ -365,7 +438,7 @@ fn check_log(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
             chain_ok = false;
             continue;
         };
-        match decode::<ClaimEvent>(&bytes, "event") {
+        match ClaimEvent::decode(bytes.as_ref()) {
             Ok(event)
                 if event.log_position == position && event.event_type == i32::from(value[16]) => {}
             _ => report.problem(format!(
@@ -396,14 +469,17 @@ fn check_log(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
 }
 
 /// Index entries that point at records which do not exist or do not match.
-fn check_indexes(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
-    let claim = |id: u64| -> sled::Result<Option<Claim>> {
+fn check_indexes(t: &Trees, report: &mut CheckReport) -> Walk {
+    let claim = |id: u64| -> Walk<Option<Claim>> {
         Ok(t.claims
-            .get(be(id))?
+            .get(be(id))
+            .reading(|| format!("claims/{id}"))?
             .and_then(|bytes| Claim::decode(bytes.as_ref()).ok()))
     };
+    let mut last = None;
     for entry in t.by_state.iter() {
-        let (key, _) = entry?;
+        let (key, _) = entry.reading(|| next_in("claims_by_state", &last))?;
+        last = Some(format!("key {key:?}"));
         if key.len() != 9 {
             report.problem(format!("claims_by_state: malformed key {key:?}"));
             continue;
@@ -416,8 +492,13 @@ fn check_indexes(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
             ));
         }
     }
+    let mut last = None;
     for entry in t.by_sha256.iter() {
-        let (key, _) = entry?;
+        let (key, _) = entry.reading(|| next_in("claims_by_sha256", &last))?;
+        last = Some(match key.len() {
+            40 => format!("the entry for claims/{}", u64_at(&key, 32)),
+            _ => format!("key {key:?}"),
+        });
         if key.len() != 40 {
             report.problem(format!(
                 "claims_by_sha256: malformed key of {} bytes",
@@ -438,28 +519,41 @@ fn check_indexes(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
             ));
         }
     }
+    let mut last = None;
     for entry in t.by_pdq.iter() {
-        let (key, _) = entry?;
+        let (key, _) = entry.reading(|| next_in("claims_by_pdq", &last))?;
+        last = Some(format!("key {key:?}"));
         if key.len() != 8 || claim(u64_at(&key, 0))?.is_none() {
             report.problem(format!("claims_by_pdq: entry {key:?} names no claim"));
         }
     }
+    let mut last = None;
     for entry in t.request_ids.iter() {
-        let (key, value) = entry?;
+        let (key, value) = entry.reading(|| next_in("request_ids", &last))?;
         let name = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
         let at = format!("request_ids/{name:?}");
-        let record: IdempotencyRecord = match decode(&value, "idempotency") {
+        last = Some(at.clone());
+        let record = match IdempotencyRecord::decode(value.as_ref()) {
             Ok(record) => record,
             Err(e) => {
-                report.problem(format!("{at}: {e}"));
+                report.problem(format!("{at}: record does not decode: {e}"));
                 continue;
             }
         };
         let exists = match key.first() {
-            Some(&OP_REGISTER) => t.claims.contains_key(be(record.claim_id))?,
+            Some(&OP_REGISTER) => t
+                .claims
+                .contains_key(be(record.claim_id))
+                .reading(|| format!("claims/{}", record.claim_id))?,
             Some(&OP_ATTACH) => t
                 .responses
-                .contains_key(pair(record.claim_id, record.response_id))?,
+                .contains_key(pair(record.claim_id, record.response_id))
+                .reading(|| {
+                    format!(
+                        "claims/{}/officialResponses/{}",
+                        record.claim_id, record.response_id
+                    )
+                })?,
             _ => false,
         };
         if !exists {
@@ -473,11 +567,16 @@ fn check_indexes(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
 }
 
 /// Events and responses of claims that do not exist.
-fn check_orphans(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+fn check_orphans(t: &Trees, report: &mut CheckReport) -> Walk {
     for (tree, what) in [(&t.events, "events"), (&t.responses, "officialResponses")] {
         let mut last_checked = None;
+        let mut last = None;
         for key in tree.iter().keys() {
-            let key = key?;
+            let key = key.reading(|| next_in(what, &last))?;
+            last = Some(match key.len() {
+                16 => format!("claims/{}/{what}/{}", u64_at(&key, 0), u64_at(&key, 8)),
+                _ => format!("key {key:?}"),
+            });
             if key.len() != 16 {
                 report.problem(format!("{what}: malformed key of {} bytes", key.len()));
                 continue;
@@ -487,7 +586,11 @@ fn check_orphans(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
                 continue;
             }
             last_checked = Some(id);
-            if !t.claims.contains_key(be(id))? {
+            if !t
+                .claims
+                .contains_key(be(id))
+                .reading(|| format!("claims/{id}"))?
+            {
                 report.problem(format!(
                     "claims/{id}/{what}: records of a claim that does not exist"
                 ));
@@ -498,25 +601,36 @@ fn check_orphans(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
 }
 
 /// API keys and their name index.
-fn check_keys(t: &Trees, report: &mut CheckReport) -> sled::Result<()> {
+fn check_keys(t: &Trees, report: &mut CheckReport) -> Walk {
+    let mut last = None;
     for entry in t.keys.iter() {
-        let (key, value) = entry?;
-        match decode::<ApiKey>(&value, "API key") {
+        let (key, value) = entry.reading(|| next_in("api_keys", &last))?;
+        last = Some(format!("api_keys/{key:?}"));
+        match ApiKey::decode(value.as_ref()) {
             Ok(api_key) => {
                 let name = api_key.name.to_ascii_lowercase();
-                if t.key_names.get(name.as_bytes())?.as_deref() != Some(&key[..]) {
+                let named = t.key_names.get(name.as_bytes());
+                let named = named.reading(|| format!("api_key_names/{:?}", api_key.name))?;
+                if named.as_deref() != Some(&key[..]) {
                     report.problem(format!(
                         "api_keys/{:?}: missing from the name index",
                         api_key.name
                     ));
                 }
             }
-            Err(e) => report.problem(format!("api_keys/{key:?}: {e}")),
+            Err(e) => report.problem(format!("api_keys/{key:?}: record does not decode: {e}")),
         }
     }
+    let mut last = None;
     for entry in t.key_names.iter() {
-        let (name, id) = entry?;
-        if !t.keys.contains_key(&id)? {
+        let (name, id) = entry.reading(|| next_in("api_key_names", &last))?;
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        last = Some(format!("api_key_names/{shown:?}"));
+        if !t
+            .keys
+            .contains_key(&id)
+            .reading(|| format!("api_keys/{id:?}"))?
+        {
             report.problem(format!(
                 "api_key_names/{:?}: names no key",
                 String::from_utf8_lossy(&name)

@@ -297,8 +297,36 @@ fn internal(err: impl std::fmt::Display) -> Error {
     Error::Internal(err.to_string())
 }
 
-pub(super) fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
-    M::decode(bytes).map_err(|e| Error::Internal(format!("corrupt {what} record: {e}")))
+/// Stored data at `at` (a record, `claims/7/events/2`, or a tree and key)
+/// is corrupt: logged at error with its name and `detail` (never the data),
+/// counted (`photoclaim_storage_corruption_total`), and answered as
+/// `DataLoss` naming it.
+pub(super) fn corrupt(at: &str, detail: impl std::fmt::Display) -> Error {
+    tracing::error!(record = at, %detail, "stored data is corrupt");
+    crate::metrics::global().storage_corrupt();
+    Error::DataLoss(format!(
+        "{at}: stored data is corrupt; run `photoclaim check` and restore from a backup"
+    ))
+}
+
+/// A failed sled read or write of `at`: sled's `Corruption` is
+/// [`corrupt`] (`DataLoss`), anything else `Internal`.
+pub(super) fn storage(err: sled::Error, at: &str) -> Error {
+    match err {
+        sled::Error::Corruption { .. } => corrupt(at, err),
+        other => Error::Internal(format!("{at}: {other}")),
+    }
+}
+
+/// [`storage`] for a read of the claim record `claims/{id}`.
+fn claim_storage(err: sled::Error, id: u64) -> Error {
+    storage(err, &format!("claims/{id}"))
+}
+
+/// Decodes the record at `at` (its name, e.g. `claims/7`); one that does
+/// not decode is [`corrupt`].
+pub(super) fn decode<M: Message + Default>(bytes: &[u8], at: &str) -> Result<M> {
+    M::decode(bytes).map_err(|e| corrupt(at, format_args!("record does not decode: {e}")))
 }
 
 fn fingerprint(parts: &[&[u8]]) -> Vec<u8> {
@@ -333,7 +361,7 @@ fn check_request_id(
     let Some(bytes) = tree.get(key)? else {
         return Ok(None);
     };
-    let record: IdempotencyRecord = tx_decode(&bytes, "idempotency")?;
+    let record: IdempotencyRecord = tx_decode(&bytes, "request_ids record")?;
     if record.fingerprint != fingerprint {
         return abort(Error::RequestIdReused {
             request_id: String::from_utf8_lossy(&key[1..]).into_owned(),
@@ -345,7 +373,7 @@ fn check_request_id(
 fn finish_tx<T>(result: std::result::Result<T, TransactionError<Error>>) -> Result<T> {
     result.map_err(|e| match e {
         TransactionError::Abort(err) => err,
-        TransactionError::Storage(err) => internal(err),
+        TransactionError::Storage(err) => storage(err, "api_keys"),
     })
 }
 
@@ -638,8 +666,9 @@ fn copy_latest_responses(claims: &sled::Tree, responses: &sled::Tree) -> sled::R
 fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)> {
     match claims.get(be(id))? {
         Some(bytes) => {
-            let copy: LatestCopy = tx_decode(&bytes, "claim")?;
-            Ok((tx_decode(&bytes, "claim")?, copy.response))
+            let at = format!("claims/{id}");
+            let copy: LatestCopy = tx_decode(&bytes, &at)?;
+            Ok((tx_decode(&bytes, &at)?, copy.response))
         }
         None => abort(Error::NotFound(format!("claims/{id}"))),
     }
@@ -912,8 +941,8 @@ impl SledStore {
 
     /// A claim and its copy of the latest response: one lookup.
     fn read_claim(&self, id: u64) -> Result<Option<ClaimView>> {
-        match self.claims.get(be(id)).map_err(internal)? {
-            Some(bytes) => claim_view(&bytes).map(Some),
+        match self.claims.get(be(id)).map_err(|e| claim_storage(e, id))? {
+            Some(bytes) => claim_view(&bytes, id).map(Some),
             None => Ok(None),
         }
     }
@@ -927,14 +956,18 @@ impl SledStore {
     /// The status fields of a claim record and its latest response: the
     /// claim's text, image and links are skipped, not decoded.
     fn read_status(&self, id: u64) -> Result<Option<StatusView>> {
-        match self.claims.get(be(id)).map_err(internal)? {
-            Some(bytes) => status_of(&bytes).map(Some),
+        match self.claims.get(be(id)).map_err(|e| claim_storage(e, id))? {
+            Some(bytes) => status_of(&bytes, id).map(Some),
             None => Ok(None),
         }
     }
 
     fn require_claim(&self, id: u64) -> Result<()> {
-        if self.claims.contains_key(be(id)).map_err(internal)? {
+        if self
+            .claims
+            .contains_key(be(id))
+            .map_err(|e| claim_storage(e, id))?
+        {
             Ok(())
         } else {
             Err(Error::NotFound(format!("claims/{id}")))
@@ -951,7 +984,10 @@ impl SledStore {
             .rev()
             .take(limit);
         entries
-            .map(|entry| Ok(u64_at(&entry.map_err(internal)?.0, 32)))
+            .map(|entry| {
+                let (key, _) = entry.map_err(|e| storage(e, "claims_by_sha256"))?;
+                Ok(u64_at(&key, 32))
+            })
             .collect()
     }
 
@@ -1071,16 +1107,21 @@ impl SledStore {
 
     /// Reads up to `limit` records from `iter`, decoding with `f`; the cursor
     /// is taken from each key by `cursor_of` and returned if more may follow.
+    /// A sled error while reading `what` is named by the last cursor read.
     fn page<T>(
         iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         limit: usize,
+        what: &str,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(u64, T)>,
     ) -> Result<Page<T>> {
         let mut items = Vec::new();
         let mut next_cursor = None;
         let mut last = None;
         for entry in iter {
-            let (key, value) = entry.map_err(internal)?;
+            let (key, value) = entry.map_err(|e| match last {
+                Some(cursor) => storage(e, &format!("{what} (the entry after {cursor})")),
+                None => storage(e, what),
+            })?;
             if items.len() == limit {
                 next_cursor = last;
                 break;
@@ -1103,8 +1144,10 @@ impl SledStore {
         self.require_claim(claim_id)?;
         let start = pair(claim_id, after.unwrap_or(0).saturating_add(1));
         let end = pair(claim_id, u64::MAX);
-        Self::page(tree.range(start..=end), limit, |key, value| {
-            Ok((u64_at(key, 8), decode(value, what)?))
+        let at = format!("claims/{claim_id}/{what}");
+        Self::page(tree.range(start..=end), limit, &at, |key, value| {
+            let child = u64_at(key, 8);
+            Ok((child, decode(value, &format!("{at}/{child}"))?))
         })
     }
 }
@@ -1291,19 +1334,21 @@ impl IndexBuild {
 }
 
 /// A claim record's status fields and its copy of the latest response.
-fn status_of(record: &[u8]) -> Result<StatusView> {
-    let latest: LatestResponse = decode(record, "claim")?;
+fn status_of(record: &[u8], id: u64) -> Result<StatusView> {
+    let at = format!("claims/{id}");
+    let latest: LatestResponse = decode(record, &at)?;
     Ok(StatusView {
-        status: decode(record, "claim")?,
+        status: decode(record, &at)?,
         latest_response: latest.response,
     })
 }
 
 /// A claim record decoded whole: the claim and its latest response.
-fn claim_view(record: &[u8]) -> Result<ClaimView> {
-    let latest: LatestResponse = decode(record, "claim")?;
+fn claim_view(record: &[u8], id: u64) -> Result<ClaimView> {
+    let at = format!("claims/{id}");
+    let latest: LatestResponse = decode(record, &at)?;
     Ok(ClaimView {
-        claim: decode(record, "claim")?,
+        claim: decode(record, &at)?,
         latest_response: latest.response,
     })
 }
@@ -1356,13 +1401,17 @@ impl Warmer {
             let epochs = (statuses.epochs(), views.epochs());
             let mut read = 0;
             for entry in claims.range(..be(before)).rev().take(WARM_BATCH) {
-                let (key, value) = entry.map_err(internal)?;
+                let (key, value) = entry.map_err(|e| match before {
+                    u64::MAX => storage(e, "claims"),
+                    _ => storage(e, &format!("claims (the entry before claims/{before})")),
+                })?;
                 let id = u64_at(&key, 0);
                 if fill_statuses {
-                    filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status_of(&value)?));
+                    let status = status_of(&value, id)?;
+                    filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status));
                 }
                 if fill_claims {
-                    let claim = SharedClaim::from(claim_view(&value)?);
+                    let claim = SharedClaim::from(claim_view(&value, id)?);
                     filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim));
                 }
                 before = id;
@@ -1532,9 +1581,12 @@ impl Store for SledStore {
             Ok((id, view))
         };
         match state {
-            None => Self::page(self.claims.range(..be(before)).rev(), limit, |key, _| {
-                view(u64_at(key, 0))
-            }),
+            None => Self::page(
+                self.claims.range(..be(before)).rev(),
+                limit,
+                "claims",
+                |key, _| view(u64_at(key, 0)),
+            ),
             Some(state) => {
                 let start = state_key(state as i32, 0);
                 let end = state_key(state as i32, before);
@@ -1543,6 +1595,7 @@ impl Store for SledStore {
                         .range((Bound::Included(start), Bound::Excluded(end)))
                         .rev(),
                     limit,
+                    "claims_by_state",
                     |key, _| view(u64_at(key, 1)),
                 )
             }
@@ -1560,7 +1613,7 @@ impl Store for SledStore {
                 next_cursor: None,
             });
         };
-        Self::page(self.claims.range(be(start)..), limit, |key, _| {
+        Self::page(self.claims.range(be(start)..), limit, "claims", |key, _| {
             let id = u64_at(key, 0);
             let view = self
                 .read_claim(id)?
@@ -1619,9 +1672,12 @@ impl Store for SledStore {
                 let bytes = self
                     .responses
                     .get(pair(claim_id, response_id))
-                    .map_err(internal)?
+                    .map_err(|e| claim_storage(e, claim_id))?
                     .ok_or_else(|| Error::Internal("response vanished after commit".into()))?;
-                decode(&bytes, "official response")?
+                decode(
+                    &bytes,
+                    &format!("claims/{claim_id}/officialResponses/{response_id}"),
+                )?
             }
         };
         durable?;
@@ -1634,7 +1690,7 @@ impl Store for SledStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Page<OfficialResponse>> {
-        self.list_children(&self.responses, claim_id, after, limit, "official response")
+        self.list_children(&self.responses, claim_id, after, limit, "officialResponses")
     }
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
@@ -1666,7 +1722,13 @@ impl Store for SledStore {
                     // instead of committing one the caches cannot show.
                     let latest_response = match latest.is_empty() {
                         true => None,
-                        false => Some(tx_decode(&latest, "official response")?),
+                        false => Some(tx_decode(
+                            &latest,
+                            &format!(
+                                "claims/{} (its copy of the latest official response)",
+                                cmd.claim_id
+                            ),
+                        )?),
                     };
                     reindex_state(tx.by_state, &claim, old_state)?;
                     let position = append_event(tx, &mut claim, &latest, event)?;
@@ -1688,7 +1750,7 @@ impl Store for SledStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Page<ClaimEvent>> {
-        self.list_children(&self.events, claim_id, after, limit, "event")
+        self.list_children(&self.events, claim_id, after, limit, "events")
     }
 
     async fn find_similar(&self, query: SimilarQuery) -> Result<Vec<Similar>> {
@@ -1715,8 +1777,12 @@ impl Store for SledStore {
                 .events
                 .range(pair(claim_id, 0)..=pair(claim_id, u64::MAX))
             {
-                let (_, value) = entry.map_err(internal)?;
-                let event: ClaimEvent = decode(&value, "event")?;
+                let (key, value) =
+                    entry.map_err(|e| storage(e, &format!("claims/{claim_id}/events")))?;
+                let event: ClaimEvent = decode(
+                    &value,
+                    &format!("claims/{claim_id}/events/{}", u64_at(&key, 8)),
+                )?;
                 let position = event.log_position;
                 if position <= after
                     || position > up_to
@@ -1735,7 +1801,10 @@ impl Store for SledStore {
         }
         let mut examined = 0;
         for entry in self.event_log.range(be(after + 1)..=be(up_to)) {
-            let (key, value) = entry.map_err(internal)?;
+            let (key, value) = entry.map_err(|e| {
+                let at = format!("event_log (the entry after {})", batch.examined_to);
+                storage(e, &at)
+            })?;
             let position = u64_at(&key, 0);
             if value.len() != LOG_ENTRY_LEN {
                 return Err(Error::Internal(format!(
@@ -1750,11 +1819,12 @@ impl Store for SledStore {
                 let bytes = self
                     .events
                     .get(pair(claim_id, sequence))
-                    .map_err(internal)?
+                    .map_err(|e| storage(e, &format!("claims/{claim_id}/events/{sequence}")))?
                     .ok_or_else(|| {
                         Error::Internal(format!("event_log {position} names a missing event"))
                     })?;
-                batch.events.push(decode(&bytes, "event")?);
+                let at = format!("claims/{claim_id}/events/{sequence}");
+                batch.events.push(decode(&bytes, &at)?);
             }
             batch.examined_to = position;
             examined += 1;
@@ -1794,11 +1864,18 @@ impl Store for SledStore {
                     items,
                 });
             }
-            let (key, value) = entry.map_err(internal)?;
+            let (key, value) = entry.map_err(|e| match &items.last() {
+                Some(ClaimHistory {
+                    claim: Some(claim), ..
+                }) => storage(e, &format!("claims (the entry after claims/{})", claim.id)),
+                _ => storage(e, "claims"),
+            })?;
             let id = u64_at(&key, 0);
             let mut events = Vec::new();
             for entry in self.events.range(pair(id, 0)..=pair(id, u64::MAX)) {
-                let event: ClaimEvent = decode(&entry.map_err(internal)?.1, "event")?;
+                let (key, value) = entry.map_err(|e| storage(e, &format!("claims/{id}/events")))?;
+                let at = format!("claims/{id}/events/{}", u64_at(&key, 8));
+                let event: ClaimEvent = decode(&value, &at)?;
                 if event.log_position > up_to {
                     break;
                 }
@@ -1813,9 +1890,9 @@ impl Store for SledStore {
                 .filter(|e| matches!(e.details, Some(EventDetails::ResponseAttached(_))))
                 .count();
             let responses = self
-                .list_children(&self.responses, id, None, attached, "official response")?
+                .list_children(&self.responses, id, None, attached, "officialResponses")?
                 .items;
-            let stored: Claim = decode(&value, "claim")?;
+            let stored: Claim = decode(&value, &format!("claims/{id}"))?;
             let claim = chain::replay(&stored, &events, &responses).map_err(|b| {
                 Error::DataLoss(format!(
                     "claims/{id}: audit trail broken ({b}); run `photoclaim check`"
@@ -1837,7 +1914,10 @@ impl Store for SledStore {
         if position == 0 {
             return Ok(chain::GENESIS);
         }
-        let entry = self.event_log.get(be(position)).map_err(internal)?;
+        let entry = self
+            .event_log
+            .get(be(position))
+            .map_err(|e| storage(e, &format!("event_log/{position}")))?;
         let entry =
             entry.ok_or_else(|| Error::Internal(format!("event_log has no entry {position}")))?;
         log_head(&entry)
@@ -1863,8 +1943,8 @@ impl Store for SledStore {
             if out.len() == limit {
                 break;
             }
-            let (key, value) = entry.map_err(internal)?;
-            let record: IdempotencyRecord = decode(&value, "idempotency")?;
+            let (key, value) = entry.map_err(|e| storage(e, "request_ids"))?;
+            let record: IdempotencyRecord = decode(&value, "request_ids record")?;
             out.push(RequestRecord {
                 attach: key.first() == Some(&OP_ATTACH),
                 request_id: key[1..].to_vec(),
@@ -1904,8 +1984,12 @@ impl Store for SledStore {
     async fn list_keys(&self) -> Result<Vec<ApiKey>> {
         let mut keys = Vec::new();
         for entry in self.keys.iter() {
-            let (_, value) = entry.map_err(internal)?;
-            keys.push(decode::<ApiKey>(&value, "API key")?);
+            let (key, value) = entry.map_err(|e| storage(e, "api_keys"))?;
+            let at = match key.len() {
+                8 => format!("api_keys/{}", u64_at(&key, 0)),
+                _ => "api_keys".to_string(),
+            };
+            keys.push(decode::<ApiKey>(&value, &at)?);
         }
         keys.sort_by_key(|k| (k.create_time, k.name.clone()));
         Ok(keys)
@@ -1920,7 +2004,7 @@ impl Store for SledStore {
             let Some(bytes) = keys.get(&id)? else {
                 return abort(Error::Internal(format!("API key {name:?} has no record")));
             };
-            let mut key: ApiKey = tx_decode(&bytes, "API key")?;
+            let mut key: ApiKey = tx_decode(&bytes, &format!("api_keys (the key named {name:?})"))?;
             if key.revoke_time.is_none() {
                 key.revoke_time = Some(Timestamp::now());
                 key.revoked_by = actor.to_string();
@@ -1936,8 +2020,8 @@ impl Store for SledStore {
     async fn find_key(&self, id: u64) -> Result<Option<ApiKey>> {
         self.keys
             .get(be(id))
-            .map_err(internal)?
-            .map(|bytes| decode(&bytes, "API key"))
+            .map_err(|e| storage(e, &format!("api_keys/{id}")))?
+            .map(|bytes| decode(&bytes, &format!("api_keys/{id}")))
             .transpose()
     }
 
@@ -2451,13 +2535,13 @@ mod tests {
             .await
             .unwrap();
         let record = store.claims.get(be(1)).unwrap().unwrap();
-        let claim = claim_view(&record).unwrap().claim;
+        let claim = claim_view(&record, 1).unwrap().claim;
         let damaged = claim_record(&claim, &[0xff, 0xff, 0xff]);
         store.claims.insert(be(1), damaged.clone()).unwrap();
         let events_before = store.list_events(1, None, 100).await.unwrap().items.len();
         let err = store.set_verdict(rated(1, "checked")).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Internal(m) if m.contains("official response")),
+            matches!(&err, Error::DataLoss(m) if m.starts_with("claims/1 ") && m.contains("official response")),
             "{err:?}"
         );
         assert_eq!(store.claims.get(be(1)).unwrap().unwrap(), damaged);
