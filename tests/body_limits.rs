@@ -238,17 +238,28 @@ async fn raw_body_call(
 async fn bodies_that_are_empty_or_cut_inside_their_frame_are_invalid_argument() {
     let dir = tempfile::tempdir().unwrap();
     let server = Process::spawn(&dir.path().join("data"));
-    let cases: [(&[u8], &[(&str, &str)], &str); 4] = [
-        (&[], &[], "empty"),
-        (&[0, 0, 0], &[], "prefix"),
-        (&[0, 0, 0, 0, 40, 10, 2], &[], "2 of the 40 bytes"),
-        (&[1, 0, 0, 0, 2, 10, 0], &[], "compressed"),
+    // (body, what the message must say)
+    let cases: [(&[u8], &str); 4] = [
+        (&[], "empty"),
+        (&[0, 0, 0], "prefix"),
+        (&[0, 0, 0, 0, 40, 10, 2], "2 of the 40 bytes"),
+        (&[1, 0, 0, 0, 2, 10, 0], "compressed"),
     ];
-    for (body, headers, expected) in cases {
-        let (code, message) = raw_body_call(&server.addr, "GetClaim", body, headers).await;
+    for (body, expected) in cases {
+        let (code, message) = raw_body_call(&server.addr, "GetClaim", body, &[]).await;
         assert_eq!(code, Code::InvalidArgument, "{body:?}: {message}");
         assert!(message.contains(expected), "{body:?}: {message}");
     }
+    // With the encoding named, the compressed flag is not ours to refuse
+    // (the server offers no compression: tonic answers UNIMPLEMENTED).
+    let (code, message) = raw_body_call(
+        &server.addr,
+        "GetClaim",
+        &[1, 0, 0, 0, 2, 10, 0],
+        &[("grpc-encoding", "gzip")],
+    )
+    .await;
+    assert_ne!(code, Code::InvalidArgument, "{message}");
     // A whole, valid message still goes through.
     let mut ok = vec![0, 0, 0, 0, 10];
     ok.extend_from_slice(&[10, 8]);
