@@ -12,16 +12,6 @@ use common::*;
 use photoclaim::pb;
 use tonic::Code;
 
-/// `VmHWM` or `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A RegisterClaim call over raw HTTP/2 that announces a `declared`-byte
 /// message, sends `sent` bytes of it and then nothing more.
 async fn stalled_register(

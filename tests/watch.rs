@@ -385,16 +385,6 @@ async fn a_stalled_consumer_does_not_block_writers_and_is_cut_off_with_a_cursor(
     server.stop().await;
 }
 
-/// `VmHWM` or `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn watchers_that_never_read_stay_within_the_byte_budget_and_are_cut() {
     const STREAMS: usize = 40;

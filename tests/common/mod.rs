@@ -205,6 +205,17 @@ pub fn kazbat() -> serde_json::Value {
     serde_json::from_str(&text).expect("reference case is JSON")
 }
 
+/// A memory figure of a running process (`VmHWM:` or `VmRSS:` of
+/// `/proc/PID/status`), in KiB: for tests where memory is the point.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for process {pid}"))
+}
+
 /// A SHA-256-shaped hex string derived from `seed` (tests need not hash real bytes).
 pub fn fake_sha256(seed: u64) -> String {
     format!("{seed:064x}")
