@@ -56,23 +56,14 @@ async fn serving(addr: &str) -> bool {
     matches!(reply, Ok(Ok(r)) if r.get_ref().status == 1)
 }
 
-/// The metrics page of a server started with `--metrics-listen 127.0.0.1:0`.
-fn scrape(log: &str) -> String {
-    use std::io::Write;
-    let addr = log
-        .lines()
+/// The metrics address a server started with `--metrics-listen
+/// 127.0.0.1:0` logged.
+fn metrics_addr(log: &str) -> String {
+    log.lines()
         .find(|l| l.contains("metrics listening"))
         .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
-        .expect("the metrics address in the log");
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
-    page
+        .expect("the metrics address in the log")
+        .to_string()
 }
 
 #[tokio::test]
@@ -122,7 +113,8 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
     );
     assert!(serving(&server.addr).await);
     // Counted where operators look.
-    let page = scrape(&server.log.lock().unwrap());
+    let addr = metrics_addr(&server.log.lock().unwrap());
+    let (_, page) = common::scrape_metrics(&addr).await;
     let silent = page
         .lines()
         .find(|l| l.starts_with("photoclaim_connections_closed_by_server_total{reason=\"silent\"}"))

@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{attach, new_claim, sample_response, Process};
+use common::{attach, cli_exit, new_claim, sample_response, Process};
 use photoclaim::domain::Error;
 use photoclaim::pb;
 use photoclaim::store::{SledStore, Store};
@@ -55,17 +54,6 @@ async fn corrupt_dir(dir: &Path) {
         .insert(pair(2, 1), GARBAGE)
         .unwrap();
     db.flush().unwrap();
-}
-
-/// Runs the binary: (exit code, stdout + stderr).
-fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-        .args(args)
-        .output()
-        .expect("run photoclaim");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// The CLI's error line: DATA_LOSS naming the corrupt event of claims/2.
@@ -115,10 +103,11 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("b.backup");
     let url = format!("http://{}", server.addr);
-    let (code, text) =
-        tokio::task::spawn_blocking(move || run(&["backup", "--server", &url, "--out", s(&file)]))
-            .await
-            .unwrap();
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        cli_exit(&["backup", "--server", &url, "--out", s(&file)])
+    })
+    .await
+    .unwrap();
     assert_ne!(code, 0, "{text}");
     assert!(data_loss_line(&text), "{text}");
     assert!(!out.path().join("b.backup").exists());
@@ -133,7 +122,7 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
     assert!(!log.contains("SECRET"), "{log}");
 
     // Offline: check names the claim and exits 8; a backup is DATA_LOSS.
-    let (code, text) = run(&["check", "--data-dir", s(dir.path())]);
+    let (code, text) = cli_exit(&["check", "--data-dir", s(dir.path())]);
     assert_eq!(code, 8, "{text}");
     assert!(
         text.contains("claims/2: claim record does not decode"),
@@ -141,7 +130,7 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
     );
     assert!(!text.contains("SECRET"), "{text}");
     let file = out.path().join("c.backup");
-    let (code, text) = run(&["backup", "--data-dir", s(dir.path()), "--out", s(&file)]);
+    let (code, text) = cli_exit(&["backup", "--data-dir", s(dir.path()), "--out", s(&file)]);
     assert_ne!(code, 0, "{text}");
     assert!(data_loss_line(&text), "{text}");
     assert!(!file.exists());

@@ -11,10 +11,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::InProcess;
+use common::{scrape_metrics, InProcess};
 use photoclaim::pb;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -87,26 +86,6 @@ async fn raw_call(addr: &str, method: &str, message: &[u8]) -> tonic::Status {
     tonic::Status::from_header_map(&trailers).expect("grpc-status in the trailers")
 }
 
-/// `GET /metrics` over plain HTTP/1.1: the body.
-async fn scrape(addr: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: photoclaim\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("scrape in time")
-    .expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
 /// `photoclaim_rpc_requests_total{method, code}` (0 if absent).
 fn calls(body: &str, method: &str, code: &str) -> f64 {
     let series = format!("photoclaim_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}}");
@@ -138,7 +117,7 @@ async fn undecodable_requests_are_invalid_argument_logged_and_counted() {
     let metrics = listener.local_addr().unwrap().to_string();
     tokio::spawn(photoclaim::metrics::serve(listener, server.store.clone()));
     let addr = server.addr.to_string();
-    let before = scrape(&metrics).await;
+    let before = scrape_metrics(&metrics).await.1;
 
     // GetClaimRequest.name (1) that is not UTF-8.
     let status = raw_call(&addr, "GetClaim", &delimited(1, &[0xff, 0xfe])).await;
@@ -222,7 +201,7 @@ async fn undecodable_requests_are_invalid_argument_logged_and_counted() {
     assert_eq!(status.code(), Code::Ok, "{status:?}");
 
     // Counted under their methods...
-    let after = scrape(&metrics).await;
+    let after = scrape_metrics(&metrics).await.1;
     for (method, refused) in [
         ("GetClaim", 1.0),
         ("RegisterClaim", 2.0),

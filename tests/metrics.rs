@@ -5,8 +5,8 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use common::scrape_metrics;
 use photoclaim::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,28 +22,6 @@ fn addr_on(lines: &mut impl Iterator<Item = String>, marker: &str) -> String {
         }
     }
     panic!("the server never logged {marker:?}");
-}
-
-/// `GET /metrics` over plain HTTP/1.1: (status line, body).
-async fn scrape(addr: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: photoclaim\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("scrape in time")
-    .expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
 }
 
 /// The value of the sample line starting with `series ` (0 if absent).
@@ -78,7 +56,7 @@ async fn a_scrape_counts_calls_by_method_and_code_and_reports_the_store() {
     let grpc = addr_on(&mut lines, "photoclaim listening");
     std::thread::spawn(move || lines.for_each(drop));
 
-    let (status, before) = scrape(&metrics).await;
+    let (status, before) = scrape_metrics(&metrics).await;
     assert!(status.contains("200"), "{status}");
     assert_eq!(value(&before, "photoclaim_claims"), 0.0, "{before}");
 
@@ -101,7 +79,7 @@ async fn a_scrape_counts_calls_by_method_and_code_and_reports_the_store() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     common::status(&mut client, &claim.name).await;
 
-    let (_, body) = scrape(&metrics).await;
+    let (_, body) = scrape_metrics(&metrics).await;
     let calls = |method: &str, code: &str| {
         value(
             &body,

@@ -187,13 +187,44 @@ impl Drop for Process {
 
 /// Runs the `photoclaim` binary with `args`: (success, stdout + stderr).
 pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let (code, text) = cli_exit(args);
+    (code == 0, text)
+}
+
+/// Runs the `photoclaim` binary with `args`: (exit code, -1 for a signal;
+/// stdout + stderr).
+pub fn cli_exit<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
         .args(args)
         .output()
         .expect("run photoclaim");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `GET /metrics` of a metrics endpoint at `addr` over plain HTTP/1.1:
+/// (status line, body).
+pub async fn scrape_metrics(addr: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: photoclaim\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("scrape in time")
+    .expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
 }
 
 /// The reference case, `tests/data/kazbat-2022.json` (origin in
