@@ -62,27 +62,9 @@ impl ExitClass {
 }
 
 /// `NOT_FOUND` for [`Code::NotFound`]: the spelling of the gRPC spec,
-/// grpcurl and every other client.
+/// grpcurl and every other client (one table, the metrics').
 pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
+    crate::metrics::code_name(code as i32)
 }
 
 /// How to give a token, for a command that was refused without one (or
@@ -222,14 +204,6 @@ impl From<ConnectError> for Failure {
 pub fn print_out(args: fmt::Arguments<'_>) {
     let mut out = io::stdout().lock();
     if let Err(err) = out.write_fmt(args) {
-        stdout_failed(err);
-    }
-}
-
-/// Flushes standard output (before a long wait, e.g. `claim watch`), with
-/// [`print_out`]'s handling of a closed pipe.
-pub fn flush_out() {
-    if let Err(err) = io::stdout().lock().flush() {
         stdout_failed(err);
     }
 }

@@ -94,11 +94,6 @@ impl BodyLimitLayer {
             }),
         }
     }
-
-    /// Bytes held by bodies being received now.
-    pub fn bytes_in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Relaxed)
-    }
 }
 
 impl<I> tower::Layer<I> for BodyLimitLayer {

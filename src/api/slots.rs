@@ -105,7 +105,8 @@ impl Slots {
     }
 
     /// Slots in use now: in all, and by `caller`.
-    pub fn in_use(&self, caller: &str) -> (usize, usize) {
+    #[cfg(test)]
+    fn in_use(&self, caller: &str) -> (usize, usize) {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (
             state.total,

@@ -129,11 +129,6 @@ impl Limits {
             }),
         }
     }
-
-    /// Bytes buffered now across all streams (for tests and metrics).
-    pub fn buffered_bytes(&self) -> usize {
-        self.budget.used.load(Ordering::Relaxed)
-    }
 }
 
 /// The byte budget shared by all streams' buffers.
