@@ -170,6 +170,7 @@ impl From<crate::domain::Error> for Failure {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::OutOfRange(_) => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::DataLoss(_) => Code::DataLoss,
             Error::Internal(_) => Code::Internal,
         };

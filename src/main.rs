@@ -319,6 +319,13 @@ struct ServeArgs {
     /// the newest claims, with the status cache.
     #[arg(long, default_value_t = photoclaim::store::DEFAULT_CLAIM_CACHE_BYTES >> 20, env = "PHOTOCLAIM_CLAIM_CACHE_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     claim_cache_mb: u64,
+    /// Free space, in MiB, that writes leave on the data directory's file
+    /// system. Below it writes are refused with RESOURCE_EXHAUSTED (reads
+    /// are served, health reports NOT_SERVING) and resume by themselves once
+    /// space is freed. 0: only a failed disk write stops writes (the store
+    /// is then reopened in-process once space is back).
+    #[arg(long, default_value_t = photoclaim::store::DEFAULT_MIN_FREE_DISK_BYTES >> 20, env = "PHOTOCLAIM_MIN_FREE_DISK_MB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    min_free_disk_mb: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no
     /// authentication: bind it to a private interface). Off by default.
     #[arg(long, env = "PHOTOCLAIM_METRICS_LISTEN")]
@@ -808,9 +815,11 @@ async fn serve(args: ServeArgs) -> Outcome {
         );
     }
     let store = match SledStore::open_with_cache(&args.data_dir, args.cache_mb << 20) {
-        Ok(store) => {
-            Arc::new(store.with_caches(args.status_cache_mb << 20, args.claim_cache_mb << 20))
-        }
+        Ok(store) => Arc::new(
+            store
+                .with_caches(args.status_cache_mb << 20, args.claim_cache_mb << 20)
+                .with_min_free_disk(args.min_free_disk_mb << 20),
+        ),
         Err(err) => {
             tracing::error!(%err, "cannot start");
             // The message says what to do; the offline commands' hint (work

@@ -13,7 +13,12 @@
 //! - `photoclaim_claims`, `photoclaim_store_bytes`: claims stored and the
 //!   data directory's size on disk, read at scrape time;
 //! - `photoclaim_storage_corruption_total`: storage reads that found
-//!   corrupt data (answered DATA_LOSS).
+//!   corrupt data (answered DATA_LOSS);
+//! - `photoclaim_storage_writable` (1 or 0), `photoclaim_disk_free_bytes`,
+//!   `photoclaim_storage_writes_refused_total{reason}` (`disk_full`,
+//!   `reopening`) and `photoclaim_storage_reopens_total`: whether writes are
+//!   taken, the data directory's free space, the writes refused for want of
+//!   either, and the in-process reopenings after a failed write.
 //!
 //! The metrics are process-wide ([`global`]): one server per process.
 
@@ -28,7 +33,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::store::Store;
+use crate::store::{Store, StoreStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -68,6 +73,14 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabels, Counter>,
     /// Storage reads that found corrupt data.
     corruption: Counter,
+    /// 1 while the store takes writes, 0 while it refuses them.
+    writable: Gauge,
+    /// Free space of the data directory's file system.
+    disk_free: Gauge,
+    /// Writes refused by the store's state: `disk_full` or `reopening`.
+    writes_refused: Family<ReasonLabels, Counter>,
+    /// In-process reopenings of the store after a failed write.
+    reopens: Counter,
 }
 
 /// The process-wide metrics.
@@ -183,8 +196,37 @@ impl Metrics {
             "Storage reads that found corrupt data (answered DATA_LOSS)",
             corruption.clone(),
         );
+        let writable = Gauge::default();
+        writable.set(1);
+        registry.register(
+            "storage_writable",
+            "1 while the store takes writes; 0 while it refuses them (disk full, or reopening after a failed write)",
+            writable.clone(),
+        );
+        let disk_free = Gauge::default();
+        registry.register(
+            "disk_free_bytes",
+            "Free space of the file system that holds the data directory, in bytes",
+            disk_free.clone(),
+        );
+        let writes_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "storage_writes_refused",
+            "Writes refused because the disk is full (reason disk_full, RESOURCE_EXHAUSTED) or the store is reopening after a failed write (reason reopening, UNAVAILABLE)",
+            writes_refused.clone(),
+        );
+        let reopens = Counter::default();
+        registry.register(
+            "storage_reopens",
+            "Times the store was closed and opened again in-process after a failed write",
+            reopens.clone(),
+        );
         Metrics {
             registry,
+            writable,
+            disk_free,
+            writes_refused,
+            reopens,
             calls,
             latency,
             in_flight,
@@ -243,11 +285,42 @@ impl Metrics {
         self.corruption.inc();
     }
 
+    /// Whether the store takes writes now (`photoclaim_storage_writable`).
+    pub fn storage_writable(&self, writable: bool) {
+        self.writable.set(i64::from(writable));
+    }
+
+    /// The data directory's file system has `bytes` free.
+    pub fn disk_free(&self, bytes: u64) {
+        self.disk_free.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// A write was refused: `disk_full` or `reopening`.
+    pub fn write_refused(&self, reason: &'static str) {
+        self.writes_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The store was reopened after a failed write.
+    pub fn storage_reopened(&self) {
+        self.reopens.inc();
+    }
+
+    /// Storage reads that found corrupt data so far.
+    pub fn corruption_count(&self) -> u64 {
+        self.corruption.get()
+    }
+
     /// The text exposition, with the store's figures as of now.
-    pub fn render(&self, claims: u64, store_bytes: u64) -> String {
-        self.claims.set(i64::try_from(claims).unwrap_or(i64::MAX));
+    pub fn render(&self, stats: &StoreStats) -> String {
+        self.claims
+            .set(i64::try_from(stats.claims).unwrap_or(i64::MAX));
         self.store_bytes
-            .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
+            .set(i64::try_from(stats.bytes_on_disk).unwrap_or(i64::MAX));
+        if let Some(free) = stats.disk_free_bytes {
+            self.disk_free(free);
+        }
         let connections = crate::listener::server_stats();
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         self.connections_open
@@ -281,7 +354,7 @@ pub async fn serve<S: Store>(listener: TcpListener, store: Arc<S>) -> std::io::R
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    global().render(stats.claims, stats.bytes_on_disk),
+                    global().render(&stats),
                 )
                     .into_response(),
                 Err(err) => {
@@ -304,7 +377,7 @@ mod tests {
         let metrics = Metrics::new();
         {
             let _a = metrics.started("GetClaim");
-            let text = metrics.render(0, 0);
+            let text = metrics.render(&StoreStats::default());
             assert!(
                 text.contains("photoclaim_rpc_in_flight{method=\"GetClaim\"} 1"),
                 "{text}"
@@ -314,7 +387,13 @@ mod tests {
         metrics.finished("GetClaim", 0, Duration::from_millis(1));
         metrics.refused("SetVerdict", 16);
         metrics.refused("\"/x.Y/Forged\"", 16);
-        let text = metrics.render(7, 4096);
+        metrics.write_refused("disk_full");
+        metrics.storage_writable(false);
+        let text = metrics.render(&StoreStats {
+            claims: 7,
+            bytes_on_disk: 4096,
+            disk_free_bytes: Some(1 << 20),
+        });
         for line in [
             "photoclaim_rpc_requests_total{method=\"GetClaim\",code=\"NOT_FOUND\"} 1",
             "photoclaim_rpc_requests_total{method=\"GetClaim\",code=\"OK\"} 1",
@@ -323,6 +402,9 @@ mod tests {
             "photoclaim_rpc_in_flight{method=\"GetClaim\"} 0",
             "photoclaim_claims 7",
             "photoclaim_store_bytes 4096",
+            "photoclaim_disk_free_bytes 1048576",
+            "photoclaim_storage_writable 0",
+            "photoclaim_storage_writes_refused_total{reason=\"disk_full\"} 1",
             "photoclaim_rpc_requests_total{method=\"other\",code=\"UNAUTHENTICATED\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");

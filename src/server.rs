@@ -1,6 +1,7 @@
 //! Builds and runs the gRPC server: `ClaimService`, `AdminService`,
 //! `grpc.health.v1.Health` (answering for "" and for each of the others by
-//! name) and server reflection (v1 and v1alpha: grpcurl before 1.8.8 only
+//! name, and for the store: [`WRITES_HEALTH`], [`INTEGRITY_HEALTH`]) and
+//! server reflection (v1 and v1alpha: grpcurl before 1.8.8 only
 //! speaks v1alpha), on a listener the caller has already bound, behind the
 //! guard of [`crate::api::auth`] and optionally TLS.
 
@@ -21,7 +22,16 @@ use crate::domain::access::Role;
 use crate::domain::review::Publisher;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::claim_service_server::ClaimServiceServer;
-use crate::store::Store;
+use crate::store::{Store, Writability};
+
+/// Health name that is SERVING while the store takes writes, NOT_SERVING
+/// while it refuses them (disk full, or reopening after a failed write).
+/// `""`, `ClaimService` and `AdminService` follow it: the server never says
+/// SERVING while it refuses every write.
+pub const WRITES_HEALTH: &str = "photoclaim.storage.writes";
+/// Health name that turns NOT_SERVING (and `""` with it) once a storage read
+/// found corrupt data, until a restart: run `photoclaim check`.
+pub const INTEGRITY_HEALTH: &str = "photoclaim.storage.integrity";
 
 /// Largest image (`image.content`) accepted by default (bytes).
 pub const DEFAULT_MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
@@ -233,6 +243,11 @@ pub async fn run<S: Store>(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
+    let storage_health = tokio::spawn(follow_storage(
+        health.clone(),
+        [served[0], served[1]],
+        store.writability(),
+    ));
     let guard = GuardLayer::new(
         store.clone(),
         options.auth.clone(),
@@ -304,7 +319,9 @@ pub async fn run<S: Store>(
         result = &mut serve => result?,
         () = &mut shutdown => {
             tracing::info!(grace_ms = options.shutdown_grace.as_millis() as u64, "shutdown requested: draining");
-            for name in served.into_iter().chain([""]) {
+            storage_health.abort();
+            let _ = storage_health.await;
+            for name in served.into_iter().chain(["", WRITES_HEALTH, INTEGRITY_HEALTH]) {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
             let _ = stopping_tx.send(true);
@@ -318,6 +335,53 @@ pub async fn run<S: Store>(
     store.close().await?;
     tracing::info!("stopped: all acknowledged writes are on disk");
     Ok(())
+}
+
+/// Keeps the health statuses in step with the store: [`WRITES_HEALTH`]
+/// and the `services` that write follow its writability,
+/// [`INTEGRITY_HEALTH`] the corruption counter, `""` both.
+async fn follow_storage(
+    health: tonic_health::server::HealthReporter,
+    services: [&'static str; 2],
+    mut writability: tokio::sync::watch::Receiver<Writability>,
+) {
+    let status = |ok| {
+        if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        }
+    };
+    let metrics = crate::metrics::global();
+    let corruption_at_start = metrics.corruption_count();
+    let mut shown = None;
+    let mut sender_alive = true;
+    loop {
+        let writable = *writability.borrow_and_update() == Writability::Writable;
+        let intact = metrics.corruption_count() == corruption_at_start;
+        if shown != Some((writable, intact)) {
+            for name in services.into_iter().chain([WRITES_HEALTH]) {
+                health.set_service_status(name, status(writable)).await;
+            }
+            health
+                .set_service_status(INTEGRITY_HEALTH, status(intact))
+                .await;
+            health
+                .set_service_status("", status(writable && intact))
+                .await;
+            shown = Some((writable, intact));
+        }
+        // Corruption is counted, not signalled: look again every second.
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        if sender_alive {
+            tokio::select! {
+                changed = writability.changed() => sender_alive = changed.is_ok(),
+                () = tick => {}
+            }
+        } else {
+            tick.await;
+        }
+    }
 }
 
 /// The fully qualified gRPC name of a service, e.g. `photoclaim.v1.AdminService`.

@@ -142,7 +142,7 @@ async fn corrupt_reads_in_the_store_are_data_loss_and_counted() {
     corrupt_dir(dir.path()).await;
     let store = SledStore::open(dir.path()).unwrap();
     let counted = || {
-        let text = photoclaim::metrics::global().render(0, 0);
+        let text = photoclaim::metrics::global().render(&Default::default());
         text.lines()
             .find_map(|l| l.strip_prefix("photoclaim_storage_corruption_total "))
             .map(|n| n.trim().parse::<u64>().unwrap())

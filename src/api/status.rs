@@ -73,6 +73,7 @@ pub fn to_status(err: Error) -> Status {
         }
         Error::OutOfRange(msg) => Status::out_of_range(msg),
         Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+        Error::Unavailable(msg) => Status::unavailable(msg),
         Error::DataLoss(msg) => {
             tracing::error!(cause = %msg, "stored data failed its integrity check");
             Status::data_loss(msg)

@@ -74,6 +74,10 @@ pub enum Error {
     /// A limit of the service was reached (e.g. open watch streams); retry later.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The service cannot take this call now but will soon by itself (the
+    /// store is being reopened after a failed write); retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// Stored records fail their integrity check (a broken audit trail):
     /// the text names the record, never its content.
     #[error("{0}")]

@@ -1,4 +1,6 @@
-//! Storage: one trait, [`Store`], and its sled implementation, [`SledStore`].
+//! Storage: one trait, [`Store`], and its sled implementation, [`SledStore`]
+//! (a `sled_store::SledEngine` behind a handle that reopens it in-process
+//! after a failed write, see `handle`).
 //!
 //! Every write method's changes are committed together in one transaction
 //! across the trees it touches (claim writes share it with the others of
@@ -10,6 +12,7 @@
 mod batch_commit;
 mod check;
 mod compact;
+mod handle;
 mod record_cache;
 mod restore;
 mod sled_store;
@@ -29,10 +32,11 @@ use crate::domain::{
 
 pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
 pub use compact::{copy_trees, Compacted};
+pub use handle::{SledStore, DEFAULT_MIN_FREE_DISK_BYTES};
 pub use restore::{Restored, Restorer};
 pub use sled_store::{
-    OpenError, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_CLAIM_CACHE_BYTES,
-    DEFAULT_STATUS_CACHE_BYTES, DIR_FORMAT_VERSION,
+    OpenError, DEFAULT_CACHE_BYTES, DEFAULT_CLAIM_CACHE_BYTES, DEFAULT_STATUS_CACHE_BYTES,
+    DIR_FORMAT_VERSION,
 };
 
 /// Bytes of the key that signs page tokens ([`Store::page_token_key`]).
@@ -234,6 +238,28 @@ pub struct StoreStats {
     pub claims: u64,
     /// Size of the data on disk, in bytes.
     pub bytes_on_disk: u64,
+    /// Free space of the file system that holds the data, in bytes, where
+    /// the store can tell.
+    pub disk_free_bytes: Option<u64>,
+}
+
+/// Whether a store takes writes now. Reads are served in every state but
+/// the short reopening after a failed write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writability {
+    /// Writes are taken.
+    Writable,
+    /// The disk is (nearly) full: writes are refused with
+    /// `ResourceExhausted` until `free_bytes` is back to `min_free_bytes`.
+    DiskFull {
+        /// Free space when last looked at.
+        free_bytes: u64,
+        /// The reserve that writes leave free.
+        min_free_bytes: u64,
+    },
+    /// A write to disk failed for another reason (named here): writes are
+    /// refused with `Unavailable` while the store reopens.
+    Failed(String),
 }
 
 /// The operations photoclaim needs from storage.
@@ -365,6 +391,10 @@ pub trait Store: Send + Sync + 'static {
     /// Claims stored and bytes on disk; cheap (no scan), read at every
     /// metrics scrape.
     fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send;
+
+    /// Whether writes are taken now, updated as that changes: the server's
+    /// health status and metrics follow it.
+    fn writability(&self) -> tokio::sync::watch::Receiver<Writability>;
 
     /// Makes everything written so far durable; called once at shutdown.
     fn close(&self) -> impl Future<Output = Result<()>> + Send;

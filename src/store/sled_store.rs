@@ -86,7 +86,7 @@ const INLINE_SEARCH_MAX_HASHES: usize = 65_536;
 /// reuse ids). Version 3 adds the service-wide `event_log`; version 4 the
 /// hash chains (`prev_hash`, `record_sha256` and `chain_head` in the records,
 /// the chain head in every `event_log` value). Each step is a function run
-/// by [`SledStore::open`] when the directory is older, safe to repeat; the
+/// by [`SledEngine::open`] when the directory is older, safe to repeat; the
 /// version is written only after all steps. Version 5 appends a copy of the
 /// claim's latest response to its record ([`claim_record`]), so that a
 /// status read is one lookup. (Records carry their own [`FORMAT_VERSION`].)
@@ -160,7 +160,7 @@ fn page_token_key(dir: &Path, meta: &sled::Tree) -> std::result::Result<PageToke
 }
 
 /// Claims, responses and events in an embedded sled database.
-pub struct SledStore {
+pub(crate) struct SledEngine {
     /// Kept for the final flush; trees below share its storage.
     db: sled::Db,
     /// Format version and the claim id counter.
@@ -191,7 +191,7 @@ pub struct SledStore {
     status_cache: Arc<StatusCache>,
     /// Claims with their latest response, likewise.
     claim_cache: Arc<ClaimCache>,
-    /// Fills both caches at start-up ([`SledStore::with_caches`]).
+    /// Fills both caches at start-up ([`SledEngine::with_caches`]).
     warmer: Option<Background>,
     /// `op ‖ request_id -> IdempotencyRecord`.
     request_ids: sled::Tree,
@@ -726,37 +726,32 @@ impl InMemory {
     }
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `dir` and starts its write
-    /// committer's thread.
+impl SledEngine {
+    /// Opens (or creates) the store in `dir` for tests (the public
+    /// constructors are [`super::SledStore`]'s).
+    #[cfg(test)]
     pub fn open(dir: &Path) -> std::result::Result<Self, OpenError> {
-        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+        Self::open_shared(dir, DEFAULT_CACHE_BYTES, true, None)
     }
 
-    /// Like [`SledStore::open`], with sled's page cache bounded to
-    /// `cache_bytes`: a one-pass reader (an export) that keeps the default
-    /// cache would hold every page it has read, so that its memory would
-    /// grow with the data.
-    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> std::result::Result<Self, OpenError> {
-        Self::open_inner(dir, cache_bytes, true)
-    }
-
-    /// Like [`SledStore::open_with_cache`], for offline tools that never
-    /// search by similarity (export, backup, key management): the PDQ index
-    /// is not built, so a million-claim directory costs them no index build.
-    /// Registrations and similarity searches on such a store fail with
-    /// [`Error::Internal`].
+    /// Like [`SledEngine::open`], without the PDQ index.
+    #[cfg(test)]
     pub fn open_without_index(
         dir: &Path,
         cache_bytes: u64,
     ) -> std::result::Result<Self, OpenError> {
-        Self::open_inner(dir, cache_bytes, false)
+        Self::open_shared(dir, cache_bytes, false, None)
     }
 
-    fn open_inner(
+    /// Opens the store; `build_index` starts the PDQ index build. With
+    /// `durable_log`, the engine reports durable positions to that sender
+    /// (kept by [`super::SledStore`] across reopenings, so that watchers
+    /// stay subscribed) instead of a new one.
+    pub(super) fn open_shared(
         dir: &Path,
         cache_bytes: u64,
         build_index: bool,
+        durable_log: Option<Arc<tokio::sync::watch::Sender<u64>>>,
     ) -> std::result::Result<Self, OpenError> {
         let other = |cause: sled::Error| OpenError::Other {
             dir: dir.to_path_buf(),
@@ -859,10 +854,20 @@ impl SledStore {
             cause: format!("cannot start the write committer: {e}"),
         })?;
         let keys = tree("api_keys")?;
-        Ok(SledStore {
+        Ok(SledEngine {
             keys_exist: AtomicBool::new(!keys.is_empty()),
             inline_search_max_hashes: INLINE_SEARCH_MAX_HASHES,
-            durable_log: Arc::new(tokio::sync::watch::Sender::new(durable)),
+            durable_log: match durable_log {
+                Some(sender) => {
+                    sender.send_if_modified(|newest| {
+                        let newer = durable > *newest;
+                        *newest = (*newest).max(durable);
+                        newer
+                    });
+                    sender
+                }
+                None => Arc::new(tokio::sync::watch::Sender::new(durable)),
+            },
             event_log,
             pdq_index,
             index_build,
@@ -922,6 +927,22 @@ impl SledStore {
     /// (start-up benches, tests). Fails if the build failed.
     pub async fn pdq_index_ready(&self) -> Result<()> {
         self.index_build.ready().await
+    }
+
+    /// The sender of durable log positions ([`Store::durable_log`]).
+    pub(super) fn durable_log_sender(&self) -> Arc<tokio::sync::watch::Sender<u64>> {
+        Arc::clone(&self.durable_log)
+    }
+
+    /// After a write failed: the error sled keeps once a write to disk
+    /// failed, if it does. sled then refuses every later write until it is
+    /// opened again ([`super::SledStore`] reopens it); asking costs a flush,
+    /// which writes nothing when nothing is dirty.
+    pub(super) async fn failed_write(&self) -> Option<sled::Error> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush().err())
+            .await
+            .unwrap_or(None)
     }
 
     /// Returns once everything committed before the call is durable.
@@ -1478,7 +1499,7 @@ fn migrate_sha256_index(tree: &sled::Tree) -> sled::Result<()> {
     tree.apply_batch(batch)
 }
 
-impl Store for SledStore {
+impl Store for SledEngine {
     async fn register_claim(&self, cmd: NewClaim) -> Result<Registered> {
         // Every registration updates or searches the index after its commit:
         // without one, refuse before writing anything.
@@ -2042,7 +2063,13 @@ impl Store for SledStore {
                 .map_err(internal)?
                 .map_or(0, |v| u64_at(&v, 0)),
             bytes_on_disk: self.db.size_on_disk().map_err(internal)?,
+            disk_free_bytes: None,
         })
+    }
+
+    /// Always writable: [`super::SledStore`] watches the disk.
+    fn writability(&self) -> tokio::sync::watch::Receiver<super::Writability> {
+        tokio::sync::watch::channel(super::Writability::Writable).1
     }
 
     async fn close(&self) -> Result<()> {
@@ -2064,7 +2091,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let err = SledStore::open(dir.path()).err().expect("must refuse");
+        let err = SledEngine::open(dir.path()).err().expect("must refuse");
         assert!(matches!(err, OpenError::TooNew { found, .. } if found == DIR_FORMAT_VERSION + 1));
         let text = err.to_string();
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
@@ -2074,7 +2101,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_directory_records_the_current_format_version() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         let meta = store.db.open_tree("meta").unwrap();
         let v = meta
             .get(META_FORMAT_VERSION)
@@ -2112,9 +2139,9 @@ mod tests {
     }
 
     /// Reopens the store once the dropped one has let go of the directory.
-    async fn reopen(dir: &Path) -> SledStore {
+    async fn reopen(dir: &Path) -> SledEngine {
         for _ in 0..1000 {
-            match SledStore::open(dir) {
+            match SledEngine::open(dir) {
                 Ok(store) => return store,
                 Err(OpenError::Locked(_)) => tokio::task::yield_now().await,
                 Err(other) => panic!("{other}"),
@@ -2136,7 +2163,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ids = Vec::new();
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledEngine::open(dir.path()).unwrap();
             for text in ["one", "two", "three"] {
                 ids.push(
                     store
@@ -2163,7 +2190,7 @@ mod tests {
             meta.remove(META_LAST_CLAIM_ID).unwrap();
             db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         let version = store
             .db
             .open_tree("meta")
@@ -2182,7 +2209,7 @@ mod tests {
     async fn a_version_2_directory_gets_its_event_log_in_event_order() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledEngine::open(dir.path()).unwrap();
             for text in ["one", "two"] {
                 store
                     .register_claim(on_image(&"ef".repeat(32), text))
@@ -2212,7 +2239,7 @@ mod tests {
             stripped
         };
         assert_eq!(before.len(), 2);
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         assert_eq!(*store.durable_log().borrow(), 2);
         let all = EventFilter::default();
         let batch = store.log_events(0, 2, &all, 10).await.unwrap();
@@ -2234,7 +2261,7 @@ mod tests {
     }
 
     /// Registers two claims, attaches two responses and sets a verdict.
-    async fn some_history(store: &SledStore) {
+    async fn some_history(store: &SledEngine) {
         for text in ["one", "two"] {
             store
                 .register_claim(on_image(&"ab".repeat(32), text))
@@ -2279,7 +2306,7 @@ mod tests {
     /// A directory holding [`some_history`], its store closed.
     async fn dir_with_history() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         some_history(&store).await;
         store.close().await.unwrap();
         dir
@@ -2413,7 +2440,7 @@ mod tests {
     async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registrations() {
         let dir = dir_with_history().await;
         let store = loop {
-            match SledStore::open_without_index(dir.path(), 16 << 20) {
+            match SledEngine::open_without_index(dir.path(), 16 << 20) {
                 Ok(store) => break store,
                 Err(OpenError::Locked(_)) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await
@@ -2449,8 +2476,8 @@ mod tests {
     #[tokio::test]
     async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        let same = |store: &SledStore, id: u64| {
+        let store = SledEngine::open(dir.path()).unwrap();
+        let same = |store: &SledEngine, id: u64| {
             let cached = store.status_cache.get(id).expect("written through");
             assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
             let cached = store.claim_cache.get(id).expect("written through");
@@ -2520,7 +2547,7 @@ mod tests {
     #[tokio::test]
     async fn a_verdict_on_a_damaged_copy_of_the_latest_response_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         store
             .register_claim(on_image(&"ef".repeat(32), "damaged"))
             .await
@@ -2552,7 +2579,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_watchers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         store.pdq_index_ready().await.unwrap();
         let pdq = "5a".repeat(32);
         let mut draft = on_image(&"cd".repeat(32), "abandoned");
@@ -2606,7 +2633,7 @@ mod tests {
         // 128 bytes a shard, less than one entry: each shard keeps only its
         // newest entry, so evictions happen all the time.
         let store = Arc::new(
-            SledStore::open(dir.path())
+            SledEngine::open(dir.path())
                 .unwrap()
                 .with_caches(8 << 10, 8 << 10),
         );
@@ -2693,7 +2720,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sha = "cd".repeat(32);
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledEngine::open(dir.path()).unwrap();
             for (n, text) in ["a", "b"].into_iter().enumerate() {
                 let got = store.register_claim(on_image(&sha, text)).await.unwrap();
                 assert_eq!(got.claim.claim.id, n as u64 + 1);
@@ -2708,7 +2735,7 @@ mod tests {
     #[tokio::test]
     async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         let (a, b) = ("0a".repeat(32), "0b".repeat(32));
         let first = store.register_claim(on_image(&a, "a0")).await.unwrap();
         assert!(first.same_image.is_empty());
@@ -2761,7 +2788,7 @@ mod tests {
             cmd
         };
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledEngine::open(dir.path()).unwrap();
             store.register_claim(with_pdq("base", &base)).await.unwrap();
             store.close().await.unwrap();
         }
@@ -2812,7 +2839,7 @@ mod tests {
             cmd
         };
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledEngine::open(dir.path()).unwrap();
             store
                 .register_claim(with_pdq("base", &base, 90))
                 .await
@@ -2870,7 +2897,7 @@ mod tests {
     #[tokio::test]
     async fn has_keys_turns_true_at_the_first_key_and_stays_so() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         assert!(!store.has_keys().await.unwrap(), "a new directory has none");
         let key = |id: u64, name: &str| ApiKey {
             id,
@@ -2898,14 +2925,14 @@ mod tests {
     #[tokio::test]
     async fn page_token_key_is_made_once_per_directory_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledEngine::open(dir.path()).unwrap();
         let key = store.page_token_key();
         assert_ne!(key, [0; PAGE_TOKEN_KEY_LEN]);
         drop(store);
         let store = reopen(dir.path()).await;
         assert_eq!(store.page_token_key(), key, "loaded at open");
         let other = tempfile::tempdir().unwrap();
-        let other = SledStore::open(other.path()).unwrap();
+        let other = SledEngine::open(other.path()).unwrap();
         assert_ne!(
             other.page_token_key(),
             key,
