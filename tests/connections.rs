@@ -73,7 +73,7 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
         &dir.path().join("data"),
         &[
             "--first-bytes-timeout-seconds",
-            "1",
+            "3",
             "--metrics-listen",
             "127.0.0.1:0",
         ],
@@ -86,8 +86,13 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
     let mut silent: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(&server.addr).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let held = open_descriptors(pid);
+    // Accepted: well before the deadline, even on a busy machine.
+    let accepting = Instant::now() + Duration::from_millis(2500);
+    let mut held = open_descriptors(pid);
+    while held < baseline + 150 && Instant::now() < accepting {
+        std::thread::sleep(Duration::from_millis(20));
+        held = open_descriptors(pid);
+    }
     assert!(
         held >= baseline + 150,
         "the server accepted them: {baseline} -> {held} descriptors"
@@ -95,7 +100,7 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
     // Meanwhile others are served.
     assert!(serving(&server.addr).await, "served beside silent peers");
 
-    // The deadline (1 s) closes every one of them.
+    // The deadline (3 s) closes every one of them.
     for (i, stream) in silent.iter_mut().enumerate() {
         assert!(
             closed_by_server(stream, Duration::from_secs(10)),
@@ -126,7 +131,7 @@ async fn silent_connections_are_closed_by_the_deadline_and_their_descriptors_fre
         log.contains("connection closed: it sent too little in time"),
         "{log}"
     );
-    // Rate-limited: 200 closings in about a second are not 200 lines.
+    // Rate-limited: 200 closings within a few seconds are not 200 lines.
     assert!(log.matches("sent too little in time").count() < 20, "{log}");
 }
 

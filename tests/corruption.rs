@@ -7,11 +7,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{attach, cli_exit, new_claim, sample_response, Process};
+use common::{attach, cli_exit, health, new_claim, sample_response, Process};
 use photoclaim::domain::Error;
 use photoclaim::pb;
-use photoclaim::store::{SledStore, Store};
+use photoclaim::store::{OpenError, SledStore, Store};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus::{NotServing, Serving};
 
 /// Bytes that do not decode as a protobuf message: a field with wire type 7.
 const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0xff];
@@ -71,6 +72,10 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
 
     let server = Process::spawn(dir.path());
     let mut client = common::connect(&server.addr).await;
+    // Start-up does not read every record: the server serves until a read
+    // finds the corruption; then health's integrity entry (and "") say so.
+    let integrity = "photoclaim.storage.integrity";
+    assert_eq!(health(&server.addr, integrity).await, Serving);
     let err = client
         .get_claim(pb::GetClaimRequest {
             name: "claims/2".into(),
@@ -78,6 +83,20 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health(&server.addr, integrity).await == Serving {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "integrity still SERVING"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(health(&server.addr, "").await, NotServing);
+    assert_eq!(
+        health(&server.addr, "photoclaim.storage.writes").await,
+        Serving,
+        "writes are still taken"
+    );
     assert!(err.message().starts_with("claims/2: "), "{err:?}");
     assert!(!err.message().contains("SECRET"), "{err:?}");
     let err = client
@@ -140,7 +159,17 @@ async fn corrupt_records_are_data_loss_naming_them_and_the_rest_is_served() {
 async fn corrupt_reads_in_the_store_are_data_loss_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     corrupt_dir(dir.path()).await;
-    let store = SledStore::open(dir.path()).unwrap();
+    // sled lets go of its lock a moment after the last handle is dropped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match SledStore::open(dir.path()) {
+            Ok(store) => break store,
+            Err(OpenError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let counted = || {
         let text = photoclaim::metrics::global().render(&Default::default());
         text.lines()

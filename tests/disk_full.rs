@@ -16,12 +16,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cli_exit, sample_claim, scrape_metrics, Client, Process};
+use common::{cli_exit, health, sample_claim, scrape_metrics, Client, Process};
 use photoclaim::pb;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// A tmpfs of `size_mib` mounted on a temporary directory, unmounted on drop.
 struct Tmpfs {
@@ -95,22 +93,6 @@ fn logged_addr(server: &Process, marker: &str) -> String {
         .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
         .unwrap_or_else(|| panic!("no {marker:?} line in:\n{log}"))
         .to_string()
-}
-
-async fn health(addr: &str, service: &str) -> ServingStatus {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .expect("health check")
-        .into_inner()
-        .status()
 }
 
 /// The value of the metric sample `series` (0 if absent).

@@ -227,6 +227,26 @@ pub async fn scrape_metrics(addr: &str) -> (String, String) {
     )
 }
 
+/// `grpc.health.v1.Health/Check` of `service` on the server at `addr`.
+pub async fn health(
+    addr: &str,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status()
+}
+
 /// The reference case, `tests/data/kazbat-2022.json` (origin in
 /// `tests/data/README.md`).
 pub fn kazbat() -> serde_json::Value {
