@@ -10,7 +10,11 @@
 //!   earlier.
 //! - [`domain`]: records, API keys and roles, validation, status rules. No
 //!   tonic, no sled.
-//! - [`store`]: the [`store::Store`] trait and its sled implementation.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation
+//!   ([`store::SledStore`]: a disk reserve in front, and an in-process
+//!   reopening after a failed disk write).
+//! - [`rpc`]: the one table of our RPCs (role, log level, request size
+//!   class), read by the guard, call logging, metrics and body limits.
 //! - [`api`]: the `ClaimService` and `AdminService` handlers, the guard layer
 //!   (authentication, roles, fair slots per caller: [`api::slots`]), request
 //!   bodies under per-method limits ([`api::body_limits`]), the codec that
@@ -60,5 +64,6 @@ pub mod listener;
 pub mod metrics;
 pub mod pb;
 pub mod remote;
+pub mod rpc;
 pub mod server;
 pub mod store;

@@ -98,27 +98,6 @@ impl Drop for InFlight {
     }
 }
 
-/// Methods of ClaimService and AdminService: the label values of refused
-/// calls (anything else is "other", so a caller cannot mint labels).
-const METHODS: [&str; 16] = [
-    "RegisterClaim",
-    "GetClaim",
-    "ListClaims",
-    "AttachOfficialResponse",
-    "ListOfficialResponses",
-    "GetVerificationStatus",
-    "SetVerdict",
-    "ListClaimEvents",
-    "FindSimilarClaims",
-    "WatchClaimEvents",
-    "ExportClaimReview",
-    "CreateApiKey",
-    "ListApiKeys",
-    "RevokeApiKey",
-    "ExportClaims",
-    "Backup",
-];
-
 /// The canonical name of a gRPC status code (`Code as i32`).
 pub fn code_name(code: i32) -> &'static str {
     const NAMES: [&str; 17] = [
@@ -262,11 +241,8 @@ impl Metrics {
     /// A call of `method` was refused before its handler ran (by the guard,
     /// or by the codec for a body that does not decode).
     pub fn refused(&self, method: &str, code: i32) {
-        let method = METHODS
-            .iter()
-            .find(|m| **m == method)
-            .copied()
-            .unwrap_or("other");
+        // Only our methods are labels, so a caller cannot mint them.
+        let method = crate::rpc::by_method(method).map_or("other", |rpc| rpc.method);
         self.calls
             .get_or_create(&CallLabels {
                 method,

@@ -9,6 +9,7 @@ use crate::backup;
 use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::{Error, Timestamp};
 use crate::pb::{self, admin_service_server::AdminService};
+use crate::rpc;
 use crate::store::Store;
 
 use super::actor;
@@ -70,7 +71,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         _request: Request<pb::ExportClaimsRequest>,
     ) -> Result<Response<Self::ExportClaimsStream>, Status> {
-        observe("ExportClaims", "", async {
+        observe(&rpc::EXPORT_CLAIMS, "", async {
             let (tx, rx) = archive::channel();
             let producer = archive::produce(self.store.clone(), tx);
             Ok(relay(producer, "export", rx, |lines| {
@@ -86,7 +87,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         _request: Request<pb::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
-        observe("Backup", "", async {
+        observe(&rpc::BACKUP, "", async {
             let (tx, rx) = backup::channel();
             let producer = backup::produce(self.store.clone(), tx);
             Ok(relay(producer, "backup", rx, |data| pb::BackupChunk {
@@ -102,7 +103,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        observe("CreateApiKey", "", async {
+        observe(&rpc::CREATE_API_KEY, "", async {
             let role = role_in(req.role)?;
             let (key, token) = ApiKey::create(&req.name, role, &actor, Timestamp::now())?;
             let key = self.store.create_key(key).await?;
@@ -119,7 +120,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         _request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
-        observe("ListApiKeys", "", async {
+        observe(&rpc::LIST_API_KEYS, "", async {
             let keys = self.store.list_keys().await?;
             Ok(pb::ListApiKeysResponse {
                 api_keys: keys.iter().map(key_out).collect(),
@@ -134,7 +135,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::ApiKey>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        observe("RevokeApiKey", "", async {
+        observe(&rpc::REVOKE_API_KEY, "", async {
             validate_key_name(&req.name)?;
             let key = self.store.revoke_key(&req.name, &actor).await?;
             tracing::info!(key = %key.name, "API key revoked");

@@ -53,11 +53,11 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request message (gRPC framing included) accepted for the
 /// method at `path`, given the image-carrying RPCs' `max_message_bytes`.
 pub fn message_limit(path: &str, max_message_bytes: usize) -> usize {
-    let method = path.rsplit('/').next().unwrap_or_default();
-    match method {
-        "RegisterClaim" | "FindSimilarClaims" => max_message_bytes,
-        "AttachOfficialResponse" | "SetVerdict" => TEXT_MESSAGE_BYTES.min(max_message_bytes),
-        _ => SMALL_MESSAGE_BYTES.min(max_message_bytes),
+    use crate::rpc::Body;
+    match crate::rpc::by_path(path).map(|rpc| rpc.body) {
+        Some(Body::Image) => max_message_bytes,
+        Some(Body::Text) => TEXT_MESSAGE_BYTES.min(max_message_bytes),
+        Some(Body::Small) | None => SMALL_MESSAGE_BYTES.min(max_message_bytes),
     }
 }
 

@@ -22,6 +22,7 @@ use crate::domain::review::{self, Publisher};
 use crate::domain::{validate, ClaimStatus, Error, Timestamp, Verdict, VerificationState};
 use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
+use crate::rpc;
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
 use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
 use slots::Caller;
@@ -215,7 +216,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
     ) -> Result<Response<pb::RegisterClaimResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        observe("RegisterClaim", "", async {
+        observe(&rpc::REGISTER_CLAIM, "", async {
             validate::validate_request_id(&req.request_id)?;
             let Some(claim) = req.claim else {
                 return Err(Error::invalid("claim", "is required"));
@@ -291,7 +292,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::GetClaimRequest>,
     ) -> Result<Response<pb::Claim>, Status> {
         let req = request.into_inner();
-        observe("GetClaim", &req.name, async {
+        observe(&rpc::GET_CLAIM, &req.name, async {
             let id = parse_claim_name(&req.name, "name")?;
             let view = self.store.get_claim(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.name.clone()))?;
@@ -305,7 +306,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::ListClaimsRequest>,
     ) -> Result<Response<pb::ListClaimsResponse>, Status> {
         let req = request.into_inner();
-        observe("ListClaims", "", async {
+        observe(&rpc::LIST_CLAIMS, "", async {
             let limit = page_size(req.page_size)?;
             let state = match VerificationState::try_from(req.state) {
                 Err(_) => {
@@ -336,7 +337,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
     ) -> Result<Response<pb::OfficialResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        observe("AttachOfficialResponse", &req.parent, async {
+        observe(&rpc::ATTACH_OFFICIAL_RESPONSE, &req.parent, async {
             let claim_id = parse_claim_name(&req.parent, "parent")?;
             validate::validate_request_id(&req.request_id)?;
             let Some(response) = req.official_response else {
@@ -389,7 +390,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::ListOfficialResponsesRequest>,
     ) -> Result<Response<pb::ListOfficialResponsesResponse>, Status> {
         let req = request.into_inner();
-        observe("ListOfficialResponses", &req.parent, async {
+        observe(&rpc::LIST_OFFICIAL_RESPONSES, &req.parent, async {
             let claim_id = parse_claim_name(&req.parent, "parent")?;
             let limit = page_size(req.page_size)?;
             let key = self.store.page_token_key();
@@ -409,7 +410,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::GetVerificationStatusRequest>,
     ) -> Result<Response<pb::VerificationStatus>, Status> {
         let req = request.into_inner();
-        observe("GetVerificationStatus", &req.claim, async {
+        observe(&rpc::GET_VERIFICATION_STATUS, &req.claim, async {
             let id = parse_claim_name(&req.claim, "claim")?;
             let view = self.store.get_status(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
@@ -427,7 +428,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
     ) -> Result<Response<pb::VerificationStatus>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        observe("SetVerdict", &req.claim, async {
+        observe(&rpc::SET_VERDICT, &req.claim, async {
             let claim_id = parse_claim_name(&req.claim, "claim")?;
             let verdict = Verdict {
                 claim_rating: req.claim_rating,
@@ -458,7 +459,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::ListClaimEventsRequest>,
     ) -> Result<Response<pb::ListClaimEventsResponse>, Status> {
         let req = request.into_inner();
-        observe("ListClaimEvents", &req.claim, async {
+        observe(&rpc::LIST_CLAIM_EVENTS, &req.claim, async {
             let claim_id = parse_claim_name(&req.claim, "claim")?;
             let limit = page_size(req.page_size)?;
             let key = self.store.page_token_key();
@@ -491,7 +492,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             });
         let req = request.into_inner();
         let claim = req.claim.clone();
-        observe("WatchClaimEvents", &claim, async {
+        observe(&rpc::WATCH_CLAIM_EVENTS, &claim, async {
             let request = watch::validate(self.store.as_ref(), req).await?;
             watch::start(
                 self.store.clone(),
@@ -510,7 +511,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::ExportClaimReviewRequest>,
     ) -> Result<Response<pb::ExportClaimReviewResponse>, Status> {
         let req = request.into_inner();
-        observe("ExportClaimReview", &req.claim, async {
+        observe(&rpc::EXPORT_CLAIM_REVIEW, &req.claim, async {
             let id = parse_claim_name(&req.claim, "claim")?;
             let view = self.store.get_claim(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
@@ -531,7 +532,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         request: Request<pb::FindSimilarClaimsRequest>,
     ) -> Result<Response<pb::FindSimilarClaimsResponse>, Status> {
         let req = request.into_inner();
-        observe("FindSimilarClaims", "", async {
+        observe(&rpc::FIND_SIMILAR_CLAIMS, "", async {
             let given = [
                 !req.content.is_empty(),
                 !req.sha256.is_empty(),

@@ -85,22 +85,6 @@ pub fn to_status(err: Error) -> Status {
     }
 }
 
-/// Whether successful calls of `method` are logged at info: the writes, and
-/// the administrative reads (keys, exports, backups).
-fn logged_at_info(method: &str) -> bool {
-    matches!(
-        method,
-        "RegisterClaim"
-            | "AttachOfficialResponse"
-            | "SetVerdict"
-            | "CreateApiKey"
-            | "RevokeApiKey"
-            | "ListApiKeys"
-            | "ExportClaims"
-            | "Backup"
-    )
-}
-
 /// The `rpc` span of one call, with `method` and `claim`, at info or (for
 /// successful reads, see [`observe`]) at debug.
 fn rpc_span(at_info: bool, method: &'static str, claim: &str) -> tracing::Span {
@@ -126,11 +110,11 @@ fn rpc_span(at_info: bool, method: &'static str, claim: &str) -> tracing::Span {
 /// % of a read's server time, BENCHMARKS.md). A failed read gets its info
 /// span afterwards, for its line.
 pub async fn observe<T>(
-    method: &'static str,
+    rpc: &'static crate::rpc::Rpc,
     claim: &str,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<Response<T>, Status> {
-    let at_info = logged_at_info(method);
+    let (method, at_info) = (rpc.method, rpc.logged_at_info);
     let span = rpc_span(at_info, method, claim);
     let started = Instant::now();
     let metrics = crate::metrics::global();
@@ -214,6 +198,11 @@ mod tests {
         let cases = [
             (Error::NotFound("claims/1".into()), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
+            (
+                Error::ResourceExhausted("disk full".into()),
+                Code::ResourceExhausted,
+            ),
+            (Error::Unavailable("reopening".into()), Code::Unavailable),
             (
                 Error::RequestIdReused {
                     request_id: "r".into(),
