@@ -351,6 +351,52 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// A data directory given to a command that reads one must exist: a
+/// mistyped path is NOT_FOUND, not a new, empty database.
+pub fn require_data_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Code::NotFound,
+            format!("no data directory at {}", dir.display()),
+        )
+        .hint("give --data-dir, or --server for a running server"))
+    }
+}
+
+/// Opens an existing data directory for an offline command (no PDQ index;
+/// sled's page cache bounded to `cache_bytes`); a mistyped path is
+/// NOT_FOUND ([`require_data_dir`]).
+pub fn open_existing(
+    dir: &std::path::Path,
+    cache_bytes: u64,
+) -> Result<crate::store::SledStore, Failure> {
+    require_data_dir(dir)?;
+    Ok(crate::store::SledStore::open_without_index(
+        dir,
+        cache_bytes,
+    )?)
+}
+
+/// A client of the server's `AdminService`.
+pub(crate) async fn admin_client(
+    server: &crate::remote::ServerTarget,
+) -> Result<crate::pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>, Failure>
+{
+    Ok(crate::pb::admin_service_client::AdminServiceClient::new(
+        server.connect().await?,
+    ))
+}
+
+/// `body` as a request to the server, with its credentials.
+pub(crate) fn admin_request<T>(
+    server: &crate::remote::ServerTarget,
+    body: T,
+) -> Result<tonic::Request<T>, Failure> {
+    server.request(body).map_err(Failure::usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! `photoclaim export`: writes every claim, with its official responses and
-//! events, as JSON Lines (see [`crate::api::archive`] for the format) to a
+//! events, as JSON Lines (see [`crate::wire::archive`] for the format) to a
 //! file, either straight from a data directory (while no server holds it)
 //! or through a running server's `AdminService.ExportClaims`.
 //!
@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::api::archive;
 use crate::cli::{self, Failure};
-use crate::keys::{self, ServerTarget};
 use crate::pb;
+use crate::remote::ServerTarget;
 use crate::store::{SledStore, Store};
+use crate::wire::archive;
 
 /// Largest chunk accepted from a server. A chunk holds complete lines of
 /// about 512 KiB, or one longer line: a claim with very many long
@@ -391,11 +391,11 @@ async fn write_lines(
             progress.finish();
         }
         Source::Server(server) => {
-            let mut client = keys::client(server)
+            let mut client = cli::admin_client(server)
                 .await?
                 .max_decoding_message_size(MAX_CHUNK_BYTES);
             let mut stream = client
-                .export_claims(keys::request(server, pb::ExportClaimsRequest {})?)
+                .export_claims(cli::admin_request(server, pb::ExportClaimsRequest {})?)
                 .await?
                 .into_inner();
             let progress = cli::progress(None, "claims");
@@ -448,24 +448,9 @@ impl Lines<'_> {
     }
 }
 
-/// A data directory given to a command that reads one must exist: a
-/// mistyped path is NOT_FOUND, not a new, empty database.
-pub fn require_data_dir(dir: &Path) -> Result<(), Failure> {
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            tonic::Code::NotFound,
-            format!("no data directory at {}", dir.display()),
-        )
-        .hint("give --data-dir, or --server for a running server"))
-    }
-}
-
 /// A mistyped path is an error, not a new, empty database.
-pub fn open_existing(dir: &Path) -> Result<SledStore, Failure> {
-    require_data_dir(dir)?;
-    Ok(SledStore::open_without_index(dir, EXPORT_CACHE_BYTES)?)
+fn open_existing(dir: &Path) -> Result<SledStore, Failure> {
+    cli::open_existing(dir, EXPORT_CACHE_BYTES)
 }
 
 /// The process's peak resident set size (VmHWM) in KiB, 0 where

@@ -4,14 +4,11 @@
 
 use std::path::PathBuf;
 
-use tonic::transport::Channel;
-
-use crate::api::convert::key_out;
 use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::Timestamp;
 use crate::pb;
-use crate::pb::admin_service_client::AdminServiceClient;
 use crate::store::{SledStore, Store, DEFAULT_CACHE_BYTES};
+use crate::wire::convert::key_out;
 
 /// Actor recorded for key changes made on the data directory.
 pub const CLI_ACTOR: &str = "cli";
@@ -44,9 +41,9 @@ pub async fn create(
             Ok((key_out(&key), token))
         }
         Target::Server(server) => {
-            let reply = client(server)
+            let reply = crate::cli::admin_client(server)
                 .await?
-                .create_api_key(request(
+                .create_api_key(crate::cli::admin_request(
                     server,
                     pb::CreateApiKeyRequest {
                         name: name.to_string(),
@@ -72,9 +69,12 @@ pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
             let keys = store.list_keys().await?;
             Ok(keys.iter().map(key_out).collect())
         }
-        Target::Server(server) => Ok(client(server)
+        Target::Server(server) => Ok(crate::cli::admin_client(server)
             .await?
-            .list_api_keys(request(server, pb::ListApiKeysRequest {})?)
+            .list_api_keys(crate::cli::admin_request(
+                server,
+                pb::ListApiKeysRequest {},
+            )?)
             .await
             .map_err(KeyError::from)?
             .into_inner()
@@ -92,9 +92,9 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
             store.close().await?;
             Ok(key_out(&key))
         }
-        Target::Server(server) => client(server)
+        Target::Server(server) => crate::cli::admin_client(server)
             .await?
-            .revoke_api_key(request(
+            .revoke_api_key(crate::cli::admin_request(
                 server,
                 pb::RevokeApiKeyRequest {
                     name: name.to_string(),
@@ -109,20 +109,11 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
 /// Like [`open`], but a mistyped path is an error (NOT_FOUND) instead of a
 /// new, empty database (only `create` may start a data directory).
 fn open_existing(dir: &std::path::Path) -> Result<SledStore, KeyError> {
-    crate::export::require_data_dir(dir)?;
-    open(dir)
+    crate::cli::open_existing(dir, DEFAULT_CACHE_BYTES)
 }
 
 fn open(dir: &std::path::Path) -> Result<SledStore, KeyError> {
     Ok(SledStore::open_without_index(dir, DEFAULT_CACHE_BYTES)?)
-}
-
-pub(crate) async fn client(server: &ServerTarget) -> Result<AdminServiceClient<Channel>, KeyError> {
-    Ok(AdminServiceClient::new(server.connect().await?))
-}
-
-pub(crate) fn request<T>(server: &ServerTarget, body: T) -> Result<tonic::Request<T>, KeyError> {
-    server.request(body).map_err(KeyError::usage)
 }
 
 /// `2026-11-28T10:49:03Z` for a protobuf timestamp (UTC, whole seconds),

@@ -29,10 +29,15 @@
 //! - [`keys`]: `photoclaim keys ...`, on a data directory or through a
 //!   running server.
 //! - [`export`]: `photoclaim export`, the JSON Lines archive (format in
-//!   [`api::archive`]), on a data directory or through a running server.
-//! - [`backup`]: `photoclaim backup` / `restore`, the backup file format and
-//!   the snapshot behind `AdminService.Backup`; [`store::check_dir`] is
-//!   `photoclaim check`, and [`domain::chain`] the audit trail's hash chains.
+//!   [`wire::archive`]), on a data directory or through a running server.
+//! - [`wire`]: the API's data outside the store, shared by the server and
+//!   the command line without either importing the other: domain ↔
+//!   protobuf conversion, resource names and page tokens, the JSON Lines
+//!   archive, the backup file format and the snapshot behind
+//!   `AdminService.Backup`.
+//! - [`backup`]: `photoclaim backup` / `restore` / `compact`;
+//!   [`store::check_dir`] is `photoclaim check`, [`domain::chain`] the
+//!   audit trail's hash chains and [`domain::history`] their replay.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`generate`]: `photoclaim generate`, synthetic claims for scale tests.
 //! - [`bench`]: `photoclaim bench`, the load generator (health-check
@@ -45,7 +50,11 @@
 //!   token; shared by [`keys`], [`export`] and [`desk`].
 //! - [`cli`]: what every subcommand shares at the terminal: the one error
 //!   type, message format and exit-code table, standard output that ends
-//!   quietly on a closed pipe, progress bars.
+//!   quietly on a closed pipe, progress bars, opening an existing data
+//!   directory, and the AdminService client of `--server`.
+//!
+//! No two modules import each other, directly or in a circle (checked in CI
+//! by `.ci/module_cycles.py`).
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
 //! [`server::run`], [`keys`], [`export`], [`backup`], [`store::check_dir`] or [`desk`].
@@ -67,3 +76,4 @@ pub mod remote;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod wire;

@@ -738,7 +738,7 @@ async fn generate(dir: &Path, claims: u64, seed: u64) -> Outcome {
 }
 
 fn check(dir: &Path) -> Outcome {
-    photoclaim::export::require_data_dir(dir)?;
+    photoclaim::cli::require_data_dir(dir)?;
     let progress = cli::progress(None, "claims");
     let report = photoclaim::store::check_dir_reporting(dir, &|at| {
         if at.claims_done == 0 {
@@ -871,7 +871,10 @@ async fn serve(args: ServeArgs) -> Outcome {
             .unwrap_or_default();
         tracing::info!(addr = %bound, "metrics listening");
         // Ends with the process, after the gRPC server has drained.
-        tokio::spawn(photoclaim::metrics::serve(metrics_listener, store.clone()));
+        tokio::spawn(photoclaim::server::serve_metrics(
+            metrics_listener,
+            store.clone(),
+        ));
     }
     let shutdown = shutdown_signal();
     tracing::info!(

@@ -1,5 +1,6 @@
 //! Prometheus metrics for operators, served on their own port
-//! (`--metrics-listen`) at `GET /metrics` in the OpenMetrics text format:
+//! (`--metrics-listen`, by [`crate::server::serve_metrics`]) at `GET
+//! /metrics` in the OpenMetrics text format:
 //!
 //! - `photoclaim_rpc_requests_total{method, code}`: calls handled, by
 //!   method and gRPC status code (calls refused before a handler runs
@@ -22,7 +23,7 @@
 //!
 //! The metrics are process-wide ([`global`]): one server per process.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,9 +32,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-
-use crate::store::{Store, StoreStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -56,6 +54,18 @@ type Histograms = Family<MethodLabels, Histogram, fn() -> Histogram>;
 /// Latency buckets: 100 µs to about 3.3 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// The store's figures read at each scrape (the server reads them from
+/// its store: this module sits below storage and knows no store).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreFigures {
+    /// Claims stored.
+    pub claims: u64,
+    /// Size of the data on disk, in bytes.
+    pub bytes_on_disk: u64,
+    /// Free space of the data directory's file system, where known.
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// The process's metrics.
@@ -289,7 +299,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the store's figures as of now.
-    pub fn render(&self, stats: &StoreStats) -> String {
+    pub fn render(&self, stats: &StoreFigures) -> String {
         self.claims
             .set(i64::try_from(stats.claims).unwrap_or(i64::MAX));
         self.store_bytes
@@ -317,33 +327,6 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve<S: Store>(listener: TcpListener, store: Arc<S>) -> std::io::Result<()> {
-    use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    let scrape = move || {
-        let store = store.clone();
-        async move {
-            match store.stats().await {
-                Ok(stats) => (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    global().render(&stats),
-                )
-                    .into_response(),
-                Err(err) => {
-                    tracing::error!(error = %err, "metrics: cannot read store statistics");
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-                }
-            }
-        }
-    };
-    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
-    axum::serve(listener, router).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +336,7 @@ mod tests {
         let metrics = Metrics::new();
         {
             let _a = metrics.started("GetClaim");
-            let text = metrics.render(&StoreStats::default());
+            let text = metrics.render(&StoreFigures::default());
             assert!(
                 text.contains("photoclaim_rpc_in_flight{method=\"GetClaim\"} 1"),
                 "{text}"
@@ -365,7 +348,7 @@ mod tests {
         metrics.refused("\"/x.Y/Forged\"", 16);
         metrics.write_refused("disk_full");
         metrics.storage_writable(false);
-        let text = metrics.render(&StoreStats {
+        let text = metrics.render(&StoreFigures {
             claims: 7,
             bytes_on_disk: 4096,
             disk_free_bytes: Some(1 << 20),

@@ -384,6 +384,39 @@ async fn follow_storage(
     }
 }
 
+/// Serves Prometheus metrics (`GET /metrics`, [`crate::metrics`]) on
+/// `listener` until the process ends, with `store`'s figures read at each
+/// scrape.
+pub async fn serve_metrics<S: Store>(listener: TcpListener, store: Arc<S>) -> std::io::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let scrape = move || {
+        let store = store.clone();
+        async move {
+            match store.stats().await {
+                Ok(stats) => (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    crate::metrics::global().render(&crate::metrics::StoreFigures {
+                        claims: stats.claims,
+                        bytes_on_disk: stats.bytes_on_disk,
+                        disk_free_bytes: stats.disk_free_bytes,
+                    }),
+                )
+                    .into_response(),
+                Err(err) => {
+                    tracing::error!(error = %err, "metrics: cannot read store statistics");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
+    axum::serve(listener, router).await
+}
+
 /// The fully qualified gRPC name of a service, e.g. `photoclaim.v1.AdminService`.
 fn service_name<T: NamedService>(_: &T) -> &'static str {
     T::NAME

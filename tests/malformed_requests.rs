@@ -115,7 +115,10 @@ async fn undecodable_requests_are_invalid_argument_logged_and_counted() {
     let server = InProcess::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = listener.local_addr().unwrap().to_string();
-    tokio::spawn(photoclaim::metrics::serve(listener, server.store.clone()));
+    tokio::spawn(photoclaim::server::serve_metrics(
+        listener,
+        server.store.clone(),
+    ));
     let addr = server.addr.to_string();
     let before = scrape_metrics(&metrics).await.1;
 

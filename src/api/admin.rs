@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::backup;
 use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::{Error, Timestamp};
 use crate::pb::{self, admin_service_server::AdminService};
 use crate::rpc;
 use crate::store::Store;
+use crate::wire::backup;
 
 use super::actor;
-use super::archive;
-use super::convert::key_out;
 use super::status::{observe, to_status};
+use crate::wire::archive;
+use crate::wire::convert::key_out;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tracing::Instrument;

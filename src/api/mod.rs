@@ -3,12 +3,9 @@
 //! convert back. Errors go through [`status::to_status`].
 
 pub mod admin;
-pub mod archive;
 pub mod auth;
 pub mod body_limits;
 pub mod codec;
-pub mod convert;
-pub mod names;
 pub mod slots;
 pub mod status;
 pub mod watch;
@@ -24,7 +21,10 @@ use crate::imaging;
 use crate::pb::{self, claim_service_server::ClaimService};
 use crate::rpc;
 use crate::store::{NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
-use names::{decode_page_token, encode_page_token, page_size, parse_claim_name, Listing};
+use crate::wire::convert;
+use crate::wire::names::{
+    self, decode_page_token, encode_page_token, page_size, parse_claim_name, Listing,
+};
 use slots::Caller;
 use status::observe;
 pub use watch::WatchOptions;

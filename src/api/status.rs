@@ -95,7 +95,7 @@ fn rpc_span(at_info: bool, method: &'static str, claim: &str) -> tracing::Span {
     };
     // Only a well-formed name is logged: a caller's raw field could be a
     // megabyte long or carry anything.
-    if !span.is_disabled() && super::names::parse_claim_name(claim, "").is_ok() {
+    if !span.is_disabled() && crate::wire::names::parse_claim_name(claim, "").is_ok() {
         span.record("claim", claim);
     }
     span

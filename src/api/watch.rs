@@ -36,12 +36,12 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
-use super::convert;
-use super::names::parse_claim_name;
 use super::slots::{Caller, Refused, SlotLimits, Slots};
 use crate::domain::{ClaimEventType, Error};
 use crate::pb;
 use crate::store::{EventFilter, Store};
+use crate::wire::convert;
+use crate::wire::names::parse_claim_name;
 
 /// Trailer carrying the cursor to resume after when a stream is cut short.
 pub const RESUME_CURSOR: &str = "photoclaim-resume-cursor";

@@ -339,7 +339,7 @@ fn commit(trees: &WriteTrees, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
             }
             Err(Failed::Storage(run, err)) => {
                 // sled's `Corruption` is DATA_LOSS (logged and counted once).
-                let err = super::sled_store::storage(err, "a claim write's transaction");
+                let err = super::sled_errors::storage(err, "a claim write's transaction");
                 for job in run {
                     job.answer(Err(err.clone()));
                 }

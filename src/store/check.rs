@@ -327,7 +327,7 @@ fn check_claim(
                 Err(e) => report.problem(format!("{at}/officialResponses/{rid}: {e}")),
             }
         }
-        match chain::replay(claim, &events, &responses) {
+        match crate::domain::history::replay(claim, &events, &responses) {
             Err(b) => report.problem(format!("{at}: {b}")),
             Ok(rebuilt) if rebuilt != *claim => report.problem(format!(
                 "{at}: the record does not match its events (state, counts, verdict or chain head {} vs {} from the events): it was changed",

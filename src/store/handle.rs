@@ -33,7 +33,8 @@ use super::{
     RequestRecord, Similar, SimilarQuery, Store, StoreStats, Writability,
 };
 use crate::domain::access::ApiKey;
-use crate::domain::chain::{self, ClaimHistory};
+use crate::domain::chain;
+use crate::domain::history::ClaimHistory;
 use crate::domain::{
     ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, StatusView, VerificationState,
 };

@@ -15,6 +15,7 @@ mod compact;
 mod handle;
 mod record_cache;
 mod restore;
+mod sled_errors;
 mod sled_store;
 
 use std::future::Future;
@@ -23,7 +24,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::domain::access::ApiKey;
-use crate::domain::chain::{self, ClaimHistory};
+use crate::domain::chain;
+use crate::domain::history::ClaimHistory;
 use crate::domain::pdq::Pdq;
 use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, StatusView, Verdict,
@@ -42,7 +44,7 @@ pub use sled_store::{
 /// Bytes of the key that signs page tokens ([`Store::page_token_key`]).
 pub const PAGE_TOKEN_KEY_LEN: usize = 32;
 
-/// The key that signs page tokens (`api::names`): random, made once per data
+/// The key that signs page tokens (`wire::names`): random, made once per data
 /// directory and kept in it.
 pub type PageTokenKey = [u8; PAGE_TOKEN_KEY_LEN];
 

@@ -14,7 +14,8 @@ use super::sled_store::{
 };
 use super::{RequestRecord, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
-use crate::domain::chain::{self, ClaimHistory};
+use crate::domain::chain;
+use crate::domain::history::ClaimHistory;
 use crate::domain::FORMAT_VERSION;
 
 /// Claims (or request records, or log entries) written per batch.

@@ -44,6 +44,7 @@ use sled::Transactional;
 
 use super::batch_commit::{After, Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
+pub(super) use super::sled_errors::{corrupt, storage};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey,
     Registered, RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats,
@@ -295,27 +296,6 @@ pub(super) fn request_key(op: u8, request_id: &[u8]) -> Vec<u8> {
 
 fn internal(err: impl std::fmt::Display) -> Error {
     Error::Internal(err.to_string())
-}
-
-/// Stored data at `at` (a record, `claims/7/events/2`, or a tree and key)
-/// is corrupt: logged at error with its name and `detail` (never the data),
-/// counted (`photoclaim_storage_corruption_total`), and answered as
-/// `DataLoss` naming it.
-pub(super) fn corrupt(at: &str, detail: impl std::fmt::Display) -> Error {
-    tracing::error!(record = at, %detail, "stored data is corrupt");
-    crate::metrics::global().storage_corrupt();
-    Error::DataLoss(format!(
-        "{at}: stored data is corrupt; run `photoclaim check` and restore from a backup"
-    ))
-}
-
-/// A failed sled read or write of `at`: sled's `Corruption` is
-/// [`corrupt`] (`DataLoss`), anything else `Internal`.
-pub(super) fn storage(err: sled::Error, at: &str) -> Error {
-    match err {
-        sled::Error::Corruption { .. } => corrupt(at, err),
-        other => Error::Internal(format!("{at}: {other}")),
-    }
 }
 
 /// [`storage`] for a read of the claim record `claims/{id}`.
@@ -1914,11 +1894,12 @@ impl Store for SledEngine {
                 .list_children(&self.responses, id, None, attached, "officialResponses")?
                 .items;
             let stored: Claim = decode(&value, &format!("claims/{id}"))?;
-            let claim = chain::replay(&stored, &events, &responses).map_err(|b| {
-                Error::DataLoss(format!(
-                    "claims/{id}: audit trail broken ({b}); run `photoclaim check`"
-                ))
-            })?;
+            let claim =
+                crate::domain::history::replay(&stored, &events, &responses).map_err(|b| {
+                    Error::DataLoss(format!(
+                        "claims/{id}: audit trail broken ({b}); run `photoclaim check`"
+                    ))
+                })?;
             items.push(ClaimHistory {
                 claim: Some(claim),
                 responses,
