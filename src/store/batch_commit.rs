@@ -414,21 +414,22 @@ fn transact(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::schema;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
     fn trees(db: &sled::Db) -> WriteTrees {
         let tree = |name: &str| db.open_tree(name).unwrap();
         WriteTrees {
-            meta: tree("meta"),
-            claims: tree("claims"),
-            by_state: tree("claims_by_state"),
-            responses: tree("responses"),
-            events: tree("events"),
-            event_log: tree("event_log"),
-            by_sha256: tree("claims_by_sha256"),
-            by_pdq: tree("claims_by_pdq"),
-            request_ids: tree("request_ids"),
+            meta: tree(schema::META),
+            claims: tree(schema::CLAIMS),
+            by_state: tree(schema::CLAIMS_BY_STATE),
+            responses: tree(schema::RESPONSES),
+            events: tree(schema::EVENTS),
+            event_log: tree(schema::EVENT_LOG),
+            by_sha256: tree(schema::CLAIMS_BY_SHA256),
+            by_pdq: tree(schema::CLAIMS_BY_PDQ),
+            request_ids: tree(schema::REQUEST_IDS),
         }
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use prost::Message;
 
+use super::schema;
 use super::sled_store::{
     be, claim_record, log_head, open_db, pair, pdq_entry, read_format_version, sha_index_key,
     sha_key, state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID,
@@ -137,17 +138,17 @@ pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sle
         })
     };
     let trees = Trees {
-        meta: tree("meta")?,
-        claims: tree("claims")?,
-        by_state: tree("claims_by_state")?,
-        responses: tree("responses")?,
-        events: tree("events")?,
-        event_log: tree("event_log")?,
-        by_sha256: tree("claims_by_sha256")?,
-        by_pdq: tree("claims_by_pdq")?,
-        request_ids: tree("request_ids")?,
-        keys: tree("api_keys")?,
-        key_names: tree("api_key_names")?,
+        meta: tree(schema::META)?,
+        claims: tree(schema::CLAIMS)?,
+        by_state: tree(schema::CLAIMS_BY_STATE)?,
+        responses: tree(schema::RESPONSES)?,
+        events: tree(schema::EVENTS)?,
+        event_log: tree(schema::EVENT_LOG)?,
+        by_sha256: tree(schema::CLAIMS_BY_SHA256)?,
+        by_pdq: tree(schema::CLAIMS_BY_PDQ)?,
+        request_ids: tree(schema::REQUEST_IDS)?,
+        keys: tree(schema::API_KEYS)?,
+        key_names: tree(schema::API_KEY_NAMES)?,
     };
     let mut report = CheckReport::default();
     match read_format_version(dir, &trees.meta)? {

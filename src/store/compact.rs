@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use super::restore::storage;
+use super::schema;
 use super::sled_store::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
 
@@ -48,7 +49,7 @@ pub fn copy_trees(from: &Path, to: &Path, copied: &dyn Fn(u64)) -> Result<Compac
         return Err(format!("{} already holds a database", to.display()));
     }
     let source = open_db(from, COPY_CACHE_BYTES).map_err(|e| e.to_string())?;
-    let meta = source.open_tree("meta").map_err(storage)?;
+    let meta = source.open_tree(schema::META).map_err(storage)?;
     match read_format_version(from, &meta).map_err(|e| e.to_string())? {
         Some(DIR_FORMAT_VERSION) => {}
         Some(found) if found > DIR_FORMAT_VERSION => {

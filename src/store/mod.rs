@@ -15,6 +15,7 @@ mod compact;
 mod handle;
 mod record_cache;
 mod restore;
+mod schema;
 mod sled_errors;
 mod sled_store;
 

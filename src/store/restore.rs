@@ -7,6 +7,7 @@ use std::path::Path;
 
 use prost::Message;
 
+use super::schema;
 use super::sled_store::{
     be, claim_record, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key,
     state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
@@ -174,8 +175,8 @@ impl Restorer {
     /// Adds an API key.
     pub fn key(&mut self, key: ApiKey) -> Result<(), String> {
         let result = (|| {
-            let keys = self.db.open_tree("api_keys")?;
-            let names = self.db.open_tree("api_key_names")?;
+            let keys = self.db.open_tree(schema::API_KEYS)?;
+            let names = self.db.open_tree(schema::API_KEY_NAMES)?;
             keys.insert(be(key.id), key.encode_to_vec())?;
             names.insert(key.name.to_ascii_lowercase().as_bytes(), &be(key.id))?;
             Ok(())
@@ -281,7 +282,7 @@ impl Restorer {
             ));
         }
         self.apply()?;
-        let meta = self.db.open_tree("meta").map_err(storage)?;
+        let meta = self.db.open_tree(schema::META).map_err(storage)?;
         meta.insert(META_LAST_CLAIM_ID, &be(self.last_id))
             .and_then(|_| meta.insert(META_LAST_LOG_POSITION, &be(log_position)))
             .and_then(|_| meta.insert(META_FORMAT_VERSION, &DIR_FORMAT_VERSION.to_be_bytes()))
@@ -352,7 +353,7 @@ mod tests {
         restore(&into, from_a.clone(), &head_a).unwrap();
         let db = sled::open(&into).unwrap();
         let log: Vec<_> = db
-            .open_tree("event_log")
+            .open_tree(schema::EVENT_LOG)
             .unwrap()
             .iter()
             .map(|e| e.unwrap())

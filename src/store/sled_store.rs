@@ -44,6 +44,7 @@ use sled::Transactional;
 
 use super::batch_commit::{After, Committed, Committer, Tx, WriteTrees};
 use super::record_cache::{ClaimCache, StatusCache};
+use super::schema;
 pub(super) use super::sled_errors::{corrupt, storage};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey,
@@ -740,8 +741,8 @@ impl SledEngine {
         let started = std::time::Instant::now();
         let db = open_db(dir, cache_bytes)?;
         let sled_open = started.elapsed();
-        let meta = db.open_tree("meta").map_err(other)?;
-        let by_sha256 = db.open_tree("claims_by_sha256").map_err(other)?;
+        let meta = db.open_tree(schema::META).map_err(other)?;
+        let by_sha256 = db.open_tree(schema::CLAIMS_BY_SHA256).map_err(other)?;
         let found = read_format_version(dir, &meta)?.unwrap_or(DIR_FORMAT_VERSION);
         if found > DIR_FORMAT_VERSION {
             return Err(OpenError::TooNew {
@@ -752,27 +753,27 @@ impl SledEngine {
         }
         if found < 2 {
             migrate_sha256_index(&by_sha256).map_err(other)?;
-            let claims = db.open_tree("claims").map_err(other)?;
+            let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
             let last = claims.last().map_err(other)?;
             let last_id = last.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
             meta.insert(META_LAST_CLAIM_ID, &be(last_id))
                 .map_err(other)?;
         }
-        let events = db.open_tree("events").map_err(other)?;
-        let event_log = db.open_tree("event_log").map_err(other)?;
+        let events = db.open_tree(schema::EVENTS).map_err(other)?;
+        let event_log = db.open_tree(schema::EVENT_LOG).map_err(other)?;
         if found < 3 {
             let last = build_event_log(&events, &event_log).map_err(other)?;
             meta.insert(META_LAST_LOG_POSITION, &be(last))
                 .map_err(other)?;
         }
         if found < 4 {
-            let claims = db.open_tree("claims").map_err(other)?;
-            let responses = db.open_tree("responses").map_err(other)?;
+            let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
+            let responses = db.open_tree(schema::RESPONSES).map_err(other)?;
             seal_chains(&claims, &events, &responses, &event_log).map_err(other)?;
         }
         if found < 5 {
-            let claims = db.open_tree("claims").map_err(other)?;
-            let responses = db.open_tree("responses").map_err(other)?;
+            let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
+            let responses = db.open_tree(schema::RESPONSES).map_err(other)?;
             copy_latest_responses(&claims, &responses).map_err(other)?;
         }
         if found < DIR_FORMAT_VERSION {
@@ -787,7 +788,7 @@ impl SledEngine {
         let page_token_key = page_token_key(dir, &meta)?;
         db.flush().map_err(other)?;
         let tree = |name: &str| db.open_tree(name).map_err(other);
-        let by_pdq = tree("claims_by_pdq")?;
+        let by_pdq = tree(schema::CLAIMS_BY_PDQ)?;
         let pdq_index = Arc::new(RwLock::new(PdqIndexes::default()));
         let index_build = if build_index {
             IndexBuild::start(by_pdq.clone(), Arc::clone(&pdq_index)).map_err(|e| {
@@ -811,10 +812,10 @@ impl SledEngine {
         );
         let last_log = event_log.last().map_err(other)?;
         let durable = last_log.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
-        let claims = tree("claims")?;
-        let by_state = tree("claims_by_state")?;
-        let responses = tree("responses")?;
-        let request_ids = tree("request_ids")?;
+        let claims = tree(schema::CLAIMS)?;
+        let by_state = tree(schema::CLAIMS_BY_STATE)?;
+        let responses = tree(schema::RESPONSES)?;
+        let request_ids = tree(schema::REQUEST_IDS)?;
         let committer = Committer::start(
             db.clone(),
             WriteTrees {
@@ -833,7 +834,7 @@ impl SledEngine {
             dir: dir.to_path_buf(),
             cause: format!("cannot start the write committer: {e}"),
         })?;
-        let keys = tree("api_keys")?;
+        let keys = tree(schema::API_KEYS)?;
         Ok(SledEngine {
             keys_exist: AtomicBool::new(!keys.is_empty()),
             inline_search_max_hashes: INLINE_SEARCH_MAX_HASHES,
@@ -863,7 +864,7 @@ impl SledEngine {
             by_sha256,
             request_ids,
             keys,
-            key_names: tree("api_key_names")?,
+            key_names: tree(schema::API_KEY_NAMES)?,
             committer,
             db,
         })
@@ -2067,7 +2068,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            let meta = db.open_tree("meta").unwrap();
+            let meta = db.open_tree(schema::META).unwrap();
             meta.insert(META_FORMAT_VERSION, &(DIR_FORMAT_VERSION + 1).to_be_bytes())
                 .unwrap();
             db.flush().unwrap();
@@ -2083,7 +2084,7 @@ mod tests {
     async fn a_new_directory_records_the_current_format_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledEngine::open(dir.path()).unwrap();
-        let meta = store.db.open_tree("meta").unwrap();
+        let meta = store.db.open_tree(schema::META).unwrap();
         let v = meta
             .get(META_FORMAT_VERSION)
             .unwrap()
@@ -2161,11 +2162,11 @@ mod tests {
         // Rewrite the index and version as version 1 wrote them.
         {
             let db = open_when_released(dir.path()).await;
-            let index = db.open_tree("claims_by_sha256").unwrap();
+            let index = db.open_tree(schema::CLAIMS_BY_SHA256).unwrap();
             index.clear().unwrap();
             let packed: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
             index.insert(sha_key(&sha).unwrap(), packed).unwrap();
-            let meta = db.open_tree("meta").unwrap();
+            let meta = db.open_tree(schema::META).unwrap();
             meta.insert(META_FORMAT_VERSION, &1u32.to_be_bytes())
                 .unwrap();
             meta.remove(META_LAST_CLAIM_ID).unwrap();
@@ -2174,7 +2175,7 @@ mod tests {
         let store = SledEngine::open(dir.path()).unwrap();
         let version = store
             .db
-            .open_tree("meta")
+            .open_tree(schema::META)
             .unwrap()
             .get(META_FORMAT_VERSION)
             .unwrap();
@@ -2202,8 +2203,8 @@ mod tests {
         // Rewrite as version 2 wrote it: no log, no positions in events.
         let before: Vec<ClaimEvent> = {
             let db = open_when_released(dir.path()).await;
-            db.drop_tree("event_log").unwrap();
-            let events = db.open_tree("events").unwrap();
+            db.drop_tree(schema::EVENT_LOG).unwrap();
+            let events = db.open_tree(schema::EVENTS).unwrap();
             let mut stripped = Vec::new();
             for entry in events.iter() {
                 let (key, value) = entry.unwrap();
@@ -2212,7 +2213,7 @@ mod tests {
                 events.insert(key, event.encode_to_vec()).unwrap();
                 stripped.push(event);
             }
-            let meta = db.open_tree("meta").unwrap();
+            let meta = db.open_tree(schema::META).unwrap();
             meta.insert(META_FORMAT_VERSION, &2u32.to_be_bytes())
                 .unwrap();
             meta.remove(META_LAST_LOG_POSITION).unwrap();
@@ -2314,7 +2315,7 @@ mod tests {
             let mut claim = Claim::decode(value.as_ref()).unwrap();
             assert_eq!(claim.chain_head.len(), 32);
             claim.chain_head.clear();
-            db.open_tree("claims")
+            db.open_tree(schema::CLAIMS)
                 .unwrap()
                 .insert(key, claim.encode_to_vec())
                 .unwrap();
@@ -2323,18 +2324,18 @@ mod tests {
             let mut event = ClaimEvent::decode(value.as_ref()).unwrap();
             event.prev_hash.clear();
             event.record_sha256.clear();
-            db.open_tree("events")
+            db.open_tree(schema::EVENTS)
                 .unwrap()
                 .insert(key, event.encode_to_vec())
                 .unwrap();
         }
         for (key, value) in dump(&db, "event_log") {
-            db.open_tree("event_log")
+            db.open_tree(schema::EVENT_LOG)
                 .unwrap()
                 .insert(key, &value[..17])
                 .unwrap();
         }
-        db.open_tree("meta")
+        db.open_tree(schema::META)
             .unwrap()
             .insert(META_FORMAT_VERSION, &3u32.to_be_bytes())
             .unwrap();
@@ -2372,7 +2373,11 @@ mod tests {
         let dir = dir_with_history().await;
         let db = open_when_released(dir.path()).await;
         let live = dump(&db, "claims");
-        let latest = db.open_tree("responses").unwrap().get(pair(1, 2)).unwrap();
+        let latest = db
+            .open_tree(schema::RESPONSES)
+            .unwrap()
+            .get(pair(1, 2))
+            .unwrap();
         let first = Claim::decode(live[0].1.as_ref()).unwrap();
         assert_eq!(
             live[0].1.as_ref(),
@@ -2382,11 +2387,11 @@ mod tests {
         // Rewrite as version 4 wrote it: the bare claim.
         for (key, value) in &live {
             let claim = Claim::decode(value.as_ref()).unwrap();
-            let claims = db.open_tree("claims").unwrap();
+            let claims = db.open_tree(schema::CLAIMS).unwrap();
             claims.insert(key, claim.encode_to_vec()).unwrap();
         }
         assert_ne!(dump(&db, "claims"), live);
-        db.open_tree("meta")
+        db.open_tree(schema::META)
             .unwrap()
             .insert(META_FORMAT_VERSION, &4u32.to_be_bytes())
             .unwrap();
@@ -2741,7 +2746,7 @@ mod tests {
     /// that the background index build takes a while after open.
     async fn pad_pdq_tree(dir: &Path, n: u64) {
         let db = open_when_released(dir).await;
-        let tree = db.open_tree("claims_by_pdq").unwrap();
+        let tree = db.open_tree(schema::CLAIMS_BY_PDQ).unwrap();
         let mut rng = crate::generate::Rng::new(7, 0);
         let mut batch = sled::Batch::default();
         for id in 1_000_000..1_000_000 + n {
