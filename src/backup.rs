@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use tonic::Code;
 
+use crate::cli::Target;
 use crate::cli::{self, Failure};
 use crate::domain::chain;
-use crate::export::{self, Source};
+use crate::export;
 use crate::pb;
 use crate::store::{check_dir, Restorer, Store};
 use crate::wire::backup::{channel, produce, Item, Reader, MAX_FRAME_BYTES};
@@ -68,7 +69,7 @@ pub fn verify_file(path: &Path) -> std::result::Result<Summary, String> {
 /// `photoclaim backup`: writes a backup of `source` to `out` (atomically:
 /// the file appears only once complete and verified; private, see
 /// [`export::write_atomically`]).
-pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary, Failure> {
+pub async fn backup(source: &Target, out: &Path) -> std::result::Result<Summary, Failure> {
     export::write_atomically(out, |partial| async move {
         write_to(source, &partial).await?;
         verify_file(&partial).map_err(|e| {
@@ -81,7 +82,7 @@ pub async fn backup(source: &Source, out: &Path) -> std::result::Result<Summary,
     .await
 }
 
-async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Failure> {
+async fn write_to(source: &Target, path: &Path) -> std::result::Result<(), Failure> {
     let file = export::open_partial(path)?;
     let mut writer = std::io::BufWriter::new(file);
     let mut write = |bytes: &[u8]| {
@@ -91,7 +92,7 @@ async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Failu
     };
     let progress = cli::progress(None, "bytes");
     match source {
-        Source::DataDir(dir) => {
+        Target::DataDir(dir) => {
             let store = Arc::new(cli::open_existing(dir, export::EXPORT_CACHE_BYTES)?);
             let (tx, mut rx) = channel();
             let consume = async {
@@ -106,7 +107,7 @@ async fn write_to(source: &Source, path: &Path) -> std::result::Result<(), Failu
             store.close().await?;
             outcome?;
         }
-        Source::Server(server) => {
+        Target::Server(server) => {
             let mut client = cli::admin_client(server)
                 .await?
                 .max_decoding_message_size(MAX_FRAME_BYTES as usize + 1024);

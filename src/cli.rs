@@ -351,6 +351,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// Where an offline-or-online command (`keys`, `export`, `backup`) works.
+pub enum Target {
+    /// The data directory itself; fails if a server holds it.
+    DataDir(std::path::PathBuf),
+    /// A running server's AdminService (an admin key).
+    Server(crate::remote::ServerTarget),
+}
+
 /// A data directory given to a command that reads one must exist: a
 /// mistyped path is NOT_FOUND, not a new, empty database.
 pub fn require_data_dir(dir: &std::path::Path) -> Result<(), Failure> {

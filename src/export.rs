@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::cli::Target;
 use crate::cli::{self, Failure};
 use crate::pb;
-use crate::remote::ServerTarget;
 use crate::store::{SledStore, Store};
 use crate::wire::archive;
 
@@ -38,14 +38,6 @@ pub const MAX_CHUNK_BYTES: usize = 256 * 1024 * 1024;
 /// per exported claim), with 4 MiB it still grew until ~7,000 claims.
 pub const EXPORT_CACHE_BYTES: u64 = 1024 * 1024;
 
-/// Where the claims come from.
-pub enum Source {
-    /// The data directory itself; fails if a server holds it.
-    DataDir(PathBuf),
-    /// A running server's AdminService (admin key).
-    Server(ServerTarget),
-}
-
 /// What an export wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -58,7 +50,7 @@ pub struct Summary {
 /// Exports every claim from `source` into the file `out`, atomically; `-`
 /// writes to standard output instead (a reader that goes away, `| head`,
 /// ends the command quietly).
-pub async fn export(source: &Source, out: &Path) -> Result<Summary, Failure> {
+pub async fn export(source: &Target, out: &Path) -> Result<Summary, Failure> {
     let result = if out == Path::new("-") {
         let mut stdout = std::io::BufWriter::new(std::io::stdout());
         write_lines(source, &mut stdout, "standard output").await
@@ -353,7 +345,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Failure> {
 /// Writes every claim's line to `writer` (named `label` in errors), with a
 /// progress bar on a terminal.
 async fn write_lines(
-    source: &Source,
+    source: &Target,
     writer: &mut dyn Write,
     label: &str,
 ) -> Result<Summary, Failure> {
@@ -366,7 +358,7 @@ async fn write_lines(
         },
     };
     match source {
-        Source::DataDir(dir) => {
+        Target::DataDir(dir) => {
             let store = Arc::new(open_existing(dir)?);
             tracing::debug!(
                 opened_peak_rss_kib = peak_rss_kib(),
@@ -390,7 +382,7 @@ async fn write_lines(
             outcome?;
             progress.finish();
         }
-        Source::Server(server) => {
+        Target::Server(server) => {
             let mut client = cli::admin_client(server)
                 .await?
                 .max_decoding_message_size(MAX_CHUNK_BYTES);

@@ -2,8 +2,6 @@
 //! on a data directory (while no server holds it) or through a running
 //! server's `AdminService`.
 
-use std::path::PathBuf;
-
 use crate::domain::access::{validate_key_name, ApiKey, Role};
 use crate::domain::Timestamp;
 use crate::pb;
@@ -13,14 +11,7 @@ use crate::wire::convert::key_out;
 /// Actor recorded for key changes made on the data directory.
 pub const CLI_ACTOR: &str = "cli";
 
-/// Where keys are managed.
-pub enum Target {
-    /// The data directory itself; fails if a server holds it.
-    DataDir(PathBuf),
-    /// A running server's AdminService.
-    Server(ServerTarget),
-}
-
+pub use crate::cli::Target;
 pub use crate::remote::ServerTarget;
 
 /// What went wrong: a code and words for an operator.

@@ -11,11 +11,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use photoclaim::api::auth::AuthPolicy;
 use photoclaim::api::{ImageOptions, WatchOptions};
+use photoclaim::cli::Target;
 use photoclaim::cli::{self, Failure, LogWriter};
 use photoclaim::domain::access::Role;
 use photoclaim::domain::review::Publisher;
 use photoclaim::export;
-use photoclaim::keys::{self, Target};
+use photoclaim::keys;
 use photoclaim::server::{self, Options, TlsFiles};
 use photoclaim::store::{SledStore, Store};
 use photoclaim::{out, outln};
@@ -628,7 +629,7 @@ fn describe(summary: &photoclaim::backup::Summary) -> String {
 }
 
 async fn backup(out: PathBuf, args: TargetArgs) -> Outcome {
-    let source = source(args)?;
+    let source = target(args)?;
     let summary = interruptible("backup", &out, photoclaim::backup::backup(&source, &out)).await?;
     outln!("backed up {} to {}", describe(&summary), out.display());
     Ok(())
@@ -929,7 +930,7 @@ async fn serve(args: ServeArgs) -> Outcome {
 }
 
 async fn export(out: PathBuf, args: TargetArgs) -> Outcome {
-    let source = source(args)?;
+    let source = target(args)?;
     let summary = interruptible("export", &out, export::export(&source, &out)).await?;
     eprintln!(
         "exported {} claims ({} bytes) to {}",
@@ -944,19 +945,11 @@ async fn export(out: PathBuf, args: TargetArgs) -> Outcome {
     Ok(())
 }
 
-/// Where `keys` works: the data directory, or a server.
+/// Where `keys`, `export` and `backup` work: the data directory, or a server.
 fn target(args: TargetArgs) -> Result<Target, Failure> {
     Ok(match args.server {
         None => Target::DataDir(args.data_dir),
         Some(url) => Target::Server(args.credentials.target(url).map_err(Failure::usage)?),
-    })
-}
-
-/// Where `export` and `backup` read: the data directory, or a server.
-fn source(args: TargetArgs) -> Result<export::Source, Failure> {
-    Ok(match target(args)? {
-        Target::DataDir(dir) => export::Source::DataDir(dir),
-        Target::Server(server) => export::Source::Server(server),
     })
 }
 
