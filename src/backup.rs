@@ -62,7 +62,7 @@ pub fn verify_file(path: &Path) -> std::result::Result<Summary, String> {
         api_keys: counts.api_keys,
         requests: counts.requests,
         log_position: reader.header().log_position,
-        chain_head: chain::to_hex(&reader.header().chain_head),
+        chain_head: hex::encode(&reader.header().chain_head),
     })
 }
 
@@ -302,6 +302,6 @@ fn restore_into(file: std::fs::File, temp: &Path) -> std::result::Result<Summary
         api_keys: restored.api_keys,
         requests: restored.requests,
         log_position: header.log_position,
-        chain_head: chain::to_hex(&head),
+        chain_head: hex::encode(head),
     })
 }

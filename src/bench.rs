@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use crate::domain::chain::to_hex;
 use crate::generate::Rng;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
@@ -370,8 +369,8 @@ fn new_claim(rng: &mut Rng, run: &str, n: u64) -> pb::Claim {
         tags: vec!["bench".into()],
         image: Some(pb::Image {
             source_url: format!("https://bench.example/{run}/{n}.jpg"),
-            sha256: to_hex(&rng.bytes()),
-            pdq: to_hex(&rng.bytes()),
+            sha256: hex::encode(rng.bytes()),
+            pdq: hex::encode(rng.bytes()),
             pdq_quality: 90,
             ..Default::default()
         }),
@@ -504,7 +503,7 @@ async fn send(
                 pdq[bit / 8] ^= 1 << (bit % 8);
             }
             let request = target.request(pb::FindSimilarClaimsRequest {
-                pdq: to_hex(&pdq),
+                pdq: hex::encode(pdq),
                 ..Default::default()
             })?;
             clients
@@ -770,7 +769,7 @@ pub async fn run(
         let mut bytes = [0u8; 6];
         getrandom::fill(&mut bytes)
             .map_err(|e| BenchError::Settings(format!("no randomness: {e}")))?;
-        to_hex(&bytes)
+        hex::encode(bytes)
     };
     let first = target
         .connect()

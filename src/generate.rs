@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::domain::chain::to_hex as hex;
 use crate::domain::pdq::Pdq;
 use crate::domain::{
     Claim, Image, MediaAuthenticity, OfficialResponse, Responder, ResponderRole, ResponseKind,
@@ -145,7 +144,7 @@ fn claim(seed: u64, i: u64, rng: &mut Rng) -> Claim {
         first_seen_time: Some(seen),
         image: Some(Image {
             source_url: format!("https://photos.example/{c}/{i}.jpg"),
-            sha256: hex(&sha),
+            sha256: hex::encode(sha),
             credit: "Wire agency".into(),
             publisher: "Example Photos".into(),
             location: (*place).to_string(),
@@ -296,7 +295,7 @@ mod tests {
         let shared = (1..400)
             .filter(|&i| {
                 let c = claim(7, i, &mut Rng::new(7, i));
-                c.image.unwrap().sha256 == hex(&cluster(7, i / 20).1)
+                c.image.unwrap().sha256 == hex::encode(cluster(7, i / 20).1)
             })
             .count();
         assert!((10..80).contains(&shared), "{shared} exact repeats of 399");

@@ -767,7 +767,7 @@ fn check(dir: &Path) -> Outcome {
         report.events,
         report.responses,
         report.log_position,
-        photoclaim::domain::chain::to_hex(&report.chain_head),
+        hex::encode(report.chain_head),
         report.logical_bytes,
         report.disk_bytes
     );

@@ -9,7 +9,6 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::chain::to_hex as hex;
 use super::error::{Error, Result};
 use super::model::Timestamp;
 use super::FORMAT_VERSION;
@@ -107,7 +106,7 @@ impl ApiKey {
             .map_err(|e| Error::Internal(format!("no randomness from the OS: {e}")))?;
         let id = u64::from_be_bytes(random[..8].try_into().expect("8 bytes"));
         let secret = &random[8..];
-        let token = format!("{TOKEN_PREFIX}{id:016x}_{}", hex(secret));
+        let token = format!("{TOKEN_PREFIX}{id:016x}_{}", hex::encode(secret));
         let key = ApiKey {
             format_version: FORMAT_VERSION,
             id,
@@ -172,9 +171,7 @@ impl Token {
         }
         let id = u64::from_str_radix(id, 16).ok()?;
         let mut bytes = [0u8; SECRET_BYTES];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).ok()?;
-        }
+        hex::decode_to_slice(secret, &mut bytes).ok()?;
         Some(Token { id, secret: bytes })
     }
 }

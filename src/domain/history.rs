@@ -6,7 +6,7 @@
 
 use prost::Message;
 
-use super::chain::{registered_content, sha256, to_hex};
+use super::chain::{registered_content, sha256};
 use super::model::{Claim, ClaimEvent, EventDetails, OfficialResponse, Timestamp};
 use super::rules;
 
@@ -112,8 +112,8 @@ pub fn replay(
                 sequence,
                 format!(
                     "hash chain broken: prev_hash {} but the previous event hashes to {}",
-                    to_hex(&event.prev_hash),
-                    to_hex(&claim.chain_head)
+                    hex::encode(&event.prev_hash),
+                    hex::encode(&claim.chain_head)
                 ),
             ));
         }
@@ -132,8 +132,8 @@ pub fn replay(
                 sequence,
                 format!(
                     "record digest {} does not match {what} (digest {}): the record was changed",
-                    to_hex(&event.record_sha256),
-                    to_hex(&expected.record_sha256)
+                    hex::encode(&event.record_sha256),
+                    hex::encode(&expected.record_sha256)
                 ),
             ));
         }

@@ -91,20 +91,14 @@ impl Pdq {
     /// Parses exactly 64 hex digits (lower- or upper-case); the first two give
     /// byte 0. Anything else (other lengths, signs, spaces, `0x`) is `None`.
     pub fn from_hex(s: &str) -> Option<Pdq> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Pdq(out))
     }
 
     /// The 64 lower-case hex digits of the hash, byte 0 first.
     pub fn to_hex(&self) -> String {
-        super::chain::to_hex(&self.0)
+        hex::encode(self.0)
     }
 
     /// The Hamming distance to `other`: the number of differing bits, 0..=256.
@@ -135,15 +129,6 @@ impl fmt::Display for Pdq {
     /// Writes [`Pdq::to_hex`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
-    }
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -20,7 +20,6 @@ use std::io::Cursor;
 use image::{ImageFormat, ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
-use crate::domain::chain::to_hex as hex;
 use crate::domain::{Error, ImageExif, Result};
 
 /// Largest width or height accepted, in pixels (panoramas are wide).
@@ -117,8 +116,8 @@ pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
     let exif = read_exif(bytes, format).map_err(bad)?;
     let hash = pdq_hash::pdq_hash(&image);
     Ok(ImageFacts {
-        sha256: hex(&Sha256::digest(bytes)),
-        pdq: hex(&hash.hash),
+        sha256: hex::encode(Sha256::digest(bytes)),
+        pdq: hex::encode(hash.hash),
         pdq_quality: i32::from(hash.quality),
         width: image.width() as i32,
         height: image.height() as i32,
@@ -319,7 +318,7 @@ mod tests {
         let facts = analyze(&bytes, FIELD).unwrap();
         assert_eq!((facts.width, facts.height), (64, 48));
         assert_eq!(facts.format, "png");
-        assert_eq!(facts.sha256, hex(&Sha256::digest(&bytes)));
+        assert_eq!(facts.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(facts.pdq.len(), 64);
         assert!(facts.exif.is_none());
     }

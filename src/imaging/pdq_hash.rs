@@ -82,13 +82,7 @@ impl PdqHash {
     /// reference's textual form).
     #[must_use]
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for byte in self.hash {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
-        out
+        hex::encode(self.hash)
     }
 
     /// Hamming distance (number of differing bits, 0..=256) between the two

@@ -332,8 +332,8 @@ fn check_claim(
             Err(b) => report.problem(format!("{at}: {b}")),
             Ok(rebuilt) if rebuilt != *claim => report.problem(format!(
                 "{at}: the record does not match its events (state, counts, verdict or chain head {} vs {} from the events): it was changed",
-                chain::to_hex(&claim.chain_head),
-                chain::to_hex(&rebuilt.chain_head)
+                hex::encode(&claim.chain_head),
+                hex::encode(&rebuilt.chain_head)
             )),
             Ok(_) => {
                 let latest = responses.iter().find(|r| Some(r.id) == claim.evidence.as_ref().map(|e| e.total));
@@ -450,8 +450,8 @@ fn check_log(t: &Trees, report: &mut CheckReport) -> Walk {
         if chain_ok && head != stored_head {
             report.problem(format!(
                 "{at}: service-wide chain broken: stored head {} but the events give {}",
-                chain::to_hex(&stored_head),
-                chain::to_hex(&head)
+                hex::encode(stored_head),
+                hex::encode(head)
             ));
             // Later heads all differ too: report the first only.
             chain_ok = false;

@@ -277,8 +277,8 @@ impl Restorer {
         if &head != chain_head {
             return Err(format!(
                 "the service-wide chain of the restored events ends at {} but the backup recorded {}",
-                chain::to_hex(&head),
-                chain::to_hex(chain_head)
+                hex::encode(head),
+                hex::encode(chain_head)
             ));
         }
         self.apply()?;

@@ -276,15 +276,9 @@ pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(buf)
 }
 
-pub(super) fn sha_key(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
+pub(super) fn sha_key(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 

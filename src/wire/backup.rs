@@ -37,7 +37,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::domain::access::ApiKey;
-use crate::domain::chain;
 use crate::domain::history::ClaimHistory;
 use crate::domain::{Result, Timestamp};
 use crate::store::{RequestRecord, Store, DIR_FORMAT_VERSION};
@@ -381,8 +380,8 @@ impl<R: Read> Reader<R> {
                 if trailer.sha256 != digest {
                     return Err(format!(
                         "checksum mismatch: the trailer says {} but the content hashes to {}: the file is damaged",
-                        chain::to_hex(&trailer.sha256),
-                        chain::to_hex(&digest)
+                        hex::encode(&trailer.sha256),
+                        hex::encode(&digest)
                     ));
                 }
                 let mut counted = self.counts.clone();
@@ -417,6 +416,7 @@ impl<R: Read> Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::chain;
 
     fn header(format_version: u32, data_format_version: u32) -> Header {
         Header {

@@ -164,7 +164,7 @@ pub fn status_out(
         latest_official_response: latest.map(response_out),
         update_time: time_out(status.update_time),
         etag: rules::etag_of(status.id, status.last_sequence),
-        chain_head: chain::to_hex(&status.chain_head),
+        chain_head: hex::encode(&status.chain_head),
     }
 }
 
@@ -233,8 +233,8 @@ pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
         } else {
             e.log_position.to_string()
         },
-        prev_hash: chain::to_hex(&e.prev_hash),
-        hash: chain::to_hex(&chain::sha256(&e.encode_to_vec())),
+        prev_hash: hex::encode(&e.prev_hash),
+        hash: hex::encode(chain::sha256(&e.encode_to_vec())),
         details,
     }
 }
