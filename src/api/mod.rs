@@ -566,8 +566,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 let facts = self.analyze(req.content, "content").await?;
                 reply.query_pdq = facts.pdq.clone();
                 reply.query_pdq_quality = facts.pdq_quality;
-                reply.query_low_quality =
-                    facts.pdq_quality < crate::store::MIN_RELIABLE_PDQ_QUALITY;
+                reply.query_low_quality = !crate::domain::pdq::is_reliable(facts.pdq_quality);
                 query.sha256 = Some(facts.sha256);
                 query.pdq = crate::domain::pdq::Pdq::from_hex(&facts.pdq)
                     .filter(|_| req.include_low_quality || !reply.query_low_quality);

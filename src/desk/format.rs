@@ -105,7 +105,7 @@ pub(super) fn print_claim_body(claim: &pb::Claim) {
         field("image sha256", &image.sha256);
         field("image pdq", &image.pdq);
         if !image.pdq.is_empty() && image.pdq_quality > 0 {
-            let note = if image.pdq_quality < 50 {
+            let note = if !crate::domain::pdq::is_reliable(image.pdq_quality) {
                 " (too featureless to match near duplicates)"
             } else {
                 ""

@@ -80,6 +80,17 @@ const TAIL_FRACTION: usize = 64;
 /// How many candidates ahead the probe asks for a candidate's hash.
 const PREFETCH_AHEAD: usize = 16;
 
+/// PDQ quality (0-100) below which a hash is unreliable: featureless
+/// images (flat colours, gradients) collide with each other, so such
+/// hashes are left out of near-duplicate matching unless a caller asks.
+pub const MIN_RELIABLE_QUALITY: i32 = 50;
+
+/// Whether a hash of this `quality` takes part in near-duplicate matching
+/// ([`MIN_RELIABLE_QUALITY`]). The one place the rule is written.
+pub fn is_reliable(quality: i32) -> bool {
+    quality >= MIN_RELIABLE_QUALITY
+}
+
 /// A 256-bit PDQ perceptual hash.
 ///
 /// Byte 0 is written first in the hex form, as in the reference

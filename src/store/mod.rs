@@ -52,9 +52,6 @@ pub type PageTokenKey = [u8; PAGE_TOKEN_KEY_LEN];
 /// Most claims reported in `same_image_claims`.
 pub const MAX_SAME_IMAGE_CLAIMS: usize = 50;
 
-/// PDQ quality below which a hash is unreliable (featureless images collide).
-pub const MIN_RELIABLE_PDQ_QUALITY: i32 = 50;
-
 /// Register a validated claim draft.
 #[derive(Clone, Debug)]
 pub struct NewClaim {
@@ -132,7 +129,7 @@ pub struct SimilarQuery {
     pub pdq: Option<Pdq>,
     /// Largest Hamming distance that counts.
     pub max_distance: u32,
-    /// Also match hashes below [`MIN_RELIABLE_PDQ_QUALITY`].
+    /// Also match hashes below [`crate::domain::pdq::MIN_RELIABLE_QUALITY`].
     pub include_low_quality: bool,
     /// Only claims with smaller ids (registered earlier).
     pub before: Option<u64>,

@@ -49,7 +49,7 @@ pub(super) use super::sled_errors::{corrupt, storage};
 use super::{
     Attached, ClaimHistory, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey,
     Registered, RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats,
-    MAX_SAME_IMAGE_CLAIMS, MIN_RELIABLE_PDQ_QUALITY, PAGE_TOKEN_KEY_LEN,
+    MAX_SAME_IMAGE_CLAIMS, PAGE_TOKEN_KEY_LEN,
 };
 use crate::domain::access::ApiKey;
 use crate::domain::pdq::{Pdq, PdqIndex};
@@ -1152,9 +1152,9 @@ impl SledEngine {
 #[derive(Default)]
 struct PdqIndexes {
     /// Hashes of unknown quality (given by a caller) or at least
-    /// [`MIN_RELIABLE_PDQ_QUALITY`].
+    /// [`crate::domain::pdq::MIN_RELIABLE_QUALITY`].
     reliable: PdqIndex,
-    /// Hashes below [`MIN_RELIABLE_PDQ_QUALITY`]: searched only when asked.
+    /// Hashes below [`crate::domain::pdq::MIN_RELIABLE_QUALITY`]: searched only when asked.
     low_quality: PdqIndex,
 }
 
@@ -1426,8 +1426,10 @@ type IndexEntry = (u64, Pdq, i32);
 /// Quality byte of `claims_by_pdq` meaning "not known" (a caller's hash).
 const UNKNOWN_QUALITY: i32 = 255;
 
+/// [`crate::domain::pdq::is_reliable`]; a caller's hash, of unknown
+/// quality, is taken as it is.
 fn is_reliable(quality: i32) -> bool {
-    quality == UNKNOWN_QUALITY || quality >= MIN_RELIABLE_PDQ_QUALITY
+    quality == UNKNOWN_QUALITY || crate::domain::pdq::is_reliable(quality)
 }
 
 fn stored_quality(image: &crate::domain::Image) -> i32 {
