@@ -17,6 +17,13 @@ static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> = std::sync::Laz
         .expect("the descriptor set compiled into the binary decodes")
 });
 
+/// Every method of our services, from the descriptor set.
+pub fn service_methods() -> Vec<prost_reflect::MethodDescriptor> {
+    POOL.services()
+        .flat_map(|service| service.methods().collect::<Vec<_>>())
+        .collect()
+}
+
 /// `message` (of protobuf type `full_name`, e.g. `photoclaim.v1.Claim`) in
 /// the canonical proto3 JSON mapping, the one grpcurl prints: lowerCamelCase
 /// field names, enum value names, RFC 3339 timestamps, base64 bytes, 64-bit

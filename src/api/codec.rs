@@ -78,18 +78,15 @@ impl<U: Message + Name + Default> Decoder for ProtoDecoder<U> {
 /// The method whose request is each message type (full name), from the
 /// descriptor set.
 static REQUEST_METHODS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
-    let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set compiled into the binary decodes");
-    let mut methods = HashMap::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                let input = method.input_type().trim_start_matches('.');
-                methods.insert(input.to_string(), method.name().to_string());
-            }
-        }
-    }
-    methods
+    crate::pb::service_methods()
+        .into_iter()
+        .map(|method| {
+            (
+                method.input().full_name().to_string(),
+                method.name().to_string(),
+            )
+        })
+        .collect()
 });
 
 /// The status of a `type_name` message that did not decode; a request's is
@@ -164,17 +161,15 @@ mod tests {
 
     #[test]
     fn each_request_type_is_the_input_of_one_method_and_no_output() {
-        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
-        let mut inputs = Vec::new();
-        let mut outputs = Vec::new();
-        for file in &set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    inputs.push(method.input_type().trim_start_matches('.').to_string());
-                    outputs.push(method.output_type().trim_start_matches('.').to_string());
-                }
-            }
-        }
+        let (inputs, outputs): (Vec<_>, Vec<_>) = crate::pb::service_methods()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.input().full_name().to_string(),
+                    m.output().full_name().to_string(),
+                )
+            })
+            .unzip();
         assert_eq!(inputs.len(), 16);
         assert_eq!(REQUEST_METHODS.len(), inputs.len(), "a shared input type");
         for input in &inputs {
