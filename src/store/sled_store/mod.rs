@@ -1,4 +1,10 @@
-//! The sled implementation of [`Store`].
+//! The sled implementation of [`Store`]: the engine under
+//! [`super::SledStore`]. This file keeps the engine's struct, its opening
+//! and the transaction and record helpers its reads and writes share
+//! (about 1,050 lines, one unit of private state); beside it are its
+//! [`Store`] impl (`store_impl.rs`), the format migrations (`migrate.rs`),
+//! the background index build and cache warm-up (`background.rs`) and its
+//! tests (`tests.rs`).
 //!
 //! Trees and key layouts (all integers big-endian, so keys sort numerically):
 //!
@@ -57,6 +63,8 @@ use crate::domain::{
     chain, rules, Claim, ClaimEvent, ClaimStatus, ClaimView, Error, EventDetails, OfficialResponse,
     Page, Result, StatusView, Timestamp, VerificationState, FORMAT_VERSION,
 };
+use background::{Background, IndexBuild, PdqIndexes, Warmer};
+use migrate::{build_event_log, copy_latest_responses, migrate_sha256_index, seal_chains};
 
 pub(super) const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// sled's page cache for a server: sled's own default, 1 GiB.
@@ -449,128 +457,6 @@ pub(super) fn log_head(entry: &[u8]) -> Result<chain::Hash> {
         })
 }
 
-/// Version 3: gives every stored event a log position, in the order the
-/// events were made (by time; a claim's own events keep their sequence order
-/// even if the clock went back), and writes `event_log`. Safe to repeat: it
-/// starts from an empty log each time. Returns the last position.
-fn build_event_log(events: &sled::Tree, log: &sled::Tree) -> sled::Result<u64> {
-    log.clear()?;
-    // (effective time, claim, sequence): about 40 bytes per event.
-    let mut order = Vec::new();
-    let mut previous: Option<(u64, (i64, i32))> = None;
-    for entry in events.iter() {
-        let (key, value) = entry?;
-        let Ok(event) = ClaimEvent::decode(value.as_ref()) else {
-            tracing::error!(key = ?key, "skipping an undecodable event while building the event log");
-            continue;
-        };
-        let time = event.time.map(|t| (t.seconds, t.nanos)).unwrap_or_default();
-        let time = match previous {
-            Some((claim, before)) if claim == event.claim_id => time.max(before),
-            _ => time,
-        };
-        previous = Some((event.claim_id, time));
-        order.push((time, event.claim_id, event.sequence));
-    }
-    order.sort_unstable();
-    let mut log_batch = sled::Batch::default();
-    let mut event_batch = sled::Batch::default();
-    for (index, &(_, claim_id, sequence)) in order.iter().enumerate() {
-        let position = index as u64 + 1;
-        let key = pair(claim_id, sequence);
-        let Some(bytes) = events.get(key)? else {
-            continue;
-        };
-        let Ok(mut event) = ClaimEvent::decode(bytes.as_ref()) else {
-            continue;
-        };
-        event.log_position = position;
-        // Chain heads are filled in by the version 4 migration.
-        log_batch.insert(&be(position), &log_entry(&event, &chain::GENESIS)[..]);
-        event_batch.insert(&key, event.encode_to_vec());
-    }
-    events.apply_batch(event_batch)?;
-    log.apply_batch(log_batch)?;
-    Ok(order.len() as u64)
-}
-
-/// Claims per batch of the version 4 migration.
-const MIGRATION_BATCH_CLAIMS: usize = 10_000;
-
-/// Version 4: links every stored event into its claim's hash chain (setting
-/// `record_sha256` from the records as they are now and `prev_hash`), sets
-/// each claim's `chain_head`, then writes the service-wide chain heads into
-/// `event_log`. Safe to repeat: every value is computed again from the
-/// records, so an interrupted run is finished by the next start.
-fn seal_chains(
-    claims: &sled::Tree,
-    events: &sled::Tree,
-    responses: &sled::Tree,
-    log: &sled::Tree,
-) -> sled::Result<()> {
-    let mut claim_batch = sled::Batch::default();
-    let mut event_batch = sled::Batch::default();
-    let mut pending = 0;
-    for entry in claims.iter() {
-        let (key, value) = entry?;
-        let Ok(mut claim) = Claim::decode(value.as_ref()) else {
-            tracing::error!(key = ?key, "skipping an undecodable claim while sealing hash chains");
-            continue;
-        };
-        claim.chain_head = Vec::new();
-        let id = claim.id;
-        for entry in events.range(pair(id, 0)..=pair(id, u64::MAX)) {
-            let (event_key, bytes) = entry?;
-            let Ok(mut event) = ClaimEvent::decode(bytes.as_ref()) else {
-                tracing::error!(
-                    claim = id,
-                    "skipping an undecodable event while sealing hash chains"
-                );
-                continue;
-            };
-            event.record_sha256 = match &event.details {
-                Some(EventDetails::Registered(_)) => chain::registered_digest(&claim).to_vec(),
-                Some(EventDetails::ResponseAttached(a)) => responses
-                    .get(pair(id, a.response_id))?
-                    .map(|r| chain::sha256(&r[..]).to_vec())
-                    .unwrap_or_default(),
-                _ => Vec::new(),
-            };
-            let (bytes, _) = chain::seal(&mut claim, &mut event);
-            event_batch.insert(event_key, bytes);
-        }
-        claim_batch.insert(key, claim.encode_to_vec());
-        pending += 1;
-        if pending == MIGRATION_BATCH_CLAIMS {
-            events.apply_batch(std::mem::take(&mut event_batch))?;
-            claims.apply_batch(std::mem::take(&mut claim_batch))?;
-            pending = 0;
-        }
-    }
-    events.apply_batch(event_batch)?;
-    claims.apply_batch(claim_batch)?;
-    let mut head = chain::GENESIS;
-    let mut log_batch = sled::Batch::default();
-    for (done, entry) in log.iter().enumerate() {
-        let (position, value) = entry?;
-        if value.len() < 17 {
-            continue;
-        }
-        let Some(bytes) = events.get(&value[..16])? else {
-            continue;
-        };
-        head = chain::link(&head, &chain::sha256(&bytes));
-        let mut entry = [0u8; LOG_ENTRY_LEN];
-        entry[..17].copy_from_slice(&value[..17]);
-        entry[17..].copy_from_slice(&head);
-        log_batch.insert(position, &entry[..]);
-        if done % (4 * MIGRATION_BATCH_CLAIMS) == 0 {
-            log.apply_batch(std::mem::take(&mut log_batch))?;
-        }
-    }
-    log.apply_batch(log_batch)
-}
-
 /// Field number of the copy of the latest response in a claim record.
 /// `domain::Claim` does not use it, so decoding a record as a `Claim` (or a
 /// `ClaimStatus`) skips the copy.
@@ -607,37 +493,6 @@ pub(super) fn claim_record(claim: &Claim, latest_response: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Migration to version 5: rewrites every claim record as
-/// [`claim_record`], with the copy of its latest response. Records that
-/// already have it are left alone, so the step is safe to repeat.
-fn copy_latest_responses(claims: &sled::Tree, responses: &sled::Tree) -> sled::Result<()> {
-    let mut batch = sled::Batch::default();
-    let mut pending = 0;
-    for entry in claims.iter() {
-        let (key, value) = entry?;
-        let Ok(claim) = Claim::decode(value.as_ref()) else {
-            tracing::error!(key = ?key, "skipping an undecodable claim while copying latest responses");
-            continue;
-        };
-        let total = claim.evidence.as_ref().map_or(0, |e| e.total);
-        let latest = match total {
-            0 => None,
-            n => responses.get(pair(claim.id, n))?,
-        };
-        let record = claim_record(&claim, latest.as_deref().unwrap_or_default());
-        if record != value.as_ref() {
-            batch.insert(key, record);
-            pending += 1;
-        }
-        if pending == MIGRATION_BATCH_CLAIMS {
-            claims.apply_batch(std::mem::take(&mut batch))?;
-            pending = 0;
-        }
-    }
-    claims.apply_batch(batch)
-}
-
-/// A claim record and the encoded copy of its latest response.
 fn load_claim(claims: &TransactionalTree, id: u64) -> TxResult<(Claim, Vec<u8>)> {
     match claims.get(be(id))? {
         Some(bytes) => {
@@ -1148,187 +1003,6 @@ impl SledEngine {
     }
 }
 
-/// The two Hamming indexes over the claims' PDQ hashes.
-#[derive(Default)]
-struct PdqIndexes {
-    /// Hashes of unknown quality (given by a caller) or at least
-    /// [`crate::domain::pdq::MIN_RELIABLE_QUALITY`].
-    reliable: PdqIndex,
-    /// Hashes below [`crate::domain::pdq::MIN_RELIABLE_QUALITY`]: searched only when asked.
-    low_quality: PdqIndex,
-}
-
-impl PdqIndexes {
-    /// Hashes in both indexes.
-    fn len(&self) -> usize {
-        self.reliable.len() + self.low_quality.len()
-    }
-
-    /// Builds both indexes from `claims_by_pdq` (start-up). `None` when
-    /// `stop` was set before the end.
-    fn build(tree: &sled::Tree, stop: &AtomicBool) -> sled::Result<Option<Self>> {
-        let mut reliable = Vec::new();
-        let mut low_quality = Vec::new();
-        for (n, entry) in tree.iter().enumerate() {
-            if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let (key, value) = entry?;
-            if key.len() != 8 || value.len() != 33 {
-                tracing::error!(
-                    key_len = key.len(),
-                    value_len = value.len(),
-                    "skipping a malformed claims_by_pdq entry: its claim cannot be found by similarity"
-                );
-                continue;
-            }
-            let hash = Pdq(value[..32].try_into().expect("32 bytes"));
-            let target = if is_reliable(i32::from(value[32])) {
-                &mut reliable
-            } else {
-                &mut low_quality
-            };
-            target.push((u64_at(&key, 0), hash));
-        }
-        Ok(Some(PdqIndexes {
-            reliable: PdqIndex::from_entries(reliable),
-            low_quality: PdqIndex::from_entries(low_quality),
-        }))
-    }
-
-    fn insert(&mut self, id: u64, hash: Pdq, quality: i32) {
-        if is_reliable(quality) {
-            self.reliable.insert(id, hash);
-        } else {
-            self.low_quality.insert(id, hash);
-        }
-    }
-}
-
-/// Where the background build of the PDQ indexes stands.
-#[derive(Clone, Debug, PartialEq)]
-enum IndexState {
-    Building,
-    Ready,
-    Failed(String),
-}
-
-/// The PDQ indexes are built from `claims_by_pdq` on their own thread, so
-/// that a large archive serves reads before its million hashes are indexed
-/// (reading the tree is most of a start-up: BENCHMARKS.md). Everything that
-/// uses the index waits for [`IndexBuild::ready`] first, so no registration
-/// can insert into the index before the build has put it in place.
-struct IndexBuild {
-    state: tokio::sync::watch::Receiver<IndexState>,
-    /// Stopped early when the store is dropped.
-    _worker: Background,
-}
-
-/// A named thread that is asked to stop and joined when dropped, so that
-/// the data directory is released (the thread holds trees) with the store.
-struct Background {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Background {
-    /// Runs `work`, which should return soon after its flag is set.
-    fn spawn(name: &str, work: impl FnOnce(&AtomicBool) + Send + 'static) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || work(&stopping))?;
-        Ok(Background {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// No thread.
-    fn none() -> Self {
-        Background {
-            stop: Arc::new(AtomicBool::new(true)),
-            thread: None,
-        }
-    }
-
-    /// Whether the work is over (or there was none).
-    #[cfg(test)]
-    fn finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl IndexBuild {
-    fn start(tree: sled::Tree, target: Arc<RwLock<PdqIndexes>>) -> std::io::Result<Self> {
-        let (send, state) = tokio::sync::watch::channel(IndexState::Building);
-        let worker = Background::spawn("pdq-index-build", move |stopping| {
-            let started = std::time::Instant::now();
-            let outcome = match PdqIndexes::build(&tree, stopping) {
-                Ok(Some(built)) => {
-                    let entries = built.reliable.len() + built.low_quality.len();
-                    *target.write().unwrap_or_else(PoisonError::into_inner) = built;
-                    tracing::info!(
-                        entries,
-                        build_ms = started.elapsed().as_millis() as u64,
-                        "PDQ index ready"
-                    );
-                    IndexState::Ready
-                }
-                Ok(None) => IndexState::Failed("the store was closed".into()),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot build the PDQ index: similarity searches and registrations will fail");
-                    IndexState::Failed(err.to_string())
-                }
-            };
-            send.send_replace(outcome);
-        })?;
-        Ok(IndexBuild {
-            state,
-            _worker: worker,
-        })
-    }
-
-    /// No index at all: everything that needs it fails.
-    fn skipped() -> Self {
-        let (_, state) = tokio::sync::watch::channel(IndexState::Failed(
-            "this store was opened without it (an offline tool)".into(),
-        ));
-        IndexBuild {
-            state,
-            _worker: Background::none(),
-        }
-    }
-
-    async fn ready(&self) -> Result<()> {
-        if *self.state.borrow() == IndexState::Ready {
-            return Ok(());
-        }
-        let mut state = self.state.clone();
-        let outcome = state
-            .wait_for(|s| *s != IndexState::Building)
-            .await
-            .map(|s| s.clone())
-            .unwrap_or_else(|_| IndexState::Failed("the build thread ended".into()));
-        match outcome {
-            IndexState::Failed(cause) => Err(Error::Internal(format!(
-                "the PDQ index could not be built: {cause}"
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// A claim record's status fields and its copy of the latest response.
 fn status_of(record: &[u8], id: u64) -> Result<StatusView> {
     let at = format!("claims/{id}");
@@ -1347,77 +1021,6 @@ fn claim_view(record: &[u8], id: u64) -> Result<ClaimView> {
         claim: decode(record, &at)?,
         latest_response: latest.response,
     })
-}
-
-/// Fills the status and claim caches from the claims tree, newest first,
-/// on its own thread, until both are nearly full or every claim is in.
-struct Warmer;
-
-/// Claims read per batch by [`Warmer`].
-const WARM_BATCH: usize = 1024;
-
-impl Warmer {
-    fn start(
-        claims: sled::Tree,
-        caches: (Arc<StatusCache>, Arc<ClaimCache>),
-    ) -> std::io::Result<Background> {
-        Background::spawn("cache-fill", move |stopping| {
-            let started = std::time::Instant::now();
-            match Self::fill(&claims, (&caches.0, &caches.1), stopping) {
-                Ok((statuses, claims)) => tracing::info!(
-                    statuses,
-                    claims,
-                    fill_ms = started.elapsed().as_millis() as u64,
-                    "caches filled"
-                ),
-                Err(err) => {
-                    tracing::warn!(error = %err, "filling the caches stopped; reads fill them instead")
-                }
-            }
-        })
-    }
-
-    /// Each batch is read by an iterator made after the shards' write
-    /// epochs were taken, so a value that a write has since replaced is
-    /// never put in (see [`RecordCache::fill`](super::record_cache::RecordCache::fill)).
-    /// Returns how many statuses and claims it put in.
-    fn fill(
-        claims: &sled::Tree,
-        (statuses, views): (&StatusCache, &ClaimCache),
-        stop: &AtomicBool,
-    ) -> Result<(u64, u64)> {
-        let mut before = u64::MAX;
-        let mut filled = (0, 0);
-        loop {
-            let fill_statuses = !statuses.nearly_full();
-            let fill_claims = !views.nearly_full();
-            if stop.load(Ordering::Relaxed) || !(fill_statuses || fill_claims) {
-                return Ok(filled);
-            }
-            let epochs = (statuses.epochs(), views.epochs());
-            let mut read = 0;
-            for entry in claims.range(..be(before)).rev().take(WARM_BATCH) {
-                let (key, value) = entry.map_err(|e| match before {
-                    u64::MAX => storage(e, "claims"),
-                    _ => storage(e, &format!("claims (the entry before claims/{before})")),
-                })?;
-                let id = u64_at(&key, 0);
-                if fill_statuses {
-                    let status = status_of(&value, id)?;
-                    filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status));
-                }
-                if fill_claims {
-                    let claim = SharedClaim::from(claim_view(&value, id)?);
-                    filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim));
-                }
-                before = id;
-                read += 1;
-            }
-            if read < WARM_BATCH {
-                return Ok(filled);
-            }
-        }
-    }
 }
 
 /// A claim's entry in the PDQ index: id, hash, quality.
@@ -1458,24 +1061,8 @@ pub(super) fn sha_index_key(sha: &[u8; 32], id: u64) -> [u8; 40] {
     key
 }
 
-/// Rewrites version 1's packed `sha256 -> [claim_id]` entries as
-/// `sha256 ‖ claim_id` keys, in one atomic batch. Safe to repeat: a
-/// directory already migrated has no 32-byte keys.
-fn migrate_sha256_index(tree: &sled::Tree) -> sled::Result<()> {
-    let mut batch = sled::Batch::default();
-    for entry in tree.iter() {
-        let (key, ids) = entry?;
-        let Ok(sha) = <[u8; 32]>::try_from(key.as_ref()) else {
-            continue;
-        };
-        batch.remove(key);
-        for chunk in ids.chunks_exact(8) {
-            batch.insert(&sha_index_key(&sha, u64_at(chunk, 0))[..], &[]);
-        }
-    }
-    tree.apply_batch(batch)
-}
-
+mod background;
+mod migrate;
 mod store_impl;
 #[cfg(test)]
 mod tests;
