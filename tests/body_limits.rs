@@ -19,19 +19,8 @@ async fn stalled_register(
     declared: usize,
     sent: usize,
 ) -> tokio::task::JoinHandle<(Code, String)> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::post(format!(
-        "http://{addr}/photoclaim.v1.ClaimService/RegisterClaim"
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .unwrap();
+    let mut client = h2_client(addr).await;
+    let request = grpc_request(addr, "RegisterClaim", &[]);
     let (response, mut send) = client.send_request(request, false).unwrap();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(declared as u32).to_be_bytes());
@@ -187,22 +176,9 @@ async fn raw_body_call(
     body: &[u8],
     extra: &[(&str, &str)],
 ) -> (Code, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
-    let mut request =
-        http::Request::post(format!("http://{addr}/photoclaim.v1.ClaimService/{method}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers");
-    for (name, value) in extra {
-        request = request.header(*name, *value);
-    }
-    let (response, mut send) = client
-        .send_request(request.body(()).unwrap(), body.is_empty())
-        .unwrap();
+    let mut client = h2_client(addr).await;
+    let request = grpc_request(addr, method, extra);
+    let (response, mut send) = client.send_request(request, body.is_empty()).unwrap();
     if !body.is_empty() {
         send.send_data(Bytes::copy_from_slice(body), true).unwrap();
     }

@@ -184,13 +184,8 @@ async fn the_server_advertises_its_per_connection_stream_limit() {
         &["--max-calls-per-connection", "24"],
     );
     assert!(serving(&server.addr).await);
-    let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
     // The server's SETTINGS arrive with its first frames; wait for them.
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_client(&server.addr).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.current_max_send_streams() != 24 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

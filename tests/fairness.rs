@@ -28,22 +28,13 @@ struct Slowloris {
 }
 
 async fn slowloris(addr: &str, token: &str, calls: usize) -> Slowloris {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let client = common::h2_client(addr).await;
     let mut streams = Vec::new();
     let mut responses = Vec::new();
     for _ in 0..calls {
         let mut ready = client.clone().ready().await.unwrap();
-        let request =
-            http::Request::post(format!("http://{addr}/photoclaim.v1.ClaimService/GetClaim"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .header("authorization", format!("Bearer {token}"))
-                .body(())
-                .unwrap();
+        let bearer = format!("Bearer {token}");
+        let request = common::grpc_request(addr, "GetClaim", &[("authorization", &bearer)]);
         let (response, send) = ready.send_request(request, false).unwrap();
         streams.push(send);
         responses.push(response);

@@ -56,19 +56,10 @@ impl Log {
 /// (no client codec in the way); the status from the trailers, or from the
 /// headers of a trailers-only reply.
 async fn raw_call(addr: &str, method: &str, message: &[u8]) -> tonic::Status {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::post(format!("http://{addr}/photoclaim.v1.ClaimService/{method}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let mut client = common::h2_client(addr).await;
+    let request = common::grpc_request(addr, method, &[]);
     let (response, mut send) = client.send_request(request, false).unwrap();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
+    let frame = common::grpc_frame(message);
     send.send_data(frame.into(), true).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await

@@ -276,18 +276,9 @@ impl RawWatch {
             .unwrap();
         tokio::spawn(connection);
         let mut client = client.ready().await.unwrap();
-        let request = http::Request::post(format!(
-            "http://{addr}/photoclaim.v1.ClaimService/WatchClaimEvents"
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+        let request = grpc_request(&addr.to_string(), "WatchClaimEvents", &[]);
         let (response, mut send) = client.send_request(request, false).unwrap();
-        let message = req.encode_to_vec();
-        let mut frame = vec![0u8];
-        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&message);
+        let frame = grpc_frame(&req.encode_to_vec());
         send.send_data(frame.into(), true).unwrap();
         let response = response.await.unwrap();
         assert_eq!(response.status(), 200);

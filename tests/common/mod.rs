@@ -227,6 +227,38 @@ pub async fn scrape_metrics(addr: &str) -> (String, String) {
     )
 }
 
+/// A raw HTTP/2 client of the server at `addr`, its connection driven on
+/// a task: for tests that control frames and flow control themselves.
+pub async fn h2_client(addr: &str) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.unwrap()
+}
+
+/// The headers of a gRPC call of `ClaimService.{method}` on `addr`, with
+/// the `extra` headers.
+pub fn grpc_request(addr: &str, method: &str, extra: &[(&str, &str)]) -> http::Request<()> {
+    let mut request =
+        http::Request::post(format!("http://{addr}/photoclaim.v1.ClaimService/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    request.body(()).unwrap()
+}
+
+/// `message` in a gRPC frame: no compression, its length, its bytes.
+pub fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
 /// `grpc.health.v1.Health/Check` of `service` on the server at `addr`.
 pub async fn health(
     addr: &str,
