@@ -203,7 +203,7 @@ impl SledStore {
                     cause = %cause,
                     "a write to disk failed; writes are refused until the store is reopened"
                 );
-                return Err(Shared::write_failed(&self.shared, &kept));
+                return Err(self.shared.write_failed(&kept));
             }
         }
         result
@@ -230,15 +230,12 @@ impl Shared {
     /// The engine, waiting for a reopening in progress (at most
     /// [`REOPEN_WAIT`]).
     async fn engine(&self) -> Result<Arc<SledEngine>> {
-        let reopening = || {
+        let slot = tokio::time::timeout(REOPEN_WAIT, self.engine.read()).await;
+        slot.ok().and_then(|slot| slot.clone()).ok_or_else(|| {
             Error::Unavailable(
                 "the store is being reopened after a failed write to disk; retry shortly".into(),
             )
-        };
-        match tokio::time::timeout(REOPEN_WAIT, self.engine.read()).await {
-            Ok(slot) => slot.clone().ok_or_else(reopening),
-            Err(_) => Err(reopening()),
-        }
+        })
     }
 
     /// Free space of the data directory's file system, also reported in
@@ -261,9 +258,7 @@ impl Shared {
     fn admit_write(self: &Arc<Self>) -> Result<()> {
         let min_free_bytes = self.settings().min_free_bytes;
         if self.needs_reopen.load(Ordering::Acquire) {
-            let refusal = refusal(&self.writability.borrow())
-                .unwrap_or_else(|| reopening("a write to disk failed"));
-            return Err(self.refused(noted(refusal, UNCHANGED)));
+            return Err(refusal(&self.writability.borrow(), UNCHANGED));
         }
         if min_free_bytes == 0 {
             return Ok(());
@@ -274,10 +269,10 @@ impl Shared {
                     free_bytes,
                     min_free_bytes,
                 };
-                let err = refusal(&state).unwrap_or_else(|| reopening("the disk is full"));
+                let err = refusal(&state, UNCHANGED);
                 self.set_writability(state);
                 self.start_recovery();
-                Err(self.refused(noted(err, UNCHANGED)))
+                Err(err)
             }
             _ => {
                 if *self.writability.borrow() != Writability::Writable {
@@ -288,37 +283,22 @@ impl Shared {
         }
     }
 
-    /// Counts a refused write.
-    fn refused(&self, err: Error) -> Error {
-        let reason = match err {
-            Error::ResourceExhausted(_) => "disk_full",
-            _ => "reopening",
-        };
-        crate::metrics::global().write_refused(reason);
-        err
-    }
-
     /// The engine keeps the failure `kept` of a disk write: writes are
     /// refused until it is reopened. The error for the write that failed.
-    fn write_failed(this: &Arc<Self>, kept: &sled::Error) -> Error {
-        this.needs_reopen.store(true, Ordering::Release);
-        let min_free_bytes = this.settings().min_free_bytes;
+    fn write_failed(self: &Arc<Self>, kept: &sled::Error) -> Error {
+        self.needs_reopen.store(true, Ordering::Release);
         let state = if is_disk_full(kept) {
             Writability::DiskFull {
-                free_bytes: this.disk_free().unwrap_or(0),
-                min_free_bytes,
+                free_bytes: self.disk_free().unwrap_or(0),
+                min_free_bytes: self.settings().min_free_bytes,
             }
         } else {
             Writability::Failed(kept.to_string())
         };
-        let err = refusal(&state).unwrap_or_else(|| reopening("a write to disk failed"));
-        this.set_writability(state);
-        this.start_recovery();
-        let err = noted(
-            err,
-            "this write may not have been saved: retry it with the same request_id",
-        );
-        this.refused(err)
+        let err = refusal(&state, MAYBE_SAVED);
+        self.set_writability(state);
+        self.start_recovery();
+        err
     }
 
     fn set_writability(&self, state: Writability) {
@@ -472,14 +452,22 @@ fn is_disk_full(err: &sled::Error) -> bool {
     }
 }
 
-/// The error for a write refused in `state` (`None` when writable).
-fn refusal(state: &Writability) -> Option<Error> {
+/// What a refused write was told about itself: refused up front, or
+/// failed on the disk.
+const UNCHANGED: &str = "this write changed nothing";
+const MAYBE_SAVED: &str = "this write may not have been saved: retry it with the same request_id";
+
+/// The error for a write refused in `state` (`Writable` only in the moment
+/// before a failed write's state is published), with `note` on what became
+/// of the write; counted in `photoclaim_storage_writes_refused_total`.
+fn refusal(state: &Writability, note: &str) -> Error {
+    let metrics = crate::metrics::global();
     match state {
-        Writability::Writable => None,
         Writability::DiskFull {
             free_bytes,
             min_free_bytes,
         } => {
+            metrics.write_refused("disk_full");
             let reserve = if *min_free_bytes == 0 {
                 String::new()
             } else {
@@ -488,32 +476,22 @@ fn refusal(state: &Writability) -> Option<Error> {
                     mib(*min_free_bytes)
                 )
             };
-            Some(Error::ResourceExhausted(format!(
+            Error::ResourceExhausted(format!(
                 "disk full: the data directory's file system has {} free{reserve}. Reads are \
-                 served, and writes resume by themselves once space is freed",
+                 served, and writes resume by themselves once space is freed; {note}",
                 mib(*free_bytes),
-            )))
+            ))
         }
-        Writability::Failed(cause) => Some(reopening(cause)),
+        Writability::Failed(cause) => reopening(cause, note),
+        Writability::Writable => reopening("a write to disk failed", note),
     }
 }
 
-/// The note of a write refused before it reached the disk.
-const UNCHANGED: &str = "this write changed nothing";
-
-/// `err` with `note` appended to its message.
-fn noted(err: Error, note: &str) -> Error {
-    match err {
-        Error::ResourceExhausted(msg) => Error::ResourceExhausted(format!("{msg}; {note}")),
-        Error::Unavailable(msg) => Error::Unavailable(format!("{msg}; {note}")),
-        other => other,
-    }
-}
-
-fn reopening(cause: &str) -> Error {
+fn reopening(cause: &str, note: &str) -> Error {
+    crate::metrics::global().write_refused("reopening");
     Error::Unavailable(format!(
         "writes are refused while the store reopens after a failed write to disk ({cause}); \
-         retry shortly"
+         retry shortly; {note}"
     ))
 }
 
