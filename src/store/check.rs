@@ -7,12 +7,12 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::schema;
-use super::sled_store::{
-    be, claim_record, log_head, open_db, pair, pdq_entry, read_format_version, sha_index_key,
-    sha_key, state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID,
-    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+use super::schema::{
+    self, be, claim_record, log_head, pair, pdq_entry, sha_index_key, sha_key, state_key, u64_at,
+    IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH,
+    OP_REGISTER,
 };
+use super::sled_store::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, Hash};

@@ -1,5 +1,5 @@
-//! [`SledStore`]: the sled backend as servers and tools use it, one
-//! [`SledEngine`] behind a handle that guards the disk and can swap the
+//! [`SledStore`]: the sled backend as servers and tools use it, the core
+//! over one [`SledEngine`] behind a handle that guards the disk and can swap the
 //! engine in-process.
 //!
 //! - **Disk space is checked before sled sees a write.** While the data
@@ -10,7 +10,7 @@
 //! - **A failed write to disk is recovered without a restart.** sled keeps
 //!   the error of a failed disk write and refuses every later write until it
 //!   is opened again. After a write fails, the handle asks the engine whether
-//!   that happened ([`SledEngine::failed_write`]); if so, writes are refused
+//!   that happened (`SledEngine::failed_write`); if so, writes are refused
 //!   (`ResourceExhausted` while the disk is full, `Unavailable` otherwise)
 //!   while reads go on, and a background task waits for free space, lets the
 //!   calls in flight finish, closes the engine and opens the directory
@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, RwLock};
 
+use super::core::{Core, CoreOptions};
 use super::sled_store::{OpenError, SledEngine};
 use super::{
     Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey, Registered,
@@ -67,7 +68,7 @@ struct Shared {
     /// How the engine was opened, to open it the same way again.
     settings: Mutex<Settings>,
     /// `None` only while a reopening found no engine it could open.
-    engine: RwLock<Option<Arc<SledEngine>>>,
+    engine: RwLock<Option<Arc<Core<SledEngine>>>>,
     /// Durable log positions, shared by every engine opened here, so that
     /// watchers stay subscribed across a reopening.
     durable_log: Arc<watch::Sender<u64>>,
@@ -120,7 +121,7 @@ impl SledStore {
         cache_bytes: u64,
         build_index: bool,
     ) -> std::result::Result<Self, OpenError> {
-        let engine = SledEngine::open_shared(dir, cache_bytes, build_index, None)?;
+        let engine = open_core(dir, cache_bytes, build_index, None)?;
         let durable_log = engine.durable_log_sender();
         let page_token_key = engine.page_token_key();
         Ok(SledStore {
@@ -144,7 +145,7 @@ impl SledStore {
 
     /// Bounds the in-process status and claim caches to `status_bytes` and
     /// `claim_bytes` (0 turns one off) and fills them on a background
-    /// thread with the newest claims (see `SledEngine::with_caches`); a
+    /// thread with the newest claims (see [`Core::with_caches`]); a
     /// reopened engine gets the same.
     pub fn with_caches(self, status_bytes: u64, claim_bytes: u64) -> Self {
         self.settings().caches = Some((status_bytes, claim_bytes));
@@ -176,7 +177,7 @@ impl SledStore {
     }
 
     /// Waits until the PDQ index built at open is ready (see
-    /// `SledEngine::pdq_index_ready`).
+    /// [`Core::pdq_index_ready`]).
     pub async fn pdq_index_ready(&self) -> Result<()> {
         self.shared.engine().await?.pdq_index_ready().await
     }
@@ -190,14 +191,14 @@ impl SledStore {
     /// (a failed disk write) starts the recovery.
     async fn write<T, F, Fut>(&self, op: F) -> Result<T>
     where
-        F: FnOnce(Arc<SledEngine>) -> Fut,
+        F: FnOnce(Arc<Core<SledEngine>>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.shared.admit_write()?;
         let engine = self.shared.engine().await?;
         let result = op(Arc::clone(&engine)).await;
         if let Err(Error::Internal(cause)) = &result {
-            if let Some(kept) = engine.failed_write().await {
+            if let Some(kept) = engine.engine().failed_write().await {
                 tracing::error!(
                     error = %kept,
                     cause = %cause,
@@ -212,7 +213,7 @@ impl SledStore {
     /// Runs the read `op` on the engine.
     async fn read<T, F, Fut>(&self, op: F) -> Result<T>
     where
-        F: FnOnce(Arc<SledEngine>) -> Fut,
+        F: FnOnce(Arc<Core<SledEngine>>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         op(self.shared.engine().await?).await
@@ -229,7 +230,7 @@ impl Shared {
 
     /// The engine, waiting for a reopening in progress (at most
     /// [`REOPEN_WAIT`]).
-    async fn engine(&self) -> Result<Arc<SledEngine>> {
+    async fn engine(&self) -> Result<Arc<Core<SledEngine>>> {
         let slot = tokio::time::timeout(REOPEN_WAIT, self.engine.read()).await;
         slot.ok().and_then(|slot| slot.clone()).ok_or_else(|| {
             Error::Unavailable(
@@ -374,7 +375,7 @@ impl Shared {
         let dir = self.dir.clone();
         let durable_log = Arc::clone(&self.durable_log);
         let opened = tokio::task::spawn_blocking(move || {
-            SledEngine::open_shared(
+            open_core(
                 &dir,
                 settings.cache_bytes,
                 settings.build_index,
@@ -391,6 +392,25 @@ impl Shared {
         *slot = Some(Arc::new(engine));
         Ok(())
     }
+}
+
+/// Opens the engine in `dir` and starts the core over it (see
+/// [`CoreOptions`]).
+fn open_core(
+    dir: &Path,
+    cache_bytes: u64,
+    build_index: bool,
+    durable_log: Option<Arc<watch::Sender<u64>>>,
+) -> std::result::Result<Core<SledEngine>, OpenError> {
+    let engine = SledEngine::open(dir, cache_bytes)?;
+    let options = CoreOptions {
+        build_index,
+        durable_log,
+    };
+    Core::start(engine, options).map_err(|e| OpenError::Other {
+        dir: dir.to_path_buf(),
+        cause: e.to_string(),
+    })
 }
 
 /// Waits until writes can be taken again: for free space, and for a

@@ -1,22 +1,32 @@
-//! Storage: one trait, [`Store`], and its sled implementation, [`SledStore`]
-//! (a `sled_store::SledEngine` behind a handle that reopens it in-process
-//! after a failed write, see `handle`).
+//! Storage: the trait the server and commands use, [`Store`], written
+//! once over any engine by the core, and the engines under it.
 //!
-//! Every write method's changes are committed together in one transaction
-//! across the trees it touches (claim writes share it with the others of
-//! their batch, see `batch_commit`), and it returns only once the write is
-//! durable. A miss on a read is `Ok(None)` (or
-//! `NotFound` where the operation names a parent that must exist). A later
-//! backend (PostgreSQL) implements the same trait and runs the same tests.
+//! - [`Core`] (`core/`) implements [`Store`] over an [`Engine`]: the rules,
+//!   idempotency, etags, log positions, chain sealing, similarity and the
+//!   derived state (caches, PDQ index) that follows every commit.
+//! - [`Engine`] (`engine.rs`) is the storage interface: tables read by key
+//!   or range ([`Table`], layouts in `schema.rs`) and one atomic, durable
+//!   commit of a write.
+//! - Engines: sled (`sled_store/`, a data directory), used through
+//!   [`SledStore`], a handle that guards the disk and reopens the engine
+//!   in-process after a failed write (`handle.rs`); and memory
+//!   ([`MemoryStore`], `memory.rs`), the reference backend.
+//!
+//! Every write method's changes are committed together atomically and it
+//! returns only once the write is durable. A miss on a read is `Ok(None)`
+//! (or `NotFound` where the operation names a parent that must exist).
+//! `tests/conformance.rs` runs one suite against every backend.
 
-mod batch_commit;
 mod check;
 mod compact;
+mod core;
+mod engine;
+mod errors;
 mod handle;
+mod memory;
 mod record_cache;
 mod restore;
 mod schema;
-mod sled_errors;
 mod sled_store;
 
 use std::future::Future;
@@ -33,14 +43,42 @@ use crate::domain::{
     VerificationState,
 };
 
+pub use self::core::Core;
 pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
 pub use compact::{copy_trees, Compacted};
+pub use engine::{After, Committed, Engine, KeyRange, Scan, TxError, WriteTx};
+pub use errors::StorageError;
 pub use handle::{SledStore, DEFAULT_MIN_FREE_DISK_BYTES};
+pub use memory::MemoryEngine;
 pub use restore::{Restored, Restorer};
-pub use sled_store::{
-    OpenError, DEFAULT_CACHE_BYTES, DEFAULT_CLAIM_CACHE_BYTES, DEFAULT_STATUS_CACHE_BYTES,
-    DIR_FORMAT_VERSION,
-};
+pub use schema::Table;
+pub use sled_store::{OpenError, DEFAULT_CACHE_BYTES, DIR_FORMAT_VERSION};
+
+/// The status cache of a server (BENCHMARKS.md gives its size in claims).
+pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// The claim cache of a server (BENCHMARKS.md gives its size in claims).
+pub const DEFAULT_CLAIM_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The reference backend: the core over [`MemoryEngine`] (`serve
+/// --in-memory`, and the tests' fast backend). Nothing is kept on disk.
+pub type MemoryStore = Core<MemoryEngine>;
+
+impl MemoryStore {
+    /// An empty store in memory, its PDQ index ready at once.
+    pub fn in_memory() -> Result<Self> {
+        let options = core::CoreOptions {
+            build_index: true,
+            durable_log: None,
+        };
+        Core::start(MemoryEngine::new()?, options)
+    }
+
+    /// [`MemoryStore::in_memory`] for tests and demos; panics only if no
+    /// thread or randomness is to be had.
+    pub fn new() -> Self {
+        Self::in_memory().expect("start an in-memory store")
+    }
+}
 
 /// Bytes of the key that signs page tokens ([`Store::page_token_key`]).
 pub const PAGE_TOKEN_KEY_LEN: usize = 32;

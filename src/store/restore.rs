@@ -7,12 +7,12 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::schema;
-use super::sled_store::{
-    be, claim_record, log_entry, open_db, pair, pdq_entry, request_key, sha_index_key, sha_key,
+use super::schema::{
+    self, be, claim_record, log_entry, pair, pdq_entry, request_key, sha_index_key, sha_key,
     state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
     META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
+use super::sled_store::open_db;
 use super::{RequestRecord, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
 use crate::domain::chain;

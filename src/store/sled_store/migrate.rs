@@ -2,7 +2,10 @@
 //! version ([`super::DIR_FORMAT_VERSION`]); each is safe to repeat, so a
 //! crash in the middle is recovered by the next open.
 
+use super::schema::{claim_record, log_entry, sha_index_key, LOG_ENTRY_LEN};
 use super::*;
+use crate::domain::{chain, Claim, ClaimEvent, EventDetails};
+use prost::Message;
 
 /// Version 3: gives every stored event a log position, in the order the
 /// events were made (by time; a claim's own events keep their sequence order
@@ -176,4 +179,61 @@ pub(super) fn migrate_sha256_index(tree: &sled::Tree) -> sled::Result<()> {
         }
     }
     tree.apply_batch(batch)
+}
+
+/// Brings the directory in `db` to [`DIR_FORMAT_VERSION`], one step per
+/// version it is behind, and records the version (the caller flushes).
+pub(super) fn migrate(
+    dir: &Path,
+    db: &sled::Db,
+    meta: &sled::Tree,
+) -> std::result::Result<(), OpenError> {
+    let other = |cause: sled::Error| OpenError::Other {
+        dir: dir.to_path_buf(),
+        cause: cause.to_string(),
+    };
+    let by_sha256 = db.open_tree(schema::CLAIMS_BY_SHA256).map_err(other)?;
+    let found = read_format_version(dir, &meta)?.unwrap_or(DIR_FORMAT_VERSION);
+    if found > DIR_FORMAT_VERSION {
+        return Err(OpenError::TooNew {
+            dir: dir.to_path_buf(),
+            found,
+            supported: DIR_FORMAT_VERSION,
+        });
+    }
+    if found < 2 {
+        migrate_sha256_index(&by_sha256).map_err(other)?;
+        let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
+        let last = claims.last().map_err(other)?;
+        let last_id = last.map(|(key, _)| u64_at(&key, 0)).unwrap_or(0);
+        meta.insert(META_LAST_CLAIM_ID, &be(last_id))
+            .map_err(other)?;
+    }
+    let events = db.open_tree(schema::EVENTS).map_err(other)?;
+    let event_log = db.open_tree(schema::EVENT_LOG).map_err(other)?;
+    if found < 3 {
+        let last = build_event_log(&events, &event_log).map_err(other)?;
+        meta.insert(META_LAST_LOG_POSITION, &be(last))
+            .map_err(other)?;
+    }
+    if found < 4 {
+        let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
+        let responses = db.open_tree(schema::RESPONSES).map_err(other)?;
+        seal_chains(&claims, &events, &responses, &event_log).map_err(other)?;
+    }
+    if found < 5 {
+        let claims = db.open_tree(schema::CLAIMS).map_err(other)?;
+        let responses = db.open_tree(schema::RESPONSES).map_err(other)?;
+        copy_latest_responses(&claims, &responses).map_err(other)?;
+    }
+    if found < DIR_FORMAT_VERSION {
+        tracing::info!(
+            from = found,
+            to = DIR_FORMAT_VERSION,
+            "migrated data directory"
+        );
+    }
+    meta.insert(META_FORMAT_VERSION, &DIR_FORMAT_VERSION.to_be_bytes())
+        .map_err(other)?;
+    Ok(())
 }

@@ -1,7 +1,47 @@
-//! The sled engine's own tests: layouts, migrations, crash recovery,
-//! caches and the index, below the `Store` contract.
+//! The sled engine's own tests under the core: layouts, migrations,
+//! crash recovery, caches and the index, below the `Store` contract
+//! (which `tests/conformance.rs` checks for every backend).
 
 use super::*;
+use crate::domain::access::ApiKey;
+use crate::domain::pdq::Pdq;
+use crate::domain::{Claim, ClaimEvent, OfficialResponse};
+use crate::store::core::{Core, CoreOptions};
+use crate::store::schema::{claim_record, claim_view, sha_key};
+use crate::store::MAX_SAME_IMAGE_CLAIMS;
+use crate::store::{EventFilter, NewClaim, NewResponse, NewVerdict, Similar, SimilarQuery, Store};
+use prost::Message;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+type SledEngine = Core<super::SledEngine>;
+
+/// The core over the sled engine in `dir`, its index built.
+fn open(dir: &Path) -> std::result::Result<SledEngine, OpenError> {
+    open_with(dir, DEFAULT_CACHE_BYTES, true)
+}
+
+/// Like [`open`], without the PDQ index.
+fn open_without_index(dir: &Path, cache: u64) -> std::result::Result<SledEngine, OpenError> {
+    open_with(dir, cache, false)
+}
+
+fn open_with(
+    dir: &Path,
+    cache: u64,
+    build_index: bool,
+) -> std::result::Result<SledEngine, OpenError> {
+    let engine = super::SledEngine::open(dir, cache)?;
+    let options = CoreOptions {
+        build_index,
+        durable_log: None,
+    };
+    Ok(Core::start(engine, options).expect("start the core"))
+}
+
+/// The sled tree of `table` under a core.
+fn tree(store: &SledEngine, table: Table) -> &sled::Tree {
+    store.engine().tree(table)
+}
 
 #[tokio::test]
 async fn a_directory_written_by_a_newer_format_is_refused_with_a_clear_message() {
@@ -13,7 +53,7 @@ async fn a_directory_written_by_a_newer_format_is_refused_with_a_clear_message()
             .unwrap();
         db.flush().unwrap();
     }
-    let err = SledEngine::open(dir.path()).err().expect("must refuse");
+    let err = open(dir.path()).err().expect("must refuse");
     assert!(matches!(err, OpenError::TooNew { found, .. } if found == DIR_FORMAT_VERSION + 1));
     let text = err.to_string();
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
@@ -23,8 +63,8 @@ async fn a_directory_written_by_a_newer_format_is_refused_with_a_clear_message()
 #[tokio::test]
 async fn a_new_directory_records_the_current_format_version() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
-    let meta = store.db.open_tree(schema::META).unwrap();
+    let store = open(dir.path()).unwrap();
+    let meta = store.engine().db.open_tree(schema::META).unwrap();
     let v = meta
         .get(META_FORMAT_VERSION)
         .unwrap()
@@ -63,7 +103,7 @@ async fn open_when_released(dir: &Path) -> sled::Db {
 /// Reopens the store once the dropped one has let go of the directory.
 async fn reopen(dir: &Path) -> SledEngine {
     for _ in 0..1000 {
-        match SledEngine::open(dir) {
+        match open(dir) {
             Ok(store) => return store,
             Err(OpenError::Locked(_)) => tokio::task::yield_now().await,
             Err(other) => panic!("{other}"),
@@ -85,7 +125,7 @@ async fn a_version_1_directory_is_migrated_and_keeps_its_same_image_links() {
     let dir = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
     {
-        let store = SledEngine::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         for text in ["one", "two", "three"] {
             ids.push(
                 store
@@ -112,15 +152,18 @@ async fn a_version_1_directory_is_migrated_and_keeps_its_same_image_links() {
         meta.remove(META_LAST_CLAIM_ID).unwrap();
         db.flush().unwrap();
     }
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     let version = store
+        .engine()
         .db
         .open_tree(schema::META)
         .unwrap()
         .get(META_FORMAT_VERSION)
         .unwrap();
     assert_eq!(version.unwrap().as_ref(), DIR_FORMAT_VERSION.to_be_bytes());
-    assert!(store.by_sha256.iter().all(|e| e.unwrap().0.len() == 40));
+    assert!(tree(&store, Table::ClaimsBySha256)
+        .iter()
+        .all(|e| e.unwrap().0.len() == 40));
     // Version 1 took ids from sled's generator; simulate its jump.
     let fourth = store.register_claim(on_image(&sha, "four")).await.unwrap();
     assert_eq!(texts(&fourth.same_image), ["three", "two", "one"]);
@@ -131,7 +174,7 @@ async fn a_version_1_directory_is_migrated_and_keeps_its_same_image_links() {
 async fn a_version_2_directory_gets_its_event_log_in_event_order() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledEngine::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         for text in ["one", "two"] {
             store
                 .register_claim(on_image(&"ef".repeat(32), text))
@@ -161,7 +204,7 @@ async fn a_version_2_directory_gets_its_event_log_in_event_order() {
         stripped
     };
     assert_eq!(before.len(), 2);
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     assert_eq!(*store.durable_log().borrow(), 2);
     let all = EventFilter::default();
     let batch = store.log_events(0, 2, &all, 10).await.unwrap();
@@ -228,7 +271,7 @@ fn rated(id: u64, rationale: &str) -> NewVerdict {
 /// A directory holding [`some_history`], its store closed.
 async fn dir_with_history() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     some_history(&store).await;
     store.close().await.unwrap();
     dir
@@ -291,7 +334,7 @@ async fn a_version_3_directory_gets_the_same_hash_chains_as_live_writes() {
     let store = reopen(dir.path()).await;
     let migrated: Vec<_> = ["claims", "events", "event_log"]
         .iter()
-        .map(|t| dump(&store.db, t))
+        .map(|t| dump(&store.engine().db, t))
         .collect();
     assert_eq!(
         migrated, live,
@@ -339,7 +382,7 @@ async fn a_version_4_directory_gets_copies_of_the_latest_responses_in_its_claim_
     drop(db);
     let store = reopen(dir.path()).await;
     assert_eq!(
-        dump(&store.db, "claims"),
+        dump(&store.engine().db, "claims"),
         live,
         "the same records as live writes"
     );
@@ -366,7 +409,7 @@ async fn a_version_4_directory_gets_copies_of_the_latest_responses_in_its_claim_
 async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registrations() {
     let dir = dir_with_history().await;
     let store = loop {
-        match SledEngine::open_without_index(dir.path(), 16 << 20) {
+        match open_without_index(dir.path(), 16 << 20) {
             Ok(store) => break store,
             Err(OpenError::Locked(_)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await
@@ -402,11 +445,11 @@ async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registr
 #[tokio::test]
 async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_write() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     let same = |store: &SledEngine, id: u64| {
-        let cached = store.status_cache.get(id).expect("written through");
+        let cached = store.caches().0.get(id).expect("written through");
         assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
-        let cached = store.claim_cache.get(id).expect("written through");
+        let cached = store.caches().1.get(id).expect("written through");
         assert_eq!(Some(cached.view().clone()), store.read_claim(id).unwrap());
     };
     store
@@ -435,16 +478,16 @@ async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_writ
         store.get_claim(1).await.unwrap(),
         store.read_claim(1).unwrap()
     );
-    assert_eq!(store.status_cache.len(), 0);
-    assert_eq!(store.claim_cache.len(), 0);
+    assert_eq!(store.caches().0.len(), 0);
+    assert_eq!(store.caches().1.len(), 0);
     // Turned on, they are filled in the background, then every write
     // replaces its entries.
     let store = store.with_caches(1 << 20, 1 << 20);
     while !store.caches_warmed() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(store.status_cache.len(), 3);
-    assert_eq!(store.claim_cache.len(), 3);
+    assert_eq!(store.caches().0.len(), 3);
+    assert_eq!(store.caches().1.len(), 3);
     for id in 1..=3 {
         same(&store, id);
     }
@@ -473,7 +516,7 @@ async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_writ
 #[tokio::test]
 async fn a_verdict_on_a_damaged_copy_of_the_latest_response_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     store
         .register_claim(on_image(&"ef".repeat(32), "damaged"))
         .await
@@ -487,17 +530,22 @@ async fn a_verdict_on_a_damaged_copy_of_the_latest_response_is_refused_and_chang
         })
         .await
         .unwrap();
-    let record = store.claims.get(be(1)).unwrap().unwrap();
+    let record = tree(&store, Table::Claims).get(be(1)).unwrap().unwrap();
     let claim = claim_view(&record, 1).unwrap().claim;
     let damaged = claim_record(&claim, &[0xff, 0xff, 0xff]);
-    store.claims.insert(be(1), damaged.clone()).unwrap();
+    tree(&store, Table::Claims)
+        .insert(be(1), damaged.clone())
+        .unwrap();
     let events_before = store.list_events(1, None, 100).await.unwrap().items.len();
     let err = store.set_verdict(rated(1, "checked")).await.unwrap_err();
     assert!(
         matches!(&err, Error::DataLoss(m) if m.starts_with("claims/1 ") && m.contains("official response")),
         "{err:?}"
     );
-    assert_eq!(store.claims.get(be(1)).unwrap().unwrap(), damaged);
+    assert_eq!(
+        tree(&store, Table::Claims).get(be(1)).unwrap().unwrap(),
+        damaged
+    );
     let events_after = store.list_events(1, None, 100).await.unwrap().items.len();
     assert_eq!(events_after, events_before, "no event was added");
 }
@@ -505,7 +553,7 @@ async fn a_verdict_on_a_damaged_copy_of_the_latest_response_is_refused_and_chang
 #[tokio::test]
 async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_watchers() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     store.pdq_index_ready().await.unwrap();
     let pdq = "5a".repeat(32);
     let mut draft = on_image(&"cd".repeat(32), "abandoned");
@@ -518,7 +566,7 @@ async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_wat
     // to the PDQ index before it answers, so holding the index keeps the
     // write unanswered until the caller has given up (without it, a fast
     // committer could answer within the first poll).
-    let held = store.pdq_index.write().unwrap();
+    let held = store.pdq_index().write().unwrap();
     let mut write = Box::pin(store.register_claim(draft));
     let waker = std::task::Waker::noop();
     let polled =
@@ -526,16 +574,17 @@ async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_wat
     drop(write);
     drop(held);
     assert!(polled.is_pending(), "the caller must have stopped waiting");
-    // Everything committed before this is durable once it returns.
-    store.durable().await.unwrap();
+    // Durable, and so committed and followed by the derived state.
+    let mut durable = store.durable_log();
+    durable.wait_for(|position| *position >= 1).await.unwrap();
     let claim = store.read_claim(1).unwrap().expect("the write committed");
     assert_eq!(claim.claim.claim_text, "abandoned");
     assert_eq!(
-        Some((*store.status_cache.get(1).expect("cached")).clone()),
+        Some((*store.caches().0.get(1).expect("cached")).clone()),
         store.read_status(1).unwrap()
     );
     assert_eq!(
-        Some(store.claim_cache.get(1).expect("cached").view().clone()),
+        Some(store.caches().1.get(1).expect("cached").view().clone()),
         Some(claim)
     );
     let found = store
@@ -558,11 +607,7 @@ async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() 
     let dir = tempfile::tempdir().unwrap();
     // 128 bytes a shard, less than one entry: each shard keeps only its
     // newest entry, so evictions happen all the time.
-    let store = Arc::new(
-        SledEngine::open(dir.path())
-            .unwrap()
-            .with_caches(8 << 10, 8 << 10),
-    );
+    let store = Arc::new(open(dir.path()).unwrap().with_caches(8 << 10, 8 << 10));
     for i in 0..40 {
         let claim = NewClaim {
             claim: Claim {
@@ -646,7 +691,7 @@ async fn claim_ids_are_dense_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let sha = "cd".repeat(32);
     {
-        let store = SledEngine::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         for (n, text) in ["a", "b"].into_iter().enumerate() {
             let got = store.register_claim(on_image(&sha, text)).await.unwrap();
             assert_eq!(got.claim.claim.id, n as u64 + 1);
@@ -661,7 +706,7 @@ async fn claim_ids_are_dense_across_restarts() {
 #[tokio::test]
 async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     let (a, b) = ("0a".repeat(32), "0b".repeat(32));
     let first = store.register_claim(on_image(&a, "a0")).await.unwrap();
     assert!(first.same_image.is_empty());
@@ -714,7 +759,7 @@ async fn searches_and_registrations_right_after_open_wait_for_the_background_ind
         cmd
     };
     {
-        let store = SledEngine::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         store.register_claim(with_pdq("base", &base)).await.unwrap();
         store.close().await.unwrap();
     }
@@ -765,7 +810,7 @@ async fn the_pdq_index_is_rebuilt_from_disk_and_matches_near_hashes() {
         cmd
     };
     {
-        let store = SledEngine::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         store
             .register_claim(with_pdq("base", &base, 90))
             .await
@@ -809,7 +854,7 @@ async fn the_pdq_index_is_rebuilt_from_disk_and_matches_near_hashes() {
     // The same answers from the blocking pool, where large indexes are
     // searched (small ones are searched on the calling task).
     let mut store = store;
-    store.inline_search_max_hashes = 0;
+    store.search_off_task();
     let found = store.find_similar(query(&base, false)).await.unwrap();
     assert_eq!(texts(&found), ["base", "again"]);
     assert_eq!((found[0].distance, found[1].distance), (0, 1));
@@ -823,7 +868,7 @@ async fn the_pdq_index_is_rebuilt_from_disk_and_matches_near_hashes() {
 #[tokio::test]
 async fn has_keys_turns_true_at_the_first_key_and_stays_so() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     assert!(!store.has_keys().await.unwrap(), "a new directory has none");
     let key = |id: u64, name: &str| ApiKey {
         id,
@@ -851,14 +896,14 @@ async fn has_keys_turns_true_at_the_first_key_and_stays_so() {
 #[tokio::test]
 async fn page_token_key_is_made_once_per_directory_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledEngine::open(dir.path()).unwrap();
+    let store = open(dir.path()).unwrap();
     let key = store.page_token_key();
     assert_ne!(key, [0; PAGE_TOKEN_KEY_LEN]);
     drop(store);
     let store = reopen(dir.path()).await;
     assert_eq!(store.page_token_key(), key, "loaded at open");
     let other = tempfile::tempdir().unwrap();
-    let other = SledEngine::open(other.path()).unwrap();
+    let other = open(other.path()).unwrap();
     assert_ne!(
         other.page_token_key(),
         key,

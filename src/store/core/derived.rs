@@ -1,12 +1,98 @@
-//! The engine's background threads: the PDQ indexes' build at open
-//! ([`IndexBuild`]) and the caches' warm-up ([`Warmer`]), each on a
-//! [`Background`] thread that is stopped and joined with the engine.
+//! Derived state: what the core keeps in memory beside the tables — the
+//! PDQ Hamming indexes, the status and claim caches, and the newest
+//! durable log position that watchers follow — and how it is kept.
+//!
+//! One mechanism for all of it: every committed write hands the core a
+//! [`Change`] (the claim as committed, its latest response, its new PDQ
+//! hash), and [`Derived::follow`] applies it to every piece of derived
+//! state. The engine runs it in commit order (log order), whether or not
+//! the write's caller still waits, so two writes to one claim cannot land
+//! out of order and a cancelled call cannot skip it. At open, the indexes
+//! are built from `claims_by_pdq` and the caches filled from the newest
+//! claims, each on a [`Background`] thread.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::super::engine::{all, Engine};
+use super::super::record_cache::{ClaimCache, StatusCache};
+use super::super::schema::{be, claim_view, is_reliable, status_of, u64_at, Table};
+use super::super::SharedClaim;
+use crate::domain::pdq::{Pdq, PdqIndex};
+use crate::domain::{Claim, ClaimStatus, ClaimView, Error, OfficialResponse, Result, StatusView};
+
+/// A claim's entry in the PDQ index: id, hash, quality.
+pub(super) type IndexEntry = (u64, Pdq, i32);
+
+/// What one committed write changed, for the derived state.
+pub(super) struct Change<'a> {
+    /// The claim as committed.
+    pub(super) claim: &'a Claim,
+    /// Its latest response as committed.
+    pub(super) latest_response: Option<OfficialResponse>,
+    /// A registration's hash, new in the index.
+    pub(super) new_hash: Option<IndexEntry>,
+}
+
+/// The derived state, shared with the engine's commit steps.
+#[derive(Clone)]
+pub(super) struct Derived {
+    pub(super) status_cache: Arc<StatusCache>,
+    pub(super) claim_cache: Arc<ClaimCache>,
+    pub(super) pdq_index: Arc<RwLock<PdqIndexes>>,
+    pub(super) durable_log: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Derived {
+    /// Applies a committed write to every piece of derived state.
+    ///
+    /// Registrations wait for the index to be built before they write. An
+    /// insert that rebuilds the index's tables (at 1M claims, one in about
+    /// 15,600, a quarter of a second) holds up the writes queued behind it.
+    /// A panic inside the lock (none is known) leaves the indexes usable:
+    /// every change to them is a single insert, so the poisoned value is
+    /// still consistent.
+    pub(super) fn follow(&self, change: Change<'_>) {
+        let Change {
+            claim,
+            latest_response,
+            new_hash,
+        } = change;
+        self.status_cache.update(claim.id, || StatusView {
+            status: ClaimStatus::from(claim),
+            latest_response: latest_response.clone(),
+        });
+        self.claim_cache.update(claim.id, || {
+            SharedClaim::from(ClaimView {
+                claim: claim.clone(),
+                latest_response,
+            })
+        });
+        if let Some((id, hash, quality)) = new_hash {
+            let mut indexes = self
+                .pdq_index
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            indexes.insert(id, hash, quality);
+        }
+    }
+
+    /// Tells watchers that the log is durable up to `position` (0: the
+    /// write added no event): run once a write is durable. Positions
+    /// increase in commit order and durability covers every earlier
+    /// commit, so everything up to `position` is durable too.
+    pub(super) fn log_durable(&self, position: u64) {
+        self.durable_log.send_if_modified(|newest| {
+            let advanced = position > *newest;
+            *newest = (*newest).max(position);
+            advanced
+        });
+    }
+}
 
 /// The two Hamming indexes over the claims' PDQ hashes.
 #[derive(Default)]
-pub(super) struct PdqIndexes {
+pub(crate) struct PdqIndexes {
     /// Hashes of unknown quality (given by a caller) or at least
     /// [`crate::domain::pdq::MIN_RELIABLE_QUALITY`].
     pub(super) reliable: PdqIndex,
@@ -22,14 +108,15 @@ impl PdqIndexes {
 
     /// Builds both indexes from `claims_by_pdq` (start-up). `None` when
     /// `stop` was set before the end.
-    pub(super) fn build(tree: &sled::Tree, stop: &AtomicBool) -> sled::Result<Option<Self>> {
+    pub(super) fn build<E: Engine>(engine: &E, stop: &AtomicBool) -> Result<Option<Self>> {
         let mut reliable = Vec::new();
         let mut low_quality = Vec::new();
-        for (n, entry) in tree.iter().enumerate() {
+        for (n, entry) in engine.scan(Table::ClaimsByPdq, all(), false).enumerate() {
             if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            let (key, value) = entry?;
+            let (key, value) = entry.map_err(|e| e.at("claims_by_pdq"))?;
+            let (key, value) = (key.as_ref(), value.as_ref());
             if key.len() != 8 || value.len() != 33 {
                 tracing::error!(
                     key_len = key.len(),
@@ -44,7 +131,7 @@ impl PdqIndexes {
             } else {
                 &mut low_quality
             };
-            target.push((u64_at(&key, 0), hash));
+            target.push((u64_at(key, 0), hash));
         }
         Ok(Some(PdqIndexes {
             reliable: PdqIndex::from_entries(reliable),
@@ -63,7 +150,7 @@ impl PdqIndexes {
 
 /// Where the background build of the PDQ indexes stands.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum IndexState {
+enum IndexState {
     Building,
     Ready,
     Failed(String),
@@ -71,7 +158,7 @@ pub(super) enum IndexState {
 
 /// The PDQ indexes are built from `claims_by_pdq` on their own thread, so
 /// that a large archive serves reads before its million hashes are indexed
-/// (reading the tree is most of a start-up: BENCHMARKS.md). Everything that
+/// (reading the table is most of a start-up: BENCHMARKS.md). Everything that
 /// uses the index waits for [`IndexBuild::ready`] first, so no registration
 /// can insert into the index before the build has put it in place.
 pub(super) struct IndexBuild {
@@ -81,7 +168,7 @@ pub(super) struct IndexBuild {
 }
 
 /// A named thread that is asked to stop and joined when dropped, so that
-/// the data directory is released (the thread holds trees) with the store.
+/// the storage is released (the thread holds the engine) with the store.
 pub(super) struct Background {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -105,7 +192,7 @@ impl Background {
     }
 
     /// No thread.
-    pub(super) fn none() -> Self {
+    fn none() -> Self {
         Background {
             stop: Arc::new(AtomicBool::new(true)),
             thread: None,
@@ -129,16 +216,16 @@ impl Drop for Background {
 }
 
 impl IndexBuild {
-    pub(super) fn start(
-        tree: sled::Tree,
+    pub(super) fn start<E: Engine>(
+        engine: Arc<E>,
         target: Arc<RwLock<PdqIndexes>>,
     ) -> std::io::Result<Self> {
         let (send, state) = tokio::sync::watch::channel(IndexState::Building);
         let worker = Background::spawn("pdq-index-build", move |stopping| {
             let started = std::time::Instant::now();
-            let outcome = match PdqIndexes::build(&tree, stopping) {
+            let outcome = match PdqIndexes::build(&*engine, stopping) {
                 Ok(Some(built)) => {
-                    let entries = built.reliable.len() + built.low_quality.len();
+                    let entries = built.len();
                     *target.write().unwrap_or_else(PoisonError::into_inner) = built;
                     tracing::info!(
                         entries,
@@ -191,7 +278,7 @@ impl IndexBuild {
     }
 }
 
-/// Fills the status and claim caches from the claims tree, newest first,
+/// Fills the status and claim caches from the claims table, newest first,
 /// on its own thread, until both are nearly full or every claim is in.
 pub(super) struct Warmer;
 
@@ -199,13 +286,13 @@ pub(super) struct Warmer;
 pub(super) const WARM_BATCH: usize = 1024;
 
 impl Warmer {
-    pub(super) fn start(
-        claims: sled::Tree,
+    pub(super) fn start<E: Engine>(
+        engine: Arc<E>,
         caches: (Arc<StatusCache>, Arc<ClaimCache>),
     ) -> std::io::Result<Background> {
         Background::spawn("cache-fill", move |stopping| {
             let started = std::time::Instant::now();
-            match Self::fill(&claims, (&caches.0, &caches.1), stopping) {
+            match Self::fill(&*engine, (&caches.0, &caches.1), stopping) {
                 Ok((statuses, claims)) => tracing::info!(
                     statuses,
                     claims,
@@ -219,15 +306,16 @@ impl Warmer {
         })
     }
 
-    /// Each batch is read by an iterator made after the shards' write
-    /// epochs were taken, so a value that a write has since replaced is
-    /// never put in (see [`RecordCache::fill`](super::record_cache::RecordCache::fill)).
+    /// Each batch is read by a scan made after the shards' write epochs
+    /// were taken, so a value that a write has since replaced is never put
+    /// in (see [`RecordCache::fill`](super::super::record_cache::RecordCache::fill)).
     /// Returns how many statuses and claims it put in.
-    pub(super) fn fill(
-        claims: &sled::Tree,
+    pub(super) fn fill<E: Engine>(
+        engine: &E,
         (statuses, views): (&StatusCache, &ClaimCache),
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
+        use std::ops::Bound;
         let mut before = u64::MAX;
         let mut filled = (0, 0);
         loop {
@@ -238,18 +326,19 @@ impl Warmer {
             }
             let epochs = (statuses.epochs(), views.epochs());
             let mut read = 0;
-            for entry in claims.range(..be(before)).rev().take(WARM_BATCH) {
+            let range = (Bound::Unbounded, Bound::Excluded(be(before).to_vec()));
+            for entry in engine.scan(Table::Claims, range, true).take(WARM_BATCH) {
                 let (key, value) = entry.map_err(|e| match before {
-                    u64::MAX => storage(e, "claims"),
-                    _ => storage(e, &format!("claims (the entry before claims/{before})")),
+                    u64::MAX => e.at("claims"),
+                    _ => e.at(&format!("claims (the entry before claims/{before})")),
                 })?;
-                let id = u64_at(&key, 0);
+                let id = u64_at(key.as_ref(), 0);
                 if fill_statuses {
-                    let status = status_of(&value, id)?;
+                    let status = status_of(value.as_ref(), id)?;
                     filled.0 += u64::from(statuses.fill(id, epochs.0.of(id), status));
                 }
                 if fill_claims {
-                    let claim = SharedClaim::from(claim_view(&value, id)?);
+                    let claim = SharedClaim::from(claim_view(value.as_ref(), id)?);
                     filled.1 += u64::from(views.fill(id, epochs.1.of(id), claim));
                 }
                 before = id;

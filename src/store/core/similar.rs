@@ -1,0 +1,144 @@
+//! Similarity: claims on the same image by the `claims_by_sha256` table,
+//! near duplicates by the in-memory PDQ indexes.
+
+use std::sync::{Arc, PoisonError};
+
+use super::derived::PdqIndexes;
+use super::Core;
+use crate::domain::pdq::Pdq;
+use crate::domain::{Claim, Error, Result};
+use crate::store::engine::{span, Engine};
+use crate::store::schema::{is_reliable, sha_index_key, sha_key, stored_quality, u64_at, Table};
+use crate::store::{Similar, SimilarQuery, MAX_SAME_IMAGE_CLAIMS};
+
+impl<E: Engine> Core<E> {
+    /// Ids of the claims on the image with this SHA-256 below `before`,
+    /// newest first, at most `limit`: a reverse range read over the index
+    /// prefix, which reads only the entries it returns.
+    fn exact_ids(&self, sha: &[u8; 32], before: u64, limit: usize) -> Result<Vec<u64>> {
+        let range = span(&sha_index_key(sha, 0), &sha_index_key(sha, before));
+        self.engine
+            .scan(Table::ClaimsBySha256, range, true)
+            .take(limit)
+            .map(|entry| {
+                let (key, _) = entry.map_err(|e| e.at("claims_by_sha256"))?;
+                Ok(u64_at(key.as_ref(), 32))
+            })
+            .collect()
+    }
+
+    /// Claims registered before `claim` on the same image or a near
+    /// duplicate of it (reliable hashes only), nearest first, then newest.
+    pub(crate) async fn same_image(
+        &self,
+        claim: &Claim,
+        near_distance: u32,
+    ) -> Result<Vec<Similar>> {
+        let Some(image) = &claim.image else {
+            return Ok(Vec::new());
+        };
+        let reliable = is_reliable(stored_quality(image));
+        self.similar(&SimilarQuery {
+            sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
+            pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),
+            max_distance: near_distance,
+            include_low_quality: false,
+            before: Some(claim.id),
+            limit: MAX_SAME_IMAGE_CLAIMS,
+        })
+        .await
+    }
+
+    /// Runs `f` on the PDQ indexes: off the async runtime (a query over a
+    /// million hashes takes a fraction of a millisecond; readers run side
+    /// by side), or right here when the indexes are small
+    /// ([`super::INLINE_SEARCH_MAX_HASHES`]) and no writer holds them, so
+    /// the task never waits for the lock.
+    async fn read_indexes<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
+    ) -> Result<T> {
+        self.pdq_index_ready().await?;
+        if let Ok(guard) = self.derived.pdq_index.try_read() {
+            if guard.len() <= self.inline_search_max_hashes {
+                return Ok(f(&guard));
+            }
+        }
+        let indexes = Arc::clone(&self.derived.pdq_index);
+        tokio::task::spawn_blocking(move || {
+            let guard = indexes.read().unwrap_or_else(PoisonError::into_inner);
+            f(&guard)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("PDQ index task failed: {e}")))
+    }
+
+    /// Claims matching `query`, nearest first, then newest.
+    pub(super) async fn similar(&self, query: &SimilarQuery) -> Result<Vec<Similar>> {
+        let before = query.before.unwrap_or(u64::MAX);
+        let sha = query.sha256.as_deref().and_then(sha_key);
+        // id -> distance; exact matches first at distance 0.
+        let mut found: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut exact_views = Vec::new();
+        if let Some(sha) = &sha {
+            for id in self.exact_ids(sha, before, query.limit)? {
+                found.insert(id, 0);
+                if let Some(view) = self.cached_claim(id)? {
+                    exact_views.push(view);
+                }
+            }
+        }
+        // Searching by SHA-256 alone: near duplicates of that image's hash.
+        let pdq = query.pdq.or_else(|| {
+            exact_views.iter().find_map(|v| {
+                let image = v.view().claim.image.as_ref()?;
+                let usable = query.include_low_quality || is_reliable(stored_quality(image));
+                Pdq::from_hex(&image.pdq).filter(|_| usable)
+            })
+        });
+        let (radius, low_quality) = (query.max_distance, query.include_low_quality);
+        let search = move |indexes: &PdqIndexes| {
+            let Some(pdq) = pdq else {
+                return Vec::new();
+            };
+            let mut hits = indexes.reliable.query(&pdq, radius);
+            if low_quality {
+                hits.extend(indexes.low_quality.query(&pdq, radius));
+            }
+            hits
+        };
+        let hits = match pdq {
+            Some(_) => self.read_indexes(search).await?,
+            None => Vec::new(),
+        };
+        for (id, distance) in hits {
+            if id < before {
+                let entry = found.entry(id).or_insert(distance);
+                *entry = (*entry).min(distance);
+            }
+        }
+        let rank = |&(id, distance): &(u64, u32)| (distance, std::cmp::Reverse(id));
+        let mut ranked: Vec<(u64, u32)> = found.into_iter().collect();
+        if ranked.len() > query.limit && query.limit > 0 {
+            // Only the best `limit` are read: partition, then sort those.
+            ranked.select_nth_unstable_by_key(query.limit - 1, rank);
+            ranked.truncate(query.limit);
+        }
+        ranked.sort_by_key(rank);
+        let mut out = Vec::new();
+        for (id, distance) in ranked.into_iter().take(query.limit) {
+            if let Some(claim) = self.cached_claim(id)? {
+                let exact = query.sha256.as_deref().is_some_and(|s| {
+                    let image = claim.view().claim.image.as_ref();
+                    image.is_some_and(|i| i.sha256 == s)
+                });
+                out.push(Similar {
+                    claim,
+                    exact,
+                    distance,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,202 @@
+//! The reference engine: every table in a `BTreeMap` in memory, nothing
+//! on disk. `serve --in-memory` runs on it (demos, trying the API) and it
+//! is the tests' fast backend; it runs the same core and passes the same
+//! conformance suite (`tests/conformance.rs`) as sled.
+//!
+//! Writes run one at a time under the tables' write lock, on a private
+//! copy of what they change that is applied only if the write succeeds,
+//! so a refused write changes nothing; a write is "durable" once applied
+//! (it dies with the process, by design). Scans read in chunks under the
+//! read lock, so a long scan never holds writers up for long.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use bytes::Bytes;
+
+use super::engine::{After, Committed, Engine, KeyRange, Scan, TxError, WriteTx};
+use super::errors::StorageError;
+use super::schema::Table;
+use super::{PageTokenKey, PAGE_TOKEN_KEY_LEN};
+use crate::domain::{Error, Result};
+
+/// Entries a scan copies out per visit to the tables.
+const SCAN_CHUNK: usize = 256;
+
+type Tables = Vec<BTreeMap<Vec<u8>, Bytes>>;
+
+/// The in-memory engine: see the module documentation.
+pub struct MemoryEngine {
+    tables: RwLock<Tables>,
+    /// Bytes of every key and value held.
+    bytes: AtomicU64,
+    page_token_key: PageTokenKey,
+}
+
+impl MemoryEngine {
+    /// Empty tables and a new random page-token key.
+    pub fn new() -> Result<Self> {
+        let mut key = [0; PAGE_TOKEN_KEY_LEN];
+        getrandom::fill(&mut key)
+            .map_err(|e| Error::Internal(format!("no randomness for the page-token key: {e}")))?;
+        Ok(MemoryEngine {
+            tables: RwLock::new(vec![BTreeMap::new(); Table::ALL.len()]),
+            bytes: AtomicU64::new(0),
+            page_token_key: key,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        // Writes apply their changes only after they succeeded, with
+        // nothing that can panic in between: a poisoned lock holds whole tables.
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A write's view: its own changes over the tables.
+struct MemoryTx<'a> {
+    tables: &'a Tables,
+    changes: RefCell<BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>>,
+}
+
+impl WriteTx for MemoryTx<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, TxError> {
+        if let Some(change) = self.changes.borrow().get(&(table, key.to_vec())) {
+            return Ok(change.clone());
+        }
+        Ok(self.tables[table.index()].get(key).map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, table: Table, key: &[u8], value: &[u8]) -> std::result::Result<(), TxError> {
+        let mut changes = self.changes.borrow_mut();
+        changes.insert((table, key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, table: Table, key: &[u8]) -> std::result::Result<(), TxError> {
+        self.changes
+            .borrow_mut()
+            .insert((table, key.to_vec()), None);
+        Ok(())
+    }
+}
+
+/// A scan that copies out [`SCAN_CHUNK`] entries at a time.
+struct Chunks<'a> {
+    engine: &'a MemoryEngine,
+    table: Table,
+    /// What is still to be read.
+    range: KeyRange,
+    reverse: bool,
+    buffer: VecDeque<(Bytes, Bytes)>,
+    done: bool,
+}
+
+impl Chunks<'_> {
+    fn refill(&mut self) {
+        let tables = self.engine.read();
+        let range = tables[self.table.index()].range::<Vec<u8>, _>(self.range.clone());
+        let take = |entry: (&Vec<u8>, &Bytes)| (Bytes::copy_from_slice(entry.0), entry.1.clone());
+        self.buffer = match self.reverse {
+            true => range.rev().take(SCAN_CHUNK).map(take).collect(),
+            false => range.take(SCAN_CHUNK).map(take).collect(),
+        };
+        self.done = self.buffer.len() < SCAN_CHUNK;
+        if let Some((last, _)) = self.buffer.back() {
+            let after = Bound::Excluded(last.to_vec());
+            match self.reverse {
+                true => self.range.1 = after,
+                false => self.range.0 = after,
+            }
+        }
+    }
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = std::result::Result<(Bytes, Bytes), StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            self.refill();
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}
+
+impl Engine for MemoryEngine {
+    type Value = Bytes;
+
+    fn get(&self, table: Table, key: &[u8]) -> std::result::Result<Option<Bytes>, StorageError> {
+        Ok(self.read()[table.index()].get(key).cloned())
+    }
+
+    fn scan(&self, table: Table, range: KeyRange, reverse: bool) -> Scan<'_, Bytes> {
+        Box::new(Chunks {
+            engine: self,
+            table,
+            range,
+            reverse,
+            buffer: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    async fn commit<T, F, C, D>(&self, write: F, after: After<C, D>) -> Result<Committed<T>>
+    where
+        F: Fn(&dyn WriteTx) -> std::result::Result<T, TxError> + Send + 'static,
+        C: FnOnce(&T) + Send + 'static,
+        D: FnOnce(&T) + Send + 'static,
+        T: Send + 'static,
+    {
+        let value = {
+            let mut tables = self.tables.write().unwrap_or_else(PoisonError::into_inner);
+            let tx = MemoryTx {
+                tables: &tables,
+                changes: RefCell::default(),
+            };
+            let value = match write(&tx) {
+                Ok(value) => value,
+                Err(TxError::Abort(err) | TxError::Storage(err)) => return Err(err),
+                // Writes run one at a time: nothing can conflict.
+                Err(TxError::Conflict) => {
+                    return Err(Error::Internal("a write conflicted in memory".into()))
+                }
+            };
+            let changes = tx.changes.into_inner();
+            for ((table, key), change) in changes {
+                let map = &mut tables[table.index()];
+                let added = change.as_ref().map_or(0, |v| key.len() + v.len());
+                let old = match change {
+                    Some(v) => map.insert(key.clone(), Bytes::from(v)),
+                    None => map.remove(&key),
+                };
+                let removed = old.map_or(0, |v| key.len() + v.len());
+                self.bytes.fetch_add(added as u64, Ordering::Relaxed);
+                self.bytes.fetch_sub(removed as u64, Ordering::Relaxed);
+            }
+            // In commit order: the next write waits for the lock.
+            (after.committed)(&value);
+            value
+        };
+        (after.durable)(&value);
+        Ok(Committed {
+            value,
+            durable: Ok(()),
+        })
+    }
+
+    fn page_token_key(&self) -> PageTokenKey {
+        self.page_token_key
+    }
+
+    fn size(&self) -> std::result::Result<u64, StorageError> {
+        Ok(self.bytes.load(Ordering::Relaxed))
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
