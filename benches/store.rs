@@ -126,7 +126,7 @@ fn bench_store(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
     let generated = rt
-        .block_on(photoclaim::generate::generate(
+        .block_on(photoclaim::cli::generate::generate(
             store.clone(),
             CLAIMS,
             1,

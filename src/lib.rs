@@ -10,9 +10,12 @@
 //!   earlier.
 //! - [`domain`]: records, API keys and roles, validation, status rules. No
 //!   tonic, no sled.
-//! - [`store`]: the [`store::Store`] trait and its sled implementation
-//!   ([`store::SledStore`]: a disk reserve in front, and an in-process
-//!   reopening after a failed disk write).
+//! - [`store`]: the [`store::Store`] trait, written once over any storage
+//!   engine by [`store::Core`] (rules, idempotency, sealing, similarity,
+//!   caches and the PDQ index), the engine interface [`store::Engine`], and
+//!   two engines: sled ([`store::SledStore`]: a disk reserve in front, and
+//!   an in-process reopening after a failed disk write) and memory
+//!   ([`store::MemoryStore`], `serve --in-memory`).
 //! - [`rpc`]: the one table of our RPCs (role, log level, request size
 //!   class), read by the guard, call logging, metrics and body limits.
 //! - [`api`]: the `ClaimService` and `AdminService` handlers, the guard layer
@@ -60,15 +63,9 @@
 //! [`server::run`], [`keys`], [`export`], [`backup`], [`store::check_dir`] or [`desk`].
 
 pub mod api;
-pub mod backup;
-pub mod bench;
 pub mod cli;
-pub mod desk;
 pub mod domain;
-pub mod export;
-pub mod generate;
 pub mod imaging;
-pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod pb;

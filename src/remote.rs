@@ -1,7 +1,7 @@
 //! Reaching a running server as a client: the `--server`, `--token`,
 //! `--ca-cert`, `--client-cert`/`--client-key` flags turned into a tonic
 //! [`Channel`] and authorized requests. Shared by `photoclaim keys --server`
-//! ([`crate::keys`]) and the desk CLI ([`crate::desk`]).
+//! ([`crate::cli::keys`]) and the desk CLI ([`crate::cli::desk`]).
 
 use std::path::{Path, PathBuf};
 

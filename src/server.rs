@@ -238,7 +238,9 @@ pub async fn run<S: Store>(
         service_name(&reflection_v1alpha),
     ];
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in served {
+    // Every name is known before the first call (the follower below then
+    // keeps the storage names in step): no caller sees "not registered".
+    for name in served.into_iter().chain([WRITES_HEALTH, INTEGRITY_HEALTH]) {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;

@@ -20,7 +20,7 @@ fn long(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_get_the_right_code_name_the_field_and_change_nothing() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let claim = register(&mut client, sample_claim("existing"), "seed-claim")
         .await

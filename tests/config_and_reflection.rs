@@ -122,7 +122,7 @@ fn the_cache_sizes_come_from_the_flags_or_the_environment_and_are_bounded() {
 
 #[tokio::test]
 async fn a_lower_message_limit_refuses_larger_requests_before_anything_is_stored() {
-    let server = InProcess::start_with(Options {
+    let server = InProcess::in_memory_with(Options {
         max_message_bytes: 16 * 1024,
         ..Options::default()
     })
@@ -183,7 +183,7 @@ macro_rules! list_services {
 
 #[tokio::test]
 async fn reflection_answers_in_v1_and_v1alpha() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let addr = server.addr.to_string();
     for services in [list_services!(v1, addr), list_services!(v1alpha, addr)] {
         for expected in ["photoclaim.v1.ClaimService", "grpc.health.v1.Health"] {

@@ -66,10 +66,10 @@ macro_rules! conformance_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let (store, guard) = $open().await;
+                    // The guard (a directory) outlives the store.
+                    let (store, _guard) = $open().await;
                     suite::$test(&store).await;
                     drop(store);
-                    drop(guard);
                 }
             )*
         }
@@ -84,11 +84,12 @@ async fn open_sled() -> (Arc<SledStore>, tempfile::TempDir) {
 
 conformance_suite!(sled, open_sled);
 
-// The in-memory backend, enabled once `MemoryStore` lands:
-//     async fn open_memory() -> (Arc<MemoryStore>, ()) {
-//         (Arc::new(MemoryStore::new()), ())
-//     }
-// conformance_suite!(memory, open_memory);
+async fn open_memory() -> (Arc<MemoryStore>, ()) {
+    let store = MemoryStore::in_memory().expect("start an in-memory store");
+    (Arc::new(store), ())
+}
+
+conformance_suite!(memory, open_memory);
 
 mod suite {
     use super::*;

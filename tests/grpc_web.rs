@@ -85,7 +85,7 @@ fn grpc_web_call(
 
 #[tokio::test]
 async fn a_browser_calls_unary_rpcs_over_http1_grpc_web() {
-    let server = InProcess::start_with(Options {
+    let server = InProcess::in_memory_with(Options {
         cors_allow_origins: vec![ALLOWED.to_string()],
         ..Options::default()
     })
@@ -155,7 +155,7 @@ async fn a_browser_calls_unary_rpcs_over_http1_grpc_web() {
 
 #[tokio::test]
 async fn cors_preflights_allow_only_the_configured_origins() {
-    let server = InProcess::start_with(Options {
+    let server = InProcess::in_memory_with(Options {
         cors_allow_origins: vec![ALLOWED.to_string()],
         ..Options::default()
     })
@@ -187,7 +187,7 @@ async fn cors_preflights_allow_only_the_configured_origins() {
 
 #[tokio::test]
 async fn without_configured_origins_browsers_get_no_cors_grant_and_keys_still_apply() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let claim = new_claim(&mut client, "closed to browsers").await;
     // A key now exists: the server is no longer open.

@@ -29,7 +29,7 @@ fn largest_claim(n: usize, sha: &str) -> pb::Claim {
 
 #[tokio::test]
 async fn long_claims_come_back_in_pages_and_match_lists_under_the_client_limit() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let sha = fake_sha256(7);
     let count = 25;

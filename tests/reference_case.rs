@@ -45,7 +45,7 @@ fn enum_value<E: TryFrom<i32> + Copy>(name: &str, from_str: fn(&str) -> Option<E
 #[tokio::test]
 async fn kazbat_reference_case_follows_its_expected_flow() {
     let case = kazbat();
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     // The case's image has no sha256; the desk computed one from the AP photo's bytes.
     let sha = fake_sha256(0x2022_0108);

@@ -59,7 +59,7 @@ const EDITS: [&str; 11] = [
 
 #[tokio::test]
 async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothing() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let original = register(
         &mut client,
@@ -188,7 +188,7 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
 /// though the server keeps each claim's encoding between searches.
 #[tokio::test]
 async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let pdq = "f0".repeat(32);
     let mut draft = sample_claim("soldiers in blue helmets");
@@ -243,7 +243,7 @@ async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
 
 #[tokio::test]
 async fn hostile_and_wrong_images_are_refused_and_change_nothing() {
-    let server = InProcess::start_with(Options {
+    let server = InProcess::in_memory_with(Options {
         images: photoclaim::api::ImageOptions {
             max_image_bytes: 2 * 1024 * 1024,
             default_max_distance: 31,
@@ -332,7 +332,7 @@ async fn hostile_and_wrong_images_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn featureless_images_are_flagged_and_not_matched_unless_asked() {
-    let server = InProcess::start().await;
+    let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
     let first = register(
         &mut client,

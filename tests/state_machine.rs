@@ -821,7 +821,7 @@ fn the_service_behaves_like_the_model() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let server = runtime.block_on(InProcess::start());
+    let server = runtime.block_on(InProcess::in_memory());
     let client = server.client.clone();
     let mut runner = TestRunner::new(config());
     let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {

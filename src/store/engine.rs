@@ -32,6 +32,9 @@ use crate::domain::{Error, Result};
 /// A key range of a scan.
 pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
+/// One `(key, value)` entry as an engine hands it out.
+pub type Entry<V> = (V, V);
+
 /// An engine's scan: `(key, value)` pairs in key order (or reversed).
 pub type Scan<'a, V> =
     Box<dyn Iterator<Item = std::result::Result<(V, V), StorageError>> + Send + 'a>;
@@ -130,7 +133,7 @@ pub trait Engine: Send + Sync + 'static {
         table: Table,
         range: KeyRange,
         reverse: bool,
-    ) -> std::result::Result<Option<(Self::Value, Self::Value)>, StorageError> {
+    ) -> std::result::Result<Option<Entry<Self::Value>>, StorageError> {
         self.scan(table, range, reverse).next().transpose()
     }
 }

@@ -56,10 +56,13 @@ impl MemoryEngine {
     }
 }
 
+/// A write's changes: a new value, or `None` for a removal.
+type Changes = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+
 /// A write's view: its own changes over the tables.
 struct MemoryTx<'a> {
     tables: &'a Tables,
-    changes: RefCell<BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>>,
+    changes: RefCell<Changes>,
 }
 
 impl WriteTx for MemoryTx<'_> {

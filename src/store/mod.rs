@@ -46,7 +46,7 @@ use crate::domain::{
 pub use self::core::Core;
 pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
 pub use compact::{copy_trees, Compacted};
-pub use engine::{After, Committed, Engine, KeyRange, Scan, TxError, WriteTx};
+pub use engine::{After, Committed, Engine, Entry, KeyRange, Scan, TxError, WriteTx};
 pub use errors::StorageError;
 pub use handle::{SledStore, DEFAULT_MIN_FREE_DISK_BYTES};
 pub use memory::MemoryEngine;
@@ -72,10 +72,12 @@ impl MemoryStore {
         };
         Core::start(MemoryEngine::new()?, options)
     }
+}
 
+impl Default for MemoryStore {
     /// [`MemoryStore::in_memory`] for tests and demos; panics only if no
     /// thread or randomness is to be had.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self::in_memory().expect("start an in-memory store")
     }
 }

@@ -1,6 +1,6 @@
 //! The backup file, and the snapshot that fills it: what
 //! `AdminService.Backup` streams ([`produce`]) and `photoclaim backup` /
-//! `restore` ([`crate::backup`]) write and read ([`Reader`]).
+//! `restore` ([`crate::cli::backup`]) write and read ([`Reader`]).
 //!
 //! # The backup file, format version 1
 //!

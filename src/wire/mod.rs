@@ -1,6 +1,6 @@
 //! The API's data as it travels and is kept outside the store, shared by
-//! the server ([`crate::api`]) and the command line ([`crate::keys`],
-//! [`crate::export`], [`crate::backup`]) without either importing the
+//! the server ([`crate::api`]) and the command line ([`crate::cli::keys`],
+//! [`crate::cli::export`], [`crate::cli::backup`]) without either importing the
 //! other:
 //!
 //! - [`convert`]: domain records to and from their protobuf messages;

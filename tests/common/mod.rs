@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: a real server in-process on
-//! 127.0.0.1:0 with a real sled directory, the real binary as a child
+//! 127.0.0.1:0 with a real sled directory or in memory, the real binary as a child
 //! process (for signals and kill -9), and the reference case.
 
 #![allow(dead_code)]
@@ -16,30 +16,52 @@ use std::time::{Duration, Instant};
 use photoclaim::pb;
 use photoclaim::pb::claim_service_client::ClaimServiceClient;
 use photoclaim::server::{self, Options};
-use photoclaim::store::SledStore;
+use photoclaim::store::{MemoryStore, SledStore, Store};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub type Client = ClaimServiceClient<Channel>;
 
-/// A server running inside the test process.
-pub struct InProcess {
+/// A server running inside the test process, over a sled directory
+/// ([`InProcess::start`]) or in memory ([`InProcess::in_memory`]).
+pub struct InProcess<S: Store = SledStore> {
     pub addr: SocketAddr,
     pub client: Client,
-    pub store: Arc<SledStore>,
+    pub store: Arc<S>,
+    /// The sled directory (an empty scratch directory in memory).
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<(), server::ServeError>>,
 }
 
-impl InProcess {
+impl InProcess<SledStore> {
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
     }
 
     pub async fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(SledStore::open(dir.path()).expect("open store"));
+        let store = SledStore::open(dir.path()).expect("open store");
+        Self::serve(store, dir, options).await
+    }
+}
+
+impl InProcess<MemoryStore> {
+    /// A server over the in-memory backend (`serve --in-memory`).
+    pub async fn in_memory() -> Self {
+        Self::in_memory_with(Options::default()).await
+    }
+
+    pub async fn in_memory_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = MemoryStore::in_memory().expect("start an in-memory store");
+        Self::serve(store, dir, options).await
+    }
+}
+
+impl<S: Store> InProcess<S> {
+    async fn serve(store: S, dir: tempfile::TempDir, options: Options) -> Self {
+        let store = Arc::new(store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

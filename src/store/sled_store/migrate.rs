@@ -193,7 +193,7 @@ pub(super) fn migrate(
         cause: cause.to_string(),
     };
     let by_sha256 = db.open_tree(schema::CLAIMS_BY_SHA256).map_err(other)?;
-    let found = read_format_version(dir, &meta)?.unwrap_or(DIR_FORMAT_VERSION);
+    let found = read_format_version(dir, meta)?.unwrap_or(DIR_FORMAT_VERSION);
     if found > DIR_FORMAT_VERSION {
         return Err(OpenError::TooNew {
             dir: dir.to_path_buf(),

@@ -732,7 +732,7 @@ async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped(
 async fn pad_pdq_tree(dir: &Path, n: u64) {
     let db = open_when_released(dir).await;
     let tree = db.open_tree(schema::CLAIMS_BY_PDQ).unwrap();
-    let mut rng = crate::generate::Rng::new(7, 0);
+    let mut rng = crate::cli::generate::Rng::new(7, 0);
     let mut batch = sled::Batch::default();
     for id in 1_000_000..1_000_000 + n {
         let mut value = [90u8; 33];

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use tonic::Code;
 
+use crate::cli::export;
 use crate::cli::Target;
 use crate::cli::{self, Failure};
 use crate::domain::chain;
-use crate::export;
 use crate::pb;
 use crate::store::{check_dir, Restorer, Store};
 use crate::wire::backup::{channel, produce, Item, Reader, MAX_FRAME_BYTES};

@@ -41,7 +41,7 @@ pub struct Generated {
 
 /// splitmix64: a small seedable generator; claim `i`'s values depend only
 /// on the seed and `i`, whatever the order the tasks run in. Also the load
-/// generator's ([`crate::bench`]).
+/// generator's ([`crate::cli::bench`]).
 #[derive(Clone)]
 pub(crate) struct Rng(u64);
 

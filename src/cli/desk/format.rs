@@ -1,7 +1,7 @@
 //! Plain-text output of the desk CLI: enum values spelled as the flags take
 //! them (`partly-accurate`), labelled fields, one-line event details.
 
-use crate::keys::format_time;
+use crate::cli::keys::format_time;
 use crate::pb;
 
 /// `CLAIM_RATING_PARTLY_ACCURATE` -> `partly-accurate`: the spelling the flags take.

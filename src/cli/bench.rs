@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use crate::generate::Rng;
+use crate::cli::generate::Rng;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
 use crate::remote::ServerTarget;

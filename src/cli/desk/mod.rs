@@ -19,8 +19,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+use crate::cli::keys::format_time;
 use crate::cli::{code_name, Failure};
-use crate::keys::format_time;
 use crate::outln;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
@@ -912,7 +912,7 @@ impl Desk {
                 for (kind, document) in documents.iter().filter(|(_, d)| !d.is_empty()) {
                     let path = dir.join(format!("{stem}.{kind}.jsonld"));
                     let text = pretty_json(document) + "\n";
-                    crate::export::write_atomically(&path, |partial| async move {
+                    crate::cli::export::write_atomically(&path, |partial| async move {
                         std::fs::write(&partial, text).map_err(|e| {
                             Failure::other(format!("cannot write {}: {e}", partial.display()))
                         })
