@@ -20,7 +20,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use photoclaim::domain::pdq::{Pdq, PdqIndex};
+use photoclaim::domain::pdq::Pdq;
+use photoclaim::imaging::pdq_index::PdqIndex;
 
 const RADIUS: u32 = 31;
 

@@ -29,47 +29,40 @@
 //! - [`server`]: builds the tonic server (our services, health, reflection,
 //!   the guard, TLS, limits), runs it on a bound listener until a shutdown
 //!   future resolves, drains, flushes.
-//! - [`keys`]: `photoclaim keys ...`, on a data directory or through a
-//!   running server.
-//! - [`export`]: `photoclaim export`, the JSON Lines archive (format in
-//!   [`wire::archive`]), on a data directory or through a running server.
 //! - [`wire`]: the API's data outside the store, shared by the server and
 //!   the command line without either importing the other: domain ↔
 //!   protobuf conversion, resource names and page tokens, the JSON Lines
 //!   archive, the backup file format and the snapshot behind
 //!   `AdminService.Backup`.
-//! - [`backup`]: `photoclaim backup` / `restore` / `compact`;
-//!   [`store::check_dir`] is `photoclaim check`, [`domain::chain`] the
+//! - [`store::check_dir`] is `photoclaim check`, [`domain::chain`] the
 //!   audit trail's hash chains and [`domain::history`] their replay.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
-//! - [`generate`]: `photoclaim generate`, synthetic claims for scale tests.
-//! - [`bench`]: `photoclaim bench`, the load generator (health-check
-//!   baseline, RPC mix, throughput and latency percentiles).
 //! - [`domain::review`]: schema.org ClaimReview / MediaReview JSON-LD of a
 //!   resolved claim (ExportClaimReview).
-//! - [`desk`]: `photoclaim claim ...`, the desk CLI, a gRPC client of a
-//!   running server.
-//! - [`remote`]: the client side of `--server`: connection, TLS, bearer
-//!   token; shared by [`keys`], [`export`] and [`desk`].
-//! - [`cli`]: what every subcommand shares at the terminal: the one error
-//!   type, message format and exit-code table, standard output that ends
-//!   quietly on a closed pipe, progress bars, opening an existing data
-//!   directory, and the AdminService client of `--server`.
+//! - [`client`]: reaching a running server: connection, TLS, bearer
+//!   token, the AdminService client; no clap.
+//! - [`cli`]: the command line in one place: every flag ([`cli::args`]),
+//!   what each subcommand does ([`cli::commands`]), the commands on a data
+//!   directory or through a server ([`cli::keys`], [`cli::export`],
+//!   [`cli::backup`], [`cli::generate`], [`cli::bench`]), the desk client
+//!   ([`cli::desk`]), and the one error type, message format and exit-code
+//!   table, output that ends quietly on a closed pipe, progress bars
+//!   ([`cli::output`]).
 //!
 //! No two modules import each other, directly or in a circle (checked in CI
 //! by `.ci/module_cycles.py`).
 //!
-//! The binary (`src/main.rs`) only parses flags, sets up tracing and calls
-//! [`server::run`], [`keys`], [`export`], [`backup`], [`store::check_dir`] or [`desk`].
+//! The binary (`src/main.rs`) only starts the runtime and calls
+//! [`cli::commands::run`].
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod domain;
 pub mod imaging;
 pub mod listener;
 pub mod metrics;
 pub mod pb;
-pub mod remote;
 pub mod rpc;
 pub mod server;
 pub mod store;

@@ -67,6 +67,35 @@ fn listen_address_and_data_dir_come_from_the_environment() {
 }
 
 #[test]
+fn in_memory_serves_without_a_data_directory_and_refuses_one_too() {
+    let cwd = tempfile::tempdir().unwrap();
+    let line = listening_line(
+        cwd.path(),
+        &[
+            ("PHOTOCLAIM_LISTEN", "127.0.0.1:0"),
+            ("PHOTOCLAIM_IN_MEMORY", "true"),
+        ],
+    );
+    assert!(line.contains("data_dir=in memory"), "{line}");
+    assert!(
+        std::fs::read_dir(cwd.path()).unwrap().next().is_none(),
+        "nothing written to the working directory"
+    );
+    let both = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+        .args(["serve", "--in-memory", "--data-dir", "somewhere"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        stderr.contains("--in-memory") && stderr.contains("--data-dir"),
+        "{stderr}"
+    );
+    assert!(!cwd.path().join("somewhere").exists());
+}
+
+#[test]
 fn the_default_data_dir_is_photoclaim_data_in_the_working_directory() {
     let cwd = tempfile::tempdir().unwrap();
     let line = listening_line(cwd.path(), &[("PHOTOCLAIM_LISTEN", "127.0.0.1:0")]);

@@ -1,6 +1,7 @@
 //! The PDQ index against the linear scan on the shared fixture hashes.
 
-use photoclaim::domain::pdq::{Pdq, PdqIndex};
+use photoclaim::domain::pdq::Pdq;
+use photoclaim::imaging::pdq_index::PdqIndex;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq/");
 

@@ -62,7 +62,7 @@ fn rows() -> Vec<Row> {
         rows.push(Row {
             file: file.to_owned(),
             reference: PdqHash {
-                hash: parse_hex(hex.trim()),
+                hash: photoclaim::domain::pdq::Pdq(parse_hex(hex.trim())),
                 quality: 0,
             },
             ours: hash_file(&dir.join(file)),

@@ -186,7 +186,7 @@ pub struct BenchArgs {
     /// Credentials (a key with the roles the mix needs: ingest to register
     /// and attach, desk for verdicts).
     #[command(flatten)]
-    pub credentials: crate::remote::CredentialArgs,
+    pub credentials: crate::cli::credentials::CredentialArgs,
 }
 
 #[derive(Args)]
@@ -396,5 +396,5 @@ pub struct TargetArgs {
     pub server: Option<String>,
     /// Credentials for --server (an admin key's token).
     #[command(flatten)]
-    pub credentials: crate::remote::CredentialArgs,
+    pub credentials: crate::cli::credentials::CredentialArgs,
 }

@@ -108,7 +108,8 @@ async fn write_to(source: &Target, path: &Path) -> std::result::Result<(), Failu
             outcome?;
         }
         Target::Server(server) => {
-            let mut client = cli::admin_client(server)
+            let mut client = server
+                .admin_client()
                 .await?
                 .max_decoding_message_size(MAX_FRAME_BYTES as usize + 1024);
             let mut stream = client

@@ -1,5 +1,9 @@
 //! `photoclaim bench`: a closed-loop load generator against a running server.
 //!
+//! (About 850 lines, kept whole on purpose: one load generator whose
+//! workers, latency recorder, RPC mix and report share private state; its
+//! unit tests are at the end.)
+//!
 //! `connections` HTTP/2 connections each carry `in_flight` workers; a worker
 //! sends one request, waits for its reply, checks its gRPC status and sends
 //! the next, until the phase ends. Every request uses its own keys: a fresh
@@ -34,9 +38,9 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::cli::generate::Rng;
+use crate::client::ServerTarget;
 use crate::pb;
 use crate::pb::claim_service_client::ClaimServiceClient;
-use crate::remote::ServerTarget;
 
 /// The RPCs the bench can send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -512,7 +512,7 @@ async fn run_server<S: Store>(
     let shutdown = shutdown_signal();
     tracing::info!(
         %addr,
-        data = %match args.in_memory {
+        data_dir = %match args.in_memory {
             true => "in memory".to_string(),
             false => args.data_dir.display().to_string(),
         },

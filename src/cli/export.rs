@@ -383,7 +383,8 @@ async fn write_lines(
             progress.finish();
         }
         Target::Server(server) => {
-            let mut client = cli::admin_client(server)
+            let mut client = server
+                .admin_client()
                 .await?
                 .max_decoding_message_size(MAX_CHUNK_BYTES);
             let mut stream = client

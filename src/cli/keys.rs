@@ -12,7 +12,7 @@ use crate::wire::convert::key_out;
 pub const CLI_ACTOR: &str = "cli";
 
 pub use crate::cli::Target;
-pub use crate::remote::ServerTarget;
+pub use crate::client::ServerTarget;
 
 /// What went wrong: a code and words for an operator.
 pub type KeyError = crate::cli::Failure;
@@ -32,7 +32,8 @@ pub async fn create(
             Ok((key_out(&key), token))
         }
         Target::Server(server) => {
-            let reply = crate::cli::admin_client(server)
+            let reply = server
+                .admin_client()
                 .await?
                 .create_api_key(crate::cli::admin_request(
                     server,
@@ -60,7 +61,8 @@ pub async fn list(target: &Target) -> Result<Vec<pb::ApiKey>, KeyError> {
             let keys = store.list_keys().await?;
             Ok(keys.iter().map(key_out).collect())
         }
-        Target::Server(server) => Ok(crate::cli::admin_client(server)
+        Target::Server(server) => Ok(server
+            .admin_client()
             .await?
             .list_api_keys(crate::cli::admin_request(
                 server,
@@ -83,7 +85,8 @@ pub async fn revoke(target: &Target, name: &str) -> Result<pb::ApiKey, KeyError>
             store.close().await?;
             Ok(key_out(&key))
         }
-        Target::Server(server) => crate::cli::admin_client(server)
+        Target::Server(server) => server
+            .admin_client()
             .await?
             .revoke_api_key(crate::cli::admin_request(
                 server,

@@ -12,6 +12,7 @@ pub mod args;
 pub mod backup;
 pub mod bench;
 pub mod commands;
+pub mod credentials;
 pub mod desk;
 pub mod export;
 pub mod generate;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tonic::Code;
 
-use crate::remote::ConnectError;
+use crate::client::ConnectError;
 use crate::store::OpenError;
 
 /// Exit codes of every subcommand, one per class of failure.
@@ -356,7 +356,7 @@ pub enum Target {
     /// The data directory itself; fails if a server holds it.
     DataDir(std::path::PathBuf),
     /// A running server's AdminService (an admin key).
-    Server(crate::remote::ServerTarget),
+    Server(crate::client::ServerTarget),
 }
 
 /// A data directory given to a command that reads one must exist: a
@@ -387,19 +387,9 @@ pub fn open_existing(
     )?)
 }
 
-/// A client of the server's `AdminService`.
-pub(crate) async fn admin_client(
-    server: &crate::remote::ServerTarget,
-) -> Result<crate::pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>, Failure>
-{
-    Ok(crate::pb::admin_service_client::AdminServiceClient::new(
-        server.connect().await?,
-    ))
-}
-
 /// `body` as a request to the server, with its credentials.
 pub(crate) fn admin_request<T>(
-    server: &crate::remote::ServerTarget,
+    server: &crate::client::ServerTarget,
     body: T,
 ) -> Result<tonic::Request<T>, Failure> {
     server.request(body).map_err(Failure::usage)

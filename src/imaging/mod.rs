@@ -1,4 +1,7 @@
-//! Image analysis: decoding with limits, fingerprints, EXIF.
+//! Images in one module: decoding with limits, fingerprints (SHA-256 and
+//! PDQ, computed in [`pdq_hash`]), EXIF, and the in-memory Hamming-space
+//! index over PDQ hashes ([`pdq_index`]). The PDQ type itself and the
+//! reliability rule are the domain's ([`crate::domain::pdq`]).
 //!
 //! [`analyze`] turns the bytes a caller sent into the facts a claim keeps:
 //! SHA-256, PDQ hash and quality, dimensions, format and EXIF facts. The
@@ -14,6 +17,7 @@
 //! runs at most one decode per core at a time.
 
 pub mod pdq_hash;
+pub mod pdq_index;
 
 use std::io::Cursor;
 
@@ -117,7 +121,7 @@ pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
     let hash = pdq_hash::pdq_hash(&image);
     Ok(ImageFacts {
         sha256: hex::encode(Sha256::digest(bytes)),
-        pdq: hex::encode(hash.hash),
+        pdq: hash.to_hex(),
         pdq_quality: i32::from(hash.quality),
         width: image.width() as i32,
         height: image.height() as i32,

@@ -49,6 +49,8 @@
 
 use image::{DynamicImage, GenericImageView, Rgba};
 
+use crate::domain::pdq::Pdq;
+
 /// Images larger than this (in either direction) are first resized to
 /// `DOWNSAMPLE_DIMS × DOWNSAMPLE_DIMS`, as the reference hasher does.
 const DOWNSAMPLE_DIMS: u32 = 512;
@@ -70,7 +72,8 @@ const DCT: usize = 16;
 pub struct PdqHash {
     /// The 256 bits, most significant byte first: lower-case hex of these
     /// bytes in order is the reference implementation's 64-character form.
-    pub hash: [u8; 32],
+    /// The domain's one PDQ type: this module only computes it.
+    pub hash: Pdq,
     /// Quality 0..=100 from the image's gradients; values ≤ 49 mean a
     /// featureless image whose hash should not be relied on. Images too small
     /// to hash (a side under 5 pixels) get 0.
@@ -82,25 +85,21 @@ impl PdqHash {
     /// reference's textual form).
     #[must_use]
     pub fn to_hex(&self) -> String {
-        hex::encode(self.hash)
+        self.hash.to_hex()
     }
 
     /// Hamming distance (number of differing bits, 0..=256) between the two
     /// hashes; quality is not considered.
     #[must_use]
     pub fn distance(&self, other: &PdqHash) -> u32 {
-        self.hash
-            .iter()
-            .zip(other.hash.iter())
-            .map(|(a, b)| (a ^ b).count_ones())
-            .sum()
+        self.hash.distance(&other.hash)
     }
 
     /// The result for images the algorithm cannot hash: all bits clear,
     /// quality 0.
     fn unhashable() -> PdqHash {
         PdqHash {
-            hash: [0; 32],
+            hash: Pdq([0; 32]),
             quality: 0,
         }
     }
@@ -201,7 +200,10 @@ pub fn pdq_from_luma(width: usize, height: usize, luma: &[f32]) -> PdqHash {
             hash[31 - k / 8] |= 1 << (k % 8);
         }
     }
-    PdqHash { hash, quality }
+    PdqHash {
+        hash: Pdq(hash),
+        quality,
+    }
 }
 
 /// Window size of the box filter for one direction: half of one of the 64
@@ -414,7 +416,7 @@ mod tests {
         }
         assert!(first.quality > 0);
         // Half the bits (those strictly above the median) are set.
-        let ones: u32 = first.hash.iter().map(|b| b.count_ones()).sum();
+        let ones: u32 = first.hash.0.iter().map(|b| b.count_ones()).sum();
         assert_eq!(ones, 128);
     }
 
@@ -479,7 +481,10 @@ mod tests {
         let mut hash = [0u8; 32];
         hash[0] = 0xd8;
         hash[31] = 0x01;
-        let a = PdqHash { hash, quality: 100 };
+        let a = PdqHash {
+            hash: Pdq(hash),
+            quality: 100,
+        };
         let hex = a.to_hex();
         assert_eq!(hex.len(), 64);
         assert!(hex.starts_with("d800"));

@@ -18,8 +18,9 @@ use super::super::engine::{all, Engine};
 use super::super::record_cache::{ClaimCache, StatusCache};
 use super::super::schema::{be, claim_view, is_reliable, status_of, u64_at, Table};
 use super::super::SharedClaim;
-use crate::domain::pdq::{Pdq, PdqIndex};
+use crate::domain::pdq::Pdq;
 use crate::domain::{Claim, ClaimStatus, ClaimView, Error, OfficialResponse, Result, StatusView};
+use crate::imaging::pdq_index::PdqIndex;
 
 /// A claim's entry in the PDQ index: id, hash, quality.
 pub(super) type IndexEntry = (u64, Pdq, i32);

@@ -1,9 +1,11 @@
-//! Reaching a running server as a client: the `--server`, `--token`,
-//! `--ca-cert`, `--client-cert`/`--client-key` flags turned into a tonic
-//! [`Channel`] and authorized requests. Shared by `photoclaim keys --server`
-//! ([`crate::cli::keys`]) and the desk CLI ([`crate::cli::desk`]).
+//! Reaching a running server as a client: a server's address and
+//! credentials ([`ServerTarget`], made from the `--server`, `--token`,
+//! `--ca-cert`, `--client-cert`/`--client-key` flags by the CLI) turned into
+//! a tonic [`Channel`], authorized requests and the `AdminService` client.
+//! Shared by every command that works through a server (`keys`, `export`,
+//! `backup`, the desk CLI); no clap and no terminal output here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -188,56 +190,13 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
-/// The credential flags of every command that talks to a server (`keys`,
-/// `export`, `claim`); `--server` itself differs per command.
-#[derive(clap::Args, Debug)]
-pub struct CredentialArgs {
-    /// API key token, sent as `authorization: Bearer`. Prefer the environment variable.
-    #[arg(
-        long,
-        env = "PHOTOCLAIM_TOKEN",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Connection"
-    )]
-    pub token: Option<String>,
-    /// PEM CA certificate to verify an https --server with (default: the
-    /// system's trust store).
-    #[arg(
-        long,
-        env = "PHOTOCLAIM_CA_CERT",
-        global = true,
-        help_heading = "Connection"
-    )]
-    pub ca_cert: Option<PathBuf>,
-    /// PEM client certificate, for a --server that requires one (needs --client-key).
-    #[arg(
-        long,
-        env = "PHOTOCLAIM_CLIENT_CERT",
-        global = true,
-        help_heading = "Connection"
-    )]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of --client-cert.
-    #[arg(
-        long,
-        env = "PHOTOCLAIM_CLIENT_KEY",
-        global = true,
-        help_heading = "Connection"
-    )]
-    pub client_key: Option<PathBuf>,
-}
-
-impl CredentialArgs {
-    /// The server at `url` with these credentials (certificate files read
-    /// now; errors name the flag).
-    pub fn target(&self, url: String) -> Result<ServerTarget, String> {
-        ServerTarget::from_flags(
-            url,
-            self.token.clone(),
-            self.ca_cert.as_deref(),
-            self.client_cert.as_deref(),
-            self.client_key.as_deref(),
-        )
+impl ServerTarget {
+    /// A client of the server's `AdminService`.
+    pub async fn admin_client(
+        &self,
+    ) -> Result<crate::pb::admin_service_client::AdminServiceClient<Channel>, ConnectError> {
+        Ok(crate::pb::admin_service_client::AdminServiceClient::new(
+            self.connect().await?,
+        ))
     }
 }
