@@ -16,7 +16,9 @@ use photoclaim::domain::pdq::Pdq;
 use photoclaim::domain::{
     Claim, Image, OfficialResponse, Responder, ResponderRole, ResponseKind, Stance, Verdict,
 };
-use photoclaim::store::{NewClaim, NewResponse, NewVerdict, SimilarQuery, SledStore, Store};
+use photoclaim::store::{
+    MemoryStore, NewClaim, NewResponse, NewVerdict, SimilarQuery, SledStore, Store,
+};
 
 const CLAIMS: u64 = 20_000;
 
@@ -95,14 +97,14 @@ fn next(n: &mut u64) -> u64 {
 }
 
 /// Runs `op` on every command of `batch` at once, on `rt`, and waits for all.
-fn all_at_once<T, F, Fut>(
-    store: &Arc<SledStore>,
+fn all_at_once<S: Store, T, F, Fut>(
+    store: &Arc<S>,
     rt: &tokio::runtime::Runtime,
     batch: Vec<T>,
     op: F,
 ) where
     T: Send + 'static,
-    F: Fn(Arc<SledStore>, T) -> Fut,
+    F: Fn(Arc<S>, T) -> Fut,
     Fut: std::future::Future<Output = photoclaim::domain::Result<()>> + Send + 'static,
 {
     rt.block_on(async {
@@ -124,7 +126,21 @@ fn bench_store(c: &mut Criterion) {
     // The store starts its flusher task on the current runtime.
     let _runtime = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let sled = Arc::new(SledStore::open(dir.path()).unwrap());
+    bench_backend(c, &rt, sled, ("store/read", "store/durable_write"));
+    // The same core over the memory engine: what the core itself costs.
+    let memory = Arc::new(MemoryStore::in_memory().unwrap());
+    bench_backend(c, &rt, memory, ("memory/read", "memory/write"));
+}
+
+/// Fills `store` with the generated archive, then times reads and writes
+/// in the groups named `groups`.
+fn bench_backend<S: Store>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: Arc<S>,
+    groups: (&str, &str),
+) {
     let generated = rt
         .block_on(photoclaim::cli::generate::generate(
             store.clone(),
@@ -146,7 +162,7 @@ fn bench_store(c: &mut Criterion) {
         })
         .collect();
 
-    let mut reads = c.benchmark_group("store/read");
+    let mut reads = c.benchmark_group(groups.0);
     reads
         .sample_size(30)
         .measurement_time(Duration::from_secs(3));
@@ -177,7 +193,7 @@ fn bench_store(c: &mut Criterion) {
     });
     reads.finish();
 
-    let mut writes = c.benchmark_group("store/durable_write");
+    let mut writes = c.benchmark_group(groups.1);
     writes
         .sample_size(10)
         .measurement_time(Duration::from_secs(4));
@@ -217,7 +233,7 @@ fn bench_store(c: &mut Criterion) {
         b.iter_batched(
             || (0..64).map(|_| new_claim(&mut rng, next(&mut n))).collect(),
             |batch: Vec<NewClaim>| {
-                all_at_once(&store, &rt, batch, |store, cmd| async move {
+                all_at_once(&store, rt, batch, |store, cmd| async move {
                     store.register_claim(cmd).await.map(drop)
                 })
             },
@@ -232,7 +248,7 @@ fn bench_store(c: &mut Criterion) {
                     .collect()
             },
             |batch: Vec<NewResponse>| {
-                all_at_once(&store, &rt, batch, |store, cmd| async move {
+                all_at_once(&store, rt, batch, |store, cmd| async move {
                     store.attach_response(cmd).await.map(drop)
                 })
             },

@@ -21,7 +21,7 @@ use crate::domain::{
     Claim, Image, MediaAuthenticity, OfficialResponse, Responder, ResponderRole, ResponseKind,
     Stance, Timestamp, Verdict,
 };
-use crate::store::{NewClaim, NewResponse, NewVerdict, SledStore, Store};
+use crate::store::{NewClaim, NewResponse, NewVerdict, Store};
 
 /// Claims written concurrently (their flushes are shared).
 const IN_FLIGHT: u64 = 64;
@@ -184,7 +184,7 @@ fn response(rng: &mut Rng, index: u64, language: &str) -> OfficialResponse {
 }
 
 /// Writes claim `i` with its responses and maybe a verdict: (responses, verdicts).
-async fn write_claim(store: &SledStore, seed: u64, i: u64) -> crate::domain::Result<(u64, u64)> {
+async fn write_claim<S: Store>(store: &S, seed: u64, i: u64) -> crate::domain::Result<(u64, u64)> {
     let mut rng = Rng::new(seed, i);
     let draft = claim(seed, i, &mut rng);
     let language = draft.language.clone();
@@ -235,8 +235,8 @@ async fn write_claim(store: &SledStore, seed: u64, i: u64) -> crate::domain::Res
 
 /// Adds `claims` claims to `store`, `IN_FLIGHT` at a time, reporting
 /// progress through `progress(done)` every 100 claims.
-pub async fn generate(
-    store: Arc<SledStore>,
+pub async fn generate<S: Store>(
+    store: Arc<S>,
     claims: u64,
     seed: u64,
     progress: impl Fn(u64),
@@ -252,7 +252,7 @@ pub async fn generate(
     };
     while next < claims.min(IN_FLIGHT) {
         let store = store.clone();
-        tasks.spawn(async move { write_claim(&store, seed, next).await });
+        tasks.spawn(async move { write_claim(&*store, seed, next).await });
         next += 1;
     }
     while let Some(result) = tasks.join_next().await {
@@ -267,7 +267,7 @@ pub async fn generate(
         if next < claims {
             let store = store.clone();
             let i = next;
-            tasks.spawn(async move { write_claim(&store, seed, i).await });
+            tasks.spawn(async move { write_claim(&*store, seed, i).await });
             next += 1;
         }
     }
