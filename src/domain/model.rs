@@ -553,7 +553,10 @@ pub struct StatusView {
 pub struct Page<T> {
     /// Items of this page.
     pub items: Vec<T>,
-    /// Cursor of the last item when the page was full, else `None`.
+    /// Cursor of the last item when more items may follow, else `None`.
+    /// Only a full page carries one; a listing that reads one item ahead
+    /// leaves it `None` on an exactly full last page, one that does not
+    /// may give a cursor whose next page is empty.
     pub next_cursor: Option<u64>,
 }
 

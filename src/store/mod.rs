@@ -9,7 +9,8 @@
 //!   commit of a write.
 //! - Engines: sled (`sled_store/`, a data directory), used through
 //!   [`SledStore`], a handle that guards the disk and reopens the engine
-//!   in-process after a failed write (`handle.rs`); and memory
+//!   in-process after a failed write, with the offline tools on a
+//!   directory: check, restore, compact); and memory
 //!   ([`MemoryStore`], `memory.rs`), the reference backend.
 //!
 //! Every write method's changes are committed together atomically and it
@@ -17,15 +18,11 @@
 //! (or `NotFound` where the operation names a parent that must exist).
 //! `tests/conformance.rs` runs one suite against every backend.
 
-mod check;
-mod compact;
 mod core;
 mod engine;
 mod errors;
-mod handle;
 mod memory;
 mod record_cache;
-mod restore;
 mod schema;
 mod sled_store;
 
@@ -44,15 +41,15 @@ use crate::domain::{
 };
 
 pub use self::core::Core;
-pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
-pub use compact::{copy_trees, Compacted};
 pub use engine::{After, Committed, Engine, Entry, KeyRange, Scan, TxError, WriteTx};
 pub use errors::StorageError;
-pub use handle::{SledStore, DEFAULT_MIN_FREE_DISK_BYTES};
 pub use memory::MemoryEngine;
-pub use restore::{Restored, Restorer};
 pub use schema::Table;
-pub use sled_store::{OpenError, DEFAULT_CACHE_BYTES, DIR_FORMAT_VERSION};
+pub use sled_store::{
+    check_dir, check_dir_reporting, copy_trees, CheckProgress, CheckReport, Compacted, OpenError,
+    Restored, Restorer, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_DISK_BYTES,
+    DIR_FORMAT_VERSION,
+};
 
 /// The status cache of a server (BENCHMARKS.md gives its size in claims).
 pub const DEFAULT_STATUS_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -303,6 +300,20 @@ pub enum Writability {
 }
 
 /// The operations photoclaim needs from storage.
+///
+/// The contract, beyond each method's own documentation (checked for every
+/// backend by `tests/conformance.rs`):
+///
+/// - A write that fails changes nothing and does not use up its
+///   `request_id`. A write to a claim that does not exist is `NotFound`.
+/// - Registrations and attachments keep their request ids apart (one id
+///   may serve one of each); an attachment's payload includes its claim, so
+///   the same response sent to another claim with the same id is
+///   `RequestIdReused`.
+/// - When a write method returns, [`Store::durable_log`] has reached the
+///   write's log position.
+/// - [`Store::log_events`] always makes progress: when `after < up_to`,
+///   `examined_to` is greater than `after`.
 pub trait Store: Send + Sync + 'static {
     /// Registers a claim (or replays an earlier registration with the same request_id).
     fn register_claim(&self, cmd: NewClaim) -> impl Future<Output = Result<Registered>> + Send;

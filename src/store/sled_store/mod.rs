@@ -1,8 +1,12 @@
-//! The sled engine: the tables of [`crate::store::schema`] as sled trees
+//! The sled backend: the tables of [`crate::store::schema`] as sled trees
 //! in one data directory, writes run by the committer (`committer.rs`:
 //! many to a transaction, one flush per batch), the format migrations of
-//! older directories (`migrate.rs`) and the engine's own tests
-//! (`tests.rs`). It knows nothing of claims: the core
+//! older directories (`migrate.rs`), [`SledStore`], the core over the
+//! engine behind a handle that guards the disk and reopens the engine
+//! in-process (`handle.rs`), the offline tools on a directory —
+//! `photoclaim check` (`check.rs`), restore's writer (`restore.rs`),
+//! compaction's copy (`compact.rs`) — and the engine's own tests
+//! (`tests.rs`). The engine knows nothing of claims: the core
 //! ([`crate::store::core`]) runs the rules over it.
 
 use std::path::{Path, PathBuf};
@@ -18,8 +22,17 @@ use super::{PageTokenKey, PAGE_TOKEN_KEY_LEN};
 use crate::domain::{Error, Result};
 use committer::{Committer, Trees};
 
+pub use check::{check_dir, check_dir_reporting, CheckProgress, CheckReport};
+pub use compact::{copy_trees, Compacted};
+pub use handle::{SledStore, DEFAULT_MIN_FREE_DISK_BYTES};
+pub use restore::{Restored, Restorer};
+
+mod check;
 mod committer;
+mod compact;
+mod handle;
 mod migrate;
+mod restore;
 #[cfg(test)]
 mod tests;
 

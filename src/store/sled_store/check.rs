@@ -7,16 +7,16 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::schema::{
-    self, be, claim_record, log_head, pair, pdq_entry, sha_index_key, sha_key, state_key, u64_at,
-    IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH,
-    OP_REGISTER,
-};
-use super::sled_store::{open_db, read_format_version};
+use super::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, Hash};
 use crate::domain::{Claim, ClaimEvent, OfficialResponse};
+use crate::store::schema::{
+    self, be, claim_record, log_head, pair, pdq_entry, sha_index_key, sha_key, state_key, u64_at,
+    IdempotencyRecord, LOG_ENTRY_LEN, META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH,
+    OP_REGISTER,
+};
 
 /// Problems listed in a report at most (all are counted).
 const MAX_LISTED: usize = 1000;

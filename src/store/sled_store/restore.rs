@@ -7,17 +7,18 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::schema::{
-    self, be, claim_record, log_entry, pair, pdq_entry, request_key, sha_index_key, sha_key,
-    state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
-    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
-};
-use super::sled_store::open_db;
-use super::{RequestRecord, DIR_FORMAT_VERSION};
+use super::open_db;
+use super::DIR_FORMAT_VERSION;
 use crate::domain::access::ApiKey;
 use crate::domain::chain;
 use crate::domain::history::ClaimHistory;
 use crate::domain::FORMAT_VERSION;
+use crate::store::schema::{
+    self, be, claim_record, log_entry, pair, pdq_entry, request_key, sha_index_key, sha_key,
+    state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+};
+use crate::store::RequestRecord;
 
 /// Claims (or request records, or log entries) written per batch.
 const BATCH_CLAIMS: usize = 1000;

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use super::restore::storage;
-use super::schema;
-use super::sled_store::{open_db, read_format_version};
+use super::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
+use crate::store::schema;
 
 /// Entries written per batch.
 const BATCH_ENTRIES: usize = 10_000;

@@ -27,17 +27,17 @@ use std::time::Duration;
 
 use tokio::sync::{watch, RwLock};
 
-use super::core::{Core, CoreOptions};
-use super::sled_store::{OpenError, SledEngine};
-use super::{
-    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey, Registered,
-    RequestRecord, Similar, SimilarQuery, Store, StoreStats, Writability,
-};
+use super::{OpenError, SledEngine};
 use crate::domain::access::ApiKey;
 use crate::domain::chain;
 use crate::domain::history::ClaimHistory;
 use crate::domain::{
     ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, StatusView, VerificationState,
+};
+use crate::store::core::{Core, CoreOptions};
+use crate::store::{
+    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey, Registered,
+    RequestRecord, Similar, SimilarQuery, Store, StoreStats, Writability,
 };
 
 /// Free space that writes leave on the data directory's file system by
