@@ -98,8 +98,24 @@ struct Chunks<'a> {
     done: bool,
 }
 
+/// Whether `range` may hold a key: `BTreeMap::range` panics on a start
+/// above the end (or equal to it with both bounds excluded), which a
+/// caller's odd cursor must not turn into a panic.
+fn nonempty(range: &KeyRange) -> bool {
+    use Bound::{Excluded, Included, Unbounded};
+    match range {
+        (Unbounded, _) | (_, Unbounded) => true,
+        (Included(start), Included(end)) => start <= end,
+        (Included(start) | Excluded(start), Excluded(end) | Included(end)) => start < end,
+    }
+}
+
 impl Chunks<'_> {
     fn refill(&mut self) {
+        if !nonempty(&self.range) {
+            self.done = true;
+            return;
+        }
         let tables = self.engine.read();
         let range = tables[self.table.index()].range::<Vec<u8>, _>(self.range.clone());
         let take = |entry: (&Vec<u8>, &Bytes)| (Bytes::copy_from_slice(entry.0), entry.1.clone());
@@ -201,5 +217,75 @@ impl Engine for MemoryEngine {
 
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Vec<u8> {
+        vec![n]
+    }
+
+    #[tokio::test]
+    async fn scans_read_in_chunks_both_ways_and_an_empty_or_inverted_range_is_empty() {
+        let engine = MemoryEngine::new().unwrap();
+        let nothing = After {
+            committed: |_: &()| {},
+            durable: |_: &()| {},
+        };
+        let count = 600u16;
+        engine
+            .commit(
+                move |tx: &dyn WriteTx| {
+                    for n in 0..count {
+                        tx.insert(Table::Claims, &n.to_be_bytes(), b"v")?;
+                    }
+                    Ok(())
+                },
+                nothing,
+            )
+            .await
+            .unwrap();
+        let keys = |range: KeyRange, reverse: bool| -> Vec<u16> {
+            engine
+                .scan(Table::Claims, range, reverse)
+                .map(|e| {
+                    let (k, _) = e.unwrap();
+                    u16::from_be_bytes([k[0], k[1]])
+                })
+                .collect()
+        };
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys(all.clone(), false), (0..count).collect::<Vec<_>>());
+        assert_eq!(keys(all, true), (0..count).rev().collect::<Vec<_>>());
+        let inverted = (Bound::Included(key(9)), Bound::Excluded(key(1)));
+        assert!(keys(inverted, false).is_empty());
+        let empty = (Bound::Excluded(key(5)), Bound::Excluded(key(5)));
+        assert!(keys(empty.clone(), true).is_empty());
+        assert!(keys(empty, false).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_changes_nothing() {
+        let engine = MemoryEngine::new().unwrap();
+        let nothing = After {
+            committed: |_: &()| {},
+            durable: |_: &()| {},
+        };
+        let refused = engine
+            .commit(
+                |tx: &dyn WriteTx| {
+                    tx.insert(Table::Meta, b"k", b"v")?;
+                    Err(TxError::Abort(Error::NotFound("claims/1".into())))
+                },
+                nothing,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::NotFound(_)), "{refused:?}");
+        assert_eq!(engine.get(Table::Meta, b"k").unwrap(), None);
+        assert_eq!(engine.size().unwrap(), 0);
     }
 }
