@@ -84,14 +84,14 @@ pub(crate) fn hamming(a: &Words, b: &Words) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// splitmix64: small, seeded, good enough for test data.
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let mut z = self.0;
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -99,11 +99,11 @@ mod tests {
             z ^ (z >> 31)
         }
 
-        fn below(&mut self, n: u64) -> u64 {
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
 
-        fn pdq(&mut self) -> Pdq {
+        pub(crate) fn pdq(&mut self) -> Pdq {
             let mut b = [0u8; 32];
             for c in b.chunks_exact_mut(8) {
                 c.copy_from_slice(&self.next().to_le_bytes());
@@ -112,7 +112,7 @@ mod tests {
         }
 
         /// `h` with `k` distinct random bits flipped.
-        fn flip(&mut self, h: &Pdq, k: u32) -> Pdq {
+        pub(crate) fn flip(&mut self, h: &Pdq, k: u32) -> Pdq {
             let mut out = *h;
             while out.distance(h) < k {
                 let bit = self.below(256) as usize;

@@ -589,45 +589,8 @@ fn finish(mut hits: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::pdq::tests::Rng;
     use std::collections::BTreeMap;
-
-    /// splitmix64: small, seeded, good enough for test data.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn pdq(&mut self) -> Pdq {
-            let mut b = [0u8; 32];
-            for c in b.chunks_exact_mut(8) {
-                c.copy_from_slice(&self.next().to_le_bytes());
-            }
-            Pdq(b)
-        }
-
-        /// `h` with `k` distinct random bits flipped.
-        fn flip(&mut self, h: &Pdq, k: u32) -> Pdq {
-            let mut out = *h;
-            while out.distance(h) < k {
-                let bit = self.below(256) as usize;
-                let mask = 1u8 << (bit % 8);
-                if (out.0[bit / 8] ^ h.0[bit / 8]) & mask == 0 {
-                    out.0[bit / 8] ^= mask;
-                }
-            }
-            out
-        }
-    }
 
     const RADII: [u32; 10] = [0, 1, 10, 31, 32, 47, 48, 64, 128, 256];
 
