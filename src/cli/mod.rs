@@ -1,7 +1,7 @@
 //! The command line, in one place: the flags of every subcommand
 //! ([`args`]), what each does ([`commands`], which `main.rs` calls), the
 //! commands that work on a data directory or through a server ([`keys`],
-//! [`export`], [`backup`], [`generate`], [`bench`]), the desk client
+//! [`export`], [`backup`], [`generate`], [`bench`](mod@bench)), the desk client
 //! ([`desk`]), and what they all share: errors and exit codes, output,
 //! progress, the local-or-remote target ([`output`], re-exported here).
 //!

@@ -27,8 +27,8 @@ pub struct StorageError {
 }
 
 impl StorageError {
-    /// The domain error for a failed access to `at`: [`corrupt`]
-    /// (`DataLoss`) or `Internal`.
+    /// The domain error for a failed access to `at`: `DataLoss` (logged
+    /// and counted as corruption) or `Internal`.
     pub fn at(self, at: &str) -> Error {
         match self.corrupt {
             true => corrupt(at, self.cause),

@@ -62,27 +62,27 @@ pub(super) const API_KEY_NAMES: &str = "api_key_names";
 /// The tables of the layout above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
-    /// [`META`].
+    /// `meta`.
     Meta,
-    /// [`CLAIMS`].
+    /// `claims`.
     Claims,
-    /// [`CLAIMS_BY_STATE`].
+    /// `claims_by_state`.
     ClaimsByState,
-    /// [`RESPONSES`].
+    /// `responses`.
     Responses,
-    /// [`EVENTS`].
+    /// `events`.
     Events,
-    /// [`EVENT_LOG`].
+    /// `event_log`.
     EventLog,
-    /// [`CLAIMS_BY_SHA256`].
+    /// `claims_by_sha256`.
     ClaimsBySha256,
-    /// [`CLAIMS_BY_PDQ`].
+    /// `claims_by_pdq`.
     ClaimsByPdq,
-    /// [`REQUEST_IDS`].
+    /// `request_ids`.
     RequestIds,
-    /// [`API_KEYS`].
+    /// `api_keys`.
     ApiKeys,
-    /// [`API_KEY_NAMES`].
+    /// `api_key_names`.
     ApiKeyNames,
 }
 

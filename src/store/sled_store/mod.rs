@@ -49,10 +49,10 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// reuse ids). Version 3 adds the service-wide `event_log`; version 4 the
 /// hash chains (`prev_hash`, `record_sha256` and `chain_head` in the records,
 /// the chain head in every `event_log` value). Each step is a function run
-/// by [`SledEngine::open`] when the directory is older, safe to repeat; the
+/// by `SledEngine::open` when the directory is older, safe to repeat; the
 /// version is written only after all steps. Version 5 appends a copy of the
-/// claim's latest response to its record ([`claim_record`]), so that a
-/// status read is one lookup. (Records carry their own [`FORMAT_VERSION`].)
+/// claim's latest response to its record (`schema::claim_record`), so that a
+/// status read is one lookup. (Records carry their own `domain::FORMAT_VERSION`.)
 pub const DIR_FORMAT_VERSION: u32 = 5;
 
 /// Why the store could not be opened.
