@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::super::engine::{all, Engine};
+use super::super::engine::{all, After, Engine};
 use super::super::record_cache::{ClaimCache, StatusCache};
 use super::super::schema::{be, claim_view, is_reliable, status_of, u64_at, Table};
 use super::super::SharedClaim;
@@ -75,6 +75,22 @@ impl Derived {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             indexes.insert(id, hash, quality);
+        }
+    }
+
+    /// The engine's after-steps for a claim write whose result is a `T`:
+    /// `follow` applies what it changed (through [`Derived::follow`]) as it
+    /// commits, and watchers learn its log position (`position`) once it
+    /// is durable. Every claim write goes through this one pair.
+    pub(super) fn after<T>(
+        &self,
+        follow: impl FnOnce(&Derived, &T) + Send + 'static,
+        position: impl FnOnce(&T) -> u64 + Send + 'static,
+    ) -> After<impl FnOnce(&T) + Send + 'static, impl FnOnce(&T) + Send + 'static> {
+        let (committed, durable) = (self.clone(), self.clone());
+        After {
+            committed: move |out: &T| follow(&committed, out),
+            durable: move |out: &T| durable.log_durable(position(out)),
         }
     }
 

@@ -157,10 +157,9 @@ impl<E: Engine> Store for Core<E> {
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
         let pdq = pdq_entry(&cmd.claim);
         let near_distance = cmd.near_distance;
-        let (derived, on_durable) = (self.derived.clone(), self.derived.clone());
         type Out = (u64, u64, Option<Claim>);
-        let after = After {
-            committed: move |(id, _, claim): &Out| {
+        let after = self.derived.after(
+            move |derived, (id, _, claim): &Out| {
                 if let Some(claim) = claim {
                     derived.follow(Change {
                         claim,
@@ -169,8 +168,8 @@ impl<E: Engine> Store for Core<E> {
                     });
                 }
             },
-            durable: move |(_, position, _): &Out| on_durable.log_durable(*position),
-        };
+            |(_, position, _): &Out| *position,
+        );
         let Committed {
             value: (id, _, committed),
             durable,
@@ -279,9 +278,8 @@ impl<E: Engine> Store for Core<E> {
         let request_key =
             (!cmd.request_id.is_empty()).then(|| request_key(OP_ATTACH, cmd.request_id.as_bytes()));
         type Out = (u64, u64, u64, Option<(Claim, OfficialResponse)>);
-        let (derived, on_durable) = (self.derived.clone(), self.derived.clone());
-        let after = After {
-            committed: move |(_, _, _, committed): &Out| {
+        let after = self.derived.after(
+            |derived, (_, _, _, committed): &Out| {
                 if let Some((claim, response)) = committed {
                     derived.follow(Change {
                         claim,
@@ -290,8 +288,8 @@ impl<E: Engine> Store for Core<E> {
                     });
                 }
             },
-            durable: move |(_, _, position, _): &Out| on_durable.log_durable(*position),
-        };
+            |(_, _, position, _): &Out| *position,
+        );
         let Committed {
             value: (claim_id, response_id, _, committed),
             durable,
@@ -352,17 +350,16 @@ impl<E: Engine> Store for Core<E> {
 
     async fn set_verdict(&self, cmd: NewVerdict) -> Result<ClaimView> {
         type Out = (u64, Claim, Option<OfficialResponse>);
-        let (derived, on_durable) = (self.derived.clone(), self.derived.clone());
-        let after = After {
-            committed: move |(_, claim, latest): &Out| {
+        let after = self.derived.after(
+            |derived, (_, claim, latest): &Out| {
                 derived.follow(Change {
                     claim,
                     latest_response: latest.clone(),
                     new_hash: None,
                 })
             },
-            durable: move |(position, _, _): &Out| on_durable.log_durable(*position),
-        };
+            |(position, _, _): &Out| *position,
+        );
         let Committed {
             value: (_, claim, latest_response),
             durable,

@@ -15,15 +15,16 @@ use crate::store::{EventFilter, NewClaim, NewResponse, NewVerdict, Similar, Simi
 use prost::Message;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-type SledEngine = Core<super::SledEngine>;
+/// The core over the sled engine: what these tests open.
+type SledCore = Core<super::SledEngine>;
 
 /// The core over the sled engine in `dir`, its index built.
-fn open(dir: &Path) -> std::result::Result<SledEngine, OpenError> {
+fn open(dir: &Path) -> std::result::Result<SledCore, OpenError> {
     open_with(dir, DEFAULT_CACHE_BYTES, true)
 }
 
 /// Like [`open`], without the PDQ index.
-fn open_without_index(dir: &Path, cache: u64) -> std::result::Result<SledEngine, OpenError> {
+fn open_without_index(dir: &Path, cache: u64) -> std::result::Result<SledCore, OpenError> {
     open_with(dir, cache, false)
 }
 
@@ -31,7 +32,7 @@ fn open_with(
     dir: &Path,
     cache: u64,
     build_index: bool,
-) -> std::result::Result<SledEngine, OpenError> {
+) -> std::result::Result<SledCore, OpenError> {
     let engine = super::SledEngine::open(dir, cache)?;
     let options = CoreOptions {
         build_index,
@@ -41,7 +42,7 @@ fn open_with(
 }
 
 /// The sled tree of `table` under a core.
-fn tree(store: &SledEngine, table: Table) -> &sled::Tree {
+fn tree(store: &SledCore, table: Table) -> &sled::Tree {
     store.engine().tree(table)
 }
 
@@ -103,7 +104,7 @@ async fn open_when_released(dir: &Path) -> sled::Db {
 }
 
 /// Reopens the store once the dropped one has let go of the directory.
-async fn reopen(dir: &Path) -> SledEngine {
+async fn reopen(dir: &Path) -> SledCore {
     for _ in 0..1000 {
         match open(dir) {
             Ok(store) => return store,
@@ -228,7 +229,7 @@ async fn a_version_2_directory_gets_its_event_log_in_event_order() {
 }
 
 /// Registers two claims, attaches two responses and sets a verdict.
-async fn some_history(store: &SledEngine) {
+async fn some_history(store: &SledCore) {
     for text in ["one", "two"] {
         store
             .register_claim(on_image(&"ab".repeat(32), text))
@@ -448,7 +449,7 @@ async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registr
 async fn cached_statuses_and_claims_are_what_sled_holds_after_every_kind_of_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).unwrap();
-    let same = |store: &SledEngine, id: u64| {
+    let same = |store: &SledCore, id: u64| {
         let cached = store.caches().0.get(id).expect("written through");
         assert_eq!(Some((*cached).clone()), store.read_status(id).unwrap());
         let cached = store.caches().1.get(id).expect("written through");
