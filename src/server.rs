@@ -356,7 +356,9 @@ async fn follow_storage(
     };
     let metrics = crate::metrics::global();
     let corruption_at_start = metrics.corruption_count();
-    let mut shown = None;
+    // `run` has set every name SERVING: send only changes from there, so a
+    // health watcher never gets a second, unchanged SERVING.
+    let mut shown = Some((true, true));
     let mut sender_alive = true;
     loop {
         let writable = *writability.borrow_and_update() == Writability::Writable;
