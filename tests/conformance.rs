@@ -8,8 +8,11 @@
 //! open)` instantiates every one of them as a `#[tokio::test]` in a module
 //! named after the backend, so the tests read `sled::registers_and_reads_back`
 //! and run per backend with `cargo test --test conformance sled::`. `open` is
-//! an async fn returning `(Arc<Backend>, guard)`; the guard (a temporary
-//! directory, or `()`) is dropped after the store, when the test is over.
+//! an async fn returning `Some((Arc<Backend>, guard))`, or `None` when the
+//! backend's server is not available (PostgreSQL without
+//! `PHOTOCLAIM_TEST_DATABASE_URL`: skipped); the guard (a temporary
+//! directory, a test database, or `()`) is dropped after the store, when
+//! the test is over.
 //!
 //! To add a backend: write its `open_<backend>()` below and add a
 //! `conformance_suite!(<backend>, open_<backend>);` line. To add a test:
@@ -21,6 +24,8 @@
 //! Only the public API is used (`photoclaim::store`, `photoclaim::domain`):
 //! nothing here knows how a backend lays out its data.
 
+#[path = "common/pg.rs"]
+mod pg;
 #[path = "conformance/support.rs"]
 mod support;
 
@@ -66,8 +71,11 @@ macro_rules! conformance_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    // The guard (a directory) outlives the store.
-                    let (store, _guard) = $open().await;
+                    // The guard (a directory, a database) outlives the
+                    // store; no guard: the backend is not here (skipped).
+                    let Some((store, _guard)) = $open().await else {
+                        return;
+                    };
                     suite::$test(&store).await;
                     drop(store);
                 }
@@ -76,20 +84,31 @@ macro_rules! conformance_suite {
     };
 }
 
-async fn open_sled() -> (Arc<SledStore>, tempfile::TempDir) {
+async fn open_sled() -> Option<(Arc<SledStore>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(dir.path()).expect("open sled store");
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
 }
 
 conformance_suite!(sled, open_sled);
 
-async fn open_memory() -> (Arc<MemoryStore>, ()) {
+async fn open_memory() -> Option<(Arc<MemoryStore>, ())> {
     let store = MemoryStore::in_memory().expect("start an in-memory store");
-    (Arc::new(store), ())
+    Some((Arc::new(store), ()))
 }
 
 conformance_suite!(memory, open_memory);
+
+/// A database of its own on the test server (skipped without one: see
+/// `common/pg.rs`).
+async fn open_postgres() -> Option<(Arc<PgStore>, pg::TestDatabase)> {
+    let db = pg::fresh_database()?;
+    let store =
+        PgStore::connect(&db.url, &PgOptions::default(), true).expect("open PostgreSQL store");
+    Some((Arc::new(store), db))
+}
+
+conformance_suite!(postgres, open_postgres);
 
 mod suite {
     use super::*;

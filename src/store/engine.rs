@@ -158,3 +158,66 @@ pub fn span_inclusive(start: &[u8], end: &[u8]) -> KeyRange {
 pub fn all() -> KeyRange {
     (Bound::Unbounded, Bound::Unbounded)
 }
+
+/// A scan that reads up to `chunk` entries at a time with `read`, each
+/// read starting after the last key handed out, so that no lock or
+/// connection is held between chunks (the memory and PostgreSQL engines).
+pub(crate) struct Chunked<V, F> {
+    read: F,
+    /// What is still to be read.
+    range: KeyRange,
+    reverse: bool,
+    chunk: usize,
+    buffer: std::collections::VecDeque<(V, V)>,
+    done: bool,
+}
+
+impl<V, F> Chunked<V, F>
+where
+    V: AsRef<[u8]>,
+    F: FnMut(&KeyRange, bool, usize) -> std::result::Result<Vec<(V, V)>, StorageError>,
+{
+    /// The entries within `range`, read `chunk` at a time by
+    /// `read(range, reverse, chunk)`, which returns at most `chunk` of them
+    /// in order.
+    pub(crate) fn new(range: KeyRange, reverse: bool, chunk: usize, read: F) -> Self {
+        Chunked {
+            read,
+            range,
+            reverse,
+            chunk,
+            buffer: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl<V, F> Iterator for Chunked<V, F>
+where
+    V: AsRef<[u8]>,
+    F: FnMut(&KeyRange, bool, usize) -> std::result::Result<Vec<(V, V)>, StorageError>,
+{
+    type Item = std::result::Result<(V, V), StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            let entries = match (self.read)(&self.range, self.reverse, self.chunk) {
+                Ok(entries) => entries,
+                Err(err) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            };
+            self.done = entries.len() < self.chunk;
+            if let Some((last, _)) = entries.last() {
+                let after = Bound::Excluded(last.as_ref().to_vec());
+                match self.reverse {
+                    true => self.range.1 = after,
+                    false => self.range.0 = after,
+                }
+            }
+            self.buffer = entries.into();
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}

@@ -22,16 +22,25 @@ pub(crate) fn corrupt(at: &str, detail: impl std::fmt::Display) -> Error {
 pub struct StorageError {
     /// The engine found its own stored data corrupt (checksums, framing).
     pub corrupt: bool,
+    /// The storage cannot be reached now (a database connection went
+    /// away): `Unavailable`, which a caller may retry.
+    pub unavailable: bool,
     /// What the engine said.
     pub cause: String,
 }
 
 impl StorageError {
     /// The domain error for a failed access to `at`: `DataLoss` (logged
-    /// and counted as corruption) or `Internal`.
+    /// and counted as corruption), `Unavailable` or `Internal`.
     pub fn at(self, at: &str) -> Error {
-        match self.corrupt {
-            true => corrupt(at, self.cause),
+        if self.corrupt {
+            return corrupt(at, self.cause);
+        }
+        match self.unavailable {
+            true => Error::Unavailable(format!(
+                "{at}: the database cannot be reached now; retry (with the same request_id for a write): {}",
+                self.cause
+            )),
             false => Error::Internal(format!("{at}: {}", self.cause)),
         }
     }

@@ -10,14 +10,14 @@
 //! read lock, so a long scan never holds writers up for long.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use bytes::Bytes;
 
-use super::engine::{After, Committed, Engine, KeyRange, Scan, TxError, WriteTx};
+use super::engine::{After, Chunked, Committed, Engine, KeyRange, Scan, TxError, WriteTx};
 use super::errors::StorageError;
 use super::schema::Table;
 use super::{PageTokenKey, PAGE_TOKEN_KEY_LEN};
@@ -87,17 +87,6 @@ impl WriteTx for MemoryTx<'_> {
     }
 }
 
-/// A scan that copies out [`SCAN_CHUNK`] entries at a time.
-struct Chunks<'a> {
-    engine: &'a MemoryEngine,
-    table: Table,
-    /// What is still to be read.
-    range: KeyRange,
-    reverse: bool,
-    buffer: VecDeque<(Bytes, Bytes)>,
-    done: bool,
-}
-
 /// Whether `range` may hold a key: `BTreeMap::range` panics on a start
 /// above the end (or equal to it with both bounds excluded), which a
 /// caller's odd cursor must not turn into a panic.
@@ -110,41 +99,6 @@ fn nonempty(range: &KeyRange) -> bool {
     }
 }
 
-impl Chunks<'_> {
-    fn refill(&mut self) {
-        if !nonempty(&self.range) {
-            self.done = true;
-            return;
-        }
-        let tables = self.engine.read();
-        let range = tables[self.table.index()].range::<Vec<u8>, _>(self.range.clone());
-        let take = |entry: (&Vec<u8>, &Bytes)| (Bytes::copy_from_slice(entry.0), entry.1.clone());
-        self.buffer = match self.reverse {
-            true => range.rev().take(SCAN_CHUNK).map(take).collect(),
-            false => range.take(SCAN_CHUNK).map(take).collect(),
-        };
-        self.done = self.buffer.len() < SCAN_CHUNK;
-        if let Some((last, _)) = self.buffer.back() {
-            let after = Bound::Excluded(last.to_vec());
-            match self.reverse {
-                true => self.range.1 = after,
-                false => self.range.0 = after,
-            }
-        }
-    }
-}
-
-impl Iterator for Chunks<'_> {
-    type Item = std::result::Result<(Bytes, Bytes), StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.buffer.is_empty() && !self.done {
-            self.refill();
-        }
-        self.buffer.pop_front().map(Ok)
-    }
-}
-
 impl Engine for MemoryEngine {
     type Value = Bytes;
 
@@ -153,14 +107,20 @@ impl Engine for MemoryEngine {
     }
 
     fn scan(&self, table: Table, range: KeyRange, reverse: bool) -> Scan<'_, Bytes> {
-        Box::new(Chunks {
-            engine: self,
-            table,
-            range,
-            reverse,
-            buffer: VecDeque::new(),
-            done: false,
-        })
+        let read = move |range: &KeyRange, reverse: bool, chunk: usize| {
+            if !nonempty(range) {
+                return Ok(Vec::new());
+            }
+            let tables = self.read();
+            let range = tables[table.index()].range::<Vec<u8>, _>(range.clone());
+            let take =
+                |entry: (&Vec<u8>, &Bytes)| (Bytes::copy_from_slice(entry.0), entry.1.clone());
+            Ok(match reverse {
+                true => range.rev().take(chunk).map(take).collect(),
+                false => range.take(chunk).map(take).collect(),
+            })
+        };
+        Box::new(Chunked::new(range, reverse, SCAN_CHUNK, read))
     }
 
     async fn commit<T, F, C, D>(&self, write: F, after: After<C, D>) -> Result<Committed<T>>

@@ -22,9 +22,11 @@ mod core;
 mod engine;
 mod errors;
 mod memory;
+mod pg;
 mod record_cache;
 mod schema;
 mod sled_store;
+mod write_queue;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -44,6 +46,9 @@ pub use self::core::Core;
 pub use engine::{After, Committed, Engine, Entry, KeyRange, Scan, TxError, WriteTx};
 pub use errors::StorageError;
 pub use memory::MemoryEngine;
+pub use pg::{
+    migrate as pg_migrate, PgEngine, PgOpenError, PgOptions, DEFAULT_READERS as DEFAULT_PG_READERS,
+};
 pub use schema::Table;
 pub use sled_store::{
     check_dir, check_dir_reporting, copy_trees, CheckProgress, CheckReport, Compacted, OpenError,
@@ -68,6 +73,29 @@ impl MemoryStore {
             durable_log: None,
         };
         Core::start(MemoryEngine::new()?, options)
+    }
+}
+
+/// The shared backend: the core over [`PgEngine`], one PostgreSQL database
+/// that any number of photoclaim processes serve (`serve --database-url`).
+pub type PgStore = Core<PgEngine>;
+
+impl PgStore {
+    /// Connects to the database at `url` (migrating its schema), and
+    /// starts the core over it; `build_index` for a server.
+    pub fn connect(
+        url: &str,
+        options: &PgOptions,
+        build_index: bool,
+    ) -> std::result::Result<Self, PgOpenError> {
+        let engine = PgEngine::open(pg::config(url)?, options)?;
+        let options = core::CoreOptions {
+            build_index,
+            durable_log: None,
+        };
+        Core::start(engine, options).map_err(|e| PgOpenError::Other {
+            cause: e.to_string(),
+        })
     }
 }
 

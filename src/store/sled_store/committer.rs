@@ -30,19 +30,19 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use sled::Transactional;
-use tokio::sync::oneshot;
 
 use super::storage;
-use crate::domain::{Error, Result};
-use crate::store::engine::{After, Committed, TxError, WriteTx};
+use crate::domain::Error;
+use crate::store::engine::{TxError, WriteTx};
 use crate::store::schema::Table;
+use crate::store::write_queue::{Job, WriteQueue};
 
 /// Most writes in one transaction: bounds its memory and the time a
 /// failed write's rerun costs the others.
@@ -83,170 +83,17 @@ impl WriteTx for SledTx<'_> {
     }
 }
 
-type TxResult<T> = std::result::Result<T, TxError>;
+/// The committer: the write queue over sled's cycle.
+pub(super) type Committer = WriteQueue;
 
-/// One queued write: run it (perhaps several times); if its batch
-/// committed, its `committed` step; then answer once: `Err` if it failed
-/// (nothing of it committed), else the flush's outcome.
-trait Job: Send {
-    fn apply(&mut self, tx: &SledTx<'_>) -> TxResult<()>;
-    fn committed(&mut self);
-    fn answer(self: Box<Self>, outcome: Result<Result<()>>);
-}
-
-struct Write<F, C, D, T> {
-    apply: F,
-    on_commit: Option<C>,
-    on_durable: Option<D>,
-    /// What the latest run returned; sent once the batch committed.
-    out: Option<T>,
-    reply: oneshot::Sender<Result<Committed<T>>>,
-}
-
-impl<F, C, D, T> Job for Write<F, C, D, T>
-where
-    F: Fn(&dyn WriteTx) -> TxResult<T> + Send,
-    C: FnOnce(&T) + Send,
-    D: FnOnce(&T) + Send,
-    T: Send,
-{
-    fn apply(&mut self, tx: &SledTx<'_>) -> TxResult<()> {
-        self.out = Some((self.apply)(tx)?);
-        Ok(())
-    }
-
-    fn committed(&mut self) {
-        if let (Some(value), Some(step)) = (&self.out, self.on_commit.take()) {
-            step(value);
-        }
-    }
-
-    fn answer(self: Box<Self>, outcome: Result<Result<()>>) {
-        let Write {
-            out,
-            on_durable,
-            reply,
-            ..
-        } = *self;
-        let result = outcome.and_then(|durable| match out {
-            Some(value) => {
-                if let (Ok(()), Some(step)) = (&durable, on_durable) {
-                    step(&value);
-                }
-                Ok(Committed { value, durable })
-            }
-            None => Err(Error::Internal("committed write left no result".into())),
-        });
-        // The writer may have gone (its RPC was cancelled): the write
-        // stands, like any committed write whose reply was lost.
-        let _ = reply.send(result);
-    }
-}
-
-/// Handle to the committer thread; dropping it lets the queued writes
-/// finish and joins the thread.
-pub(super) struct Committer {
-    queue: Option<mpsc::Sender<Box<dyn Job>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Flushes performed, for tests and diagnostics.
-    flushes: Arc<AtomicU64>,
-}
-
-impl Committer {
-    /// Starts the committer thread. `db` is flushed after every batch.
-    pub(super) fn start(db: sled::Db, trees: Trees) -> std::io::Result<Self> {
-        let (queue, items) = mpsc::channel::<Box<dyn Job>>();
-        let flushes = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&flushes);
-        let thread = std::thread::Builder::new()
-            .name("photoclaim-commit".into())
-            .spawn(move || {
-                while let Ok(first) = items.recv() {
-                    let mut writes = Vec::new();
-                    let mut next = Some(first);
-                    while let Some(item) = next {
-                        writes.push(item);
-                        next = match writes.len() < MAX_BATCH {
-                            true => items.try_recv().ok(),
-                            false => None,
-                        };
-                    }
-                    let size = writes.len();
-                    // A panic (none is known) drops this batch's answers
-                    // unsent, which tells its writers that their outcome is
-                    // unknown; the batches after it go on.
-                    let cycle =
-                        std::panic::AssertUnwindSafe(|| cycle(&db, &trees, &counter, writes));
-                    if std::panic::catch_unwind(cycle).is_err() {
-                        tracing::error!(
-                            writes = size,
-                            "a write batch panicked; its outcome is unknown"
-                        );
-                    }
-                }
-            })?;
-        Ok(Committer {
-            queue: Some(queue),
-            thread: Some(thread),
-            flushes,
-        })
-    }
-
-    /// Runs `apply` in the next batch's transaction and returns what it
-    /// returned once the batch was flushed, with the flush's outcome; or
-    /// its error, and then nothing of it was committed. `apply` may run
-    /// more than once; `after`'s steps run once each, on the committer.
-    pub(super) async fn write<T, F, C, D>(
-        &self,
-        apply: F,
-        after: After<C, D>,
-    ) -> Result<Committed<T>>
-    where
-        F: Fn(&dyn WriteTx) -> TxResult<T> + Send + 'static,
-        C: FnOnce(&T) + Send + 'static,
-        D: FnOnce(&T) + Send + 'static,
-        T: Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        self.send(Box::new(Write {
-            apply,
-            on_commit: Some(after.committed),
-            on_durable: Some(after.durable),
-            out: None,
-            reply,
-        }))?;
-        answer.await.map_err(|_| {
-            Error::Internal(
-                "the write's batch failed and its outcome is unknown; see the server log".into(),
-            )
-        })?
-    }
-
-    /// Flushes performed so far.
-    pub(super) fn flush_count(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
-    }
-
-    fn send(&self, item: Box<dyn Job>) -> Result<()> {
-        self.queue
-            .as_ref()
-            .ok_or_else(|| self.stopped())?
-            .send(item)
-            .map_err(|_| self.stopped())
-    }
-
-    fn stopped(&self) -> Error {
-        Error::Internal("the write committer stopped".into())
-    }
-}
-
-impl Drop for Committer {
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// Starts the committer thread. `db` is flushed after every batch.
+pub(super) fn start(db: sled::Db, trees: Trees) -> std::io::Result<Committer> {
+    WriteQueue::start(
+        "photoclaim-commit",
+        "the write committer",
+        MAX_BATCH,
+        Box::new(move |writes, flushes| cycle(&db, &trees, flushes, writes)),
+    )
 }
 
 /// One cycle: commit `writes`, run their `committed` steps in commit
@@ -350,8 +197,12 @@ fn transact(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Result;
+    use crate::store::engine::{After, Committed};
+    use crate::store::write_queue::{TxResult, Write};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
+    use tokio::sync::oneshot;
 
     fn trees(db: &sled::Db) -> Trees {
         Table::ALL
@@ -418,13 +269,11 @@ mod tests {
             let (reply, answer) = oneshot::channel();
             let count = Arc::new(AtomicUsize::new(0));
             let after = recording(Arc::clone(&seen), Arc::clone(&durable));
-            batch.push(Box::new(Write {
-                apply: numbered(name, fail, Arc::clone(&count)),
-                on_commit: Some(after.committed),
-                on_durable: Some(after.durable),
-                out: None,
+            batch.push(Box::new(Write::new(
+                numbered(name, fail, Arc::clone(&count)),
+                after,
                 reply,
-            }));
+            )));
             answers.push(answer);
             runs.push(count);
         }

@@ -163,6 +163,7 @@ impl From<sled::Error> for StorageError {
     fn from(err: sled::Error) -> StorageError {
         StorageError {
             corrupt: matches!(err, sled::Error::Corruption { .. }),
+            unavailable: false,
             cause: err.to_string(),
         }
     }
@@ -189,7 +190,7 @@ impl SledEngine {
             .collect::<sled::Result<_>>()
             .map_err(other)?;
         let committer =
-            Committer::start(db.clone(), Arc::clone(&trees)).map_err(|e| OpenError::Other {
+            committer::start(db.clone(), Arc::clone(&trees)).map_err(|e| OpenError::Other {
                 dir: dir.to_path_buf(),
                 cause: format!("cannot start the write committer: {e}"),
             })?;
