@@ -127,12 +127,29 @@ pub enum Command {
     /// health-check baseline first, then an RPC mix; reports requests/s,
     /// latency percentiles and errors per RPC. It writes: use a scratch server.
     Bench(Box<BenchArgs>),
+    /// PostgreSQL schema: `photoclaim db migrate` applies the migrations the
+    /// database lacks (servers also do at start).
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// Verify a data directory offline (stop the server first): format
     /// version, every hash chain, every index. Exit code 8 if anything is wrong.
     Check {
         /// The data directory to check.
         #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DbAction {
+    /// Apply the schema migrations the database lacks, under an advisory
+    /// lock (safe while replicas start), and print the schema version.
+    Migrate {
+        /// The database: `postgres://USER[:PASSWORD]@HOST:PORT/DB`.
+        #[arg(long, env = "PHOTOCLAIM_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
     },
 }
 
@@ -201,6 +218,15 @@ pub struct ServeArgs {
     /// trials; nothing survives the process.
     #[arg(long, env = "PHOTOCLAIM_IN_MEMORY", conflicts_with = "data_dir")]
     pub in_memory: bool,
+    /// Serve from a PostgreSQL database instead of a data directory, shared
+    /// by any number of replicas: `postgres://USER[:PASSWORD]@HOST:PORT/DB`
+    /// (or libpq's key=value form). The schema is migrated at start;
+    /// docs/postgres.md.
+    #[arg(long, env = "PHOTOCLAIM_DATABASE_URL", hide_env_values = true, conflicts_with_all = ["data_dir", "in_memory"], help_heading = "PostgreSQL")]
+    pub database_url: Option<String>,
+    /// Connections (and threads) for reads, per replica.
+    #[arg(long, default_value_t = crate::store::DEFAULT_PG_READERS, env = "PHOTOCLAIM_DATABASE_READERS", value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "PostgreSQL")]
+    pub database_readers: u16,
     /// Largest request message accepted, in bytes (keep it above --max-image-bytes).
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: usize,

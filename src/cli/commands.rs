@@ -18,7 +18,7 @@ use crate::cli::Target;
 use crate::cli::{self, Failure, LogWriter};
 use crate::domain::review::Publisher;
 use crate::server::{self, Options, TlsFiles};
-use crate::store::{MemoryStore, SledStore, Store};
+use crate::store::{MemoryStore, PgOptions, SledStore, Store};
 use crate::{out, outln};
 use clap::Parser;
 
@@ -215,6 +215,9 @@ pub async fn run() -> ExitCode {
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => crate::cli::desk::run(args).await,
         Command::Check { data_dir } => check(&data_dir),
+        Command::Db {
+            action: DbAction::Migrate { database_url },
+        } => crate::cli::database::migrate(&database_url).await,
         Command::Generate {
             data_dir,
             claims,
@@ -432,6 +435,13 @@ async fn serve(args: ServeArgs) -> Outcome {
         );
     }
     let (status_bytes, claim_bytes) = (args.status_cache_mb << 20, args.claim_cache_mb << 20);
+    if let Some(url) = &args.database_url {
+        let options = PgOptions {
+            readers: usize::from(args.database_readers),
+        };
+        let store = crate::cli::database::connect(url, options, shutdown_signal()).await?;
+        return run_server(args, Arc::new(store), tls, publisher).await;
+    }
     if args.in_memory {
         tracing::warn!(
             "IN MEMORY: nothing is written to disk; every claim is lost when the process ends"
@@ -512,9 +522,10 @@ async fn run_server<S: Store>(
     let shutdown = shutdown_signal();
     tracing::info!(
         %addr,
-        data_dir = %match args.in_memory {
-            true => "in memory".to_string(),
-            false => args.data_dir.display().to_string(),
+        storage = %match (&args.database_url, args.in_memory) {
+            (Some(url), _) => crate::store::pg_describe(url),
+            (None, true) => "in memory".to_string(),
+            (None, false) => args.data_dir.display().to_string(),
         },
         cache_mb = args.cache_mb,
         status_cache_mb = args.status_cache_mb,

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod bench;
 pub mod commands;
 pub mod credentials;
+pub mod database;
 pub mod desk;
 pub mod export;
 pub mod generate;

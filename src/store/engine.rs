@@ -127,6 +127,20 @@ pub trait Engine: Send + Sync + 'static {
         0
     }
 
+    /// Whether other processes write to the same tables (PostgreSQL's
+    /// replicas): the core then learns of their writes by following the
+    /// tables (`core::follow`) instead of only from its own commits.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Blocks until another process may have committed a write (a
+    /// notification), or for `timeout` at most. Engines that cannot be told
+    /// just wait: the caller then polls.
+    fn await_commits(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
+
     /// The first entry of `table` within `range` in the given order.
     fn first(
         &self,

@@ -42,6 +42,10 @@ pub(super) struct Derived {
     pub(super) claim_cache: Arc<ClaimCache>,
     pub(super) pdq_index: Arc<RwLock<PdqIndexes>>,
     pub(super) durable_log: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Other processes write too (a shared database): the PDQ index then
+    /// follows the tables (`super::follow`), not this process's commits,
+    /// and the caches are off.
+    pub(super) shared: bool,
 }
 
 impl Derived {
@@ -69,6 +73,11 @@ impl Derived {
                 latest_response,
             })
         });
+        if self.shared {
+            // The follower indexes every process's registrations in id
+            // order; indexing ours here could skip another's below it.
+            return;
+        }
         if let Some((id, hash, quality)) = new_hash {
             let mut indexes = self
                 .pdq_index
@@ -115,6 +124,9 @@ pub(crate) struct PdqIndexes {
     pub(super) reliable: PdqIndex,
     /// Hashes below [`crate::domain::pdq::MIN_RELIABLE_QUALITY`]: searched only when asked.
     pub(super) low_quality: PdqIndex,
+    /// The highest claim id indexed: claim ids are given out in commit
+    /// order, so every `claims_by_pdq` entry above it is new to the index.
+    pub(super) through: u64,
 }
 
 impl PdqIndexes {
@@ -128,41 +140,53 @@ impl PdqIndexes {
     pub(super) fn build<E: Engine>(engine: &E, stop: &AtomicBool) -> Result<Option<Self>> {
         let mut reliable = Vec::new();
         let mut low_quality = Vec::new();
+        let mut through = 0;
         for (n, entry) in engine.scan(Table::ClaimsByPdq, all(), false).enumerate() {
             if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
             let (key, value) = entry.map_err(|e| e.at("claims_by_pdq"))?;
-            let (key, value) = (key.as_ref(), value.as_ref());
-            if key.len() != 8 || value.len() != 33 {
-                tracing::error!(
-                    key_len = key.len(),
-                    value_len = value.len(),
-                    "skipping a malformed claims_by_pdq entry: its claim cannot be found by similarity"
-                );
+            let Some((id, hash, quality)) = pdq_row(key.as_ref(), value.as_ref()) else {
                 continue;
-            }
-            let hash = Pdq(value[..32].try_into().expect("32 bytes"));
-            let target = if is_reliable(i32::from(value[32])) {
+            };
+            let target = if is_reliable(quality) {
                 &mut reliable
             } else {
                 &mut low_quality
             };
-            target.push((u64_at(key, 0), hash));
+            through = through.max(id);
+            target.push((id, hash));
         }
         Ok(Some(PdqIndexes {
             reliable: PdqIndex::from_entries(reliable),
             low_quality: PdqIndex::from_entries(low_quality),
+            through,
         }))
     }
 
     pub(super) fn insert(&mut self, id: u64, hash: Pdq, quality: i32) {
+        self.through = self.through.max(id);
         if is_reliable(quality) {
             self.reliable.insert(id, hash);
         } else {
             self.low_quality.insert(id, hash);
         }
     }
+}
+
+/// A `claims_by_pdq` entry: claim id, hash, stored quality; `None` (logged)
+/// for a malformed one, whose claim cannot be found by similarity.
+pub(super) fn pdq_row(key: &[u8], value: &[u8]) -> Option<IndexEntry> {
+    if key.len() != 8 || value.len() != 33 {
+        tracing::error!(
+            key_len = key.len(),
+            value_len = value.len(),
+            "skipping a malformed claims_by_pdq entry: its claim cannot be found by similarity"
+        );
+        return None;
+    }
+    let hash = Pdq(value[..32].try_into().expect("32 bytes"));
+    Some((u64_at(key, 0), hash, i32::from(value[32])))
 }
 
 /// Where the background build of the PDQ indexes stands.
@@ -276,6 +300,11 @@ impl IndexBuild {
         }
     }
 
+    /// A handle on the build's state, for another thread.
+    pub(super) fn watch(&self) -> IndexBuildState {
+        IndexBuildState(self.state.clone())
+    }
+
     pub(super) async fn ready(&self) -> Result<()> {
         if *self.state.borrow() == IndexState::Ready {
             return Ok(());
@@ -292,6 +321,16 @@ impl IndexBuild {
             ))),
             _ => Ok(()),
         }
+    }
+}
+
+/// The state of an index build, seen from another thread.
+pub(super) struct IndexBuildState(tokio::sync::watch::Receiver<IndexState>);
+
+impl IndexBuildState {
+    /// Whether the index is built.
+    pub(super) fn is_ready(&self) -> bool {
+        *self.0.borrow() == IndexState::Ready
     }
 }
 

@@ -7,6 +7,7 @@
 //! store tables and commit writes atomically ([`super::engine`]).
 
 mod derived;
+mod follow;
 mod similar;
 mod store_impl;
 
@@ -42,6 +43,9 @@ pub struct Core<E: Engine> {
     index_build: IndexBuild,
     /// Fills both caches at start-up ([`Core::with_caches`]).
     warmer: Option<Background>,
+    /// Follows the other processes' writes on a shared engine (`follow`);
+    /// stopped and joined when the core is dropped.
+    _follower: Option<Background>,
     /// Whether `api_keys` holds a key. Keys are never deleted (revocation
     /// rewrites them), so this only ever turns true: `has_keys`, asked on
     /// every call without credentials, answers without a read.
@@ -66,10 +70,8 @@ impl<E: Engine> Core<E> {
     /// building the PDQ index in the background.
     pub(crate) fn start(engine: E, options: CoreOptions) -> Result<Self> {
         let engine = Arc::new(engine);
-        let last_log = engine
-            .first(Table::EventLog, super::engine::all(), true)
-            .map_err(|e| e.at("event_log"))?;
-        let durable = last_log.map_or(0, |(key, _)| u64_at(key.as_ref(), 0));
+        let durable = follow::log_position(&*engine)?;
+        let shared = engine.shared();
         let durable_log = match options.durable_log {
             Some(sender) => {
                 sender.send_if_modified(|newest| {
@@ -91,17 +93,29 @@ impl<E: Engine> Core<E> {
             .first(Table::ApiKeys, super::engine::all(), false)
             .map_err(|e| e.at("api_keys"))?
             .is_some();
+        // A shared engine's caches are off (`follow`).
+        let cache_bytes = |bytes| if shared { 0 } else { bytes };
+        let derived = Derived {
+            status_cache: Arc::new(StatusCache::new(cache_bytes(DEFAULT_STATUS_CACHE_BYTES))),
+            claim_cache: Arc::new(ClaimCache::new(cache_bytes(DEFAULT_CLAIM_CACHE_BYTES))),
+            pdq_index,
+            durable_log,
+            shared,
+        };
+        let follower = match shared && options.build_index {
+            true => Some(
+                follow::start(Arc::clone(&engine), derived.clone(), index_build.watch())
+                    .map_err(|e| Error::Internal(format!("cannot start the log follower: {e}")))?,
+            ),
+            false => None,
+        };
         Ok(Core {
             page_token_key: engine.page_token_key(),
             engine,
-            derived: Derived {
-                status_cache: Arc::new(StatusCache::new(DEFAULT_STATUS_CACHE_BYTES)),
-                claim_cache: Arc::new(ClaimCache::new(DEFAULT_CLAIM_CACHE_BYTES)),
-                pdq_index,
-                durable_log,
-            },
+            derived,
             index_build,
             warmer: None,
+            _follower: follower,
             keys_exist: AtomicBool::new(keys_exist),
             inline_search_max_hashes: INLINE_SEARCH_MAX_HASHES,
         })
@@ -114,6 +128,10 @@ impl<E: Engine> Core<E> {
     /// (a server: random reads over a large archive would take minutes to
     /// fill them).
     pub fn with_caches(mut self, status_bytes: u64, claim_bytes: u64) -> Self {
+        if self.derived.shared {
+            tracing::info!("the status and claim caches are off on a shared database: every read sees every replica's writes");
+            return self;
+        }
         self.warmer = None; // stops and joins a running one first
         self.derived.status_cache = Arc::new(StatusCache::new(status_bytes));
         self.derived.claim_cache = Arc::new(ClaimCache::new(claim_bytes));

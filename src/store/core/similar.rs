@@ -59,6 +59,9 @@ impl<E: Engine> Core<E> {
         f: impl FnOnce(&PdqIndexes) -> T + Send + 'static,
     ) -> Result<T> {
         self.pdq_index_ready().await?;
+        if self.derived.shared {
+            super::follow::catch_up_index(&*self.engine, &self.derived.pdq_index)?;
+        }
         if let Ok(guard) = self.derived.pdq_index.try_read() {
             if guard.len() <= self.inline_search_max_hashes {
                 return Ok(f(&guard));

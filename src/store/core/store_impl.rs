@@ -706,7 +706,22 @@ impl<E: Engine> Store for Core<E> {
     }
 
     async fn has_keys(&self) -> Result<bool> {
-        Ok(self.keys_exist.load(Ordering::Acquire))
+        if self.keys_exist.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        if !self.derived.shared {
+            return Ok(false);
+        }
+        // Another replica may have made the first key.
+        let found = self
+            .engine
+            .first(Table::ApiKeys, all(), false)
+            .map_err(|e| e.at("api_keys"))?
+            .is_some();
+        if found {
+            self.keys_exist.store(true, Ordering::Release);
+        }
+        Ok(found)
     }
 
     fn page_token_key(&self) -> PageTokenKey {

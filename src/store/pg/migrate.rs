@@ -21,6 +21,17 @@ pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
+/// Connects to `url` and applies the migrations the database lacks
+/// (`photoclaim db migrate`); returns the versions applied. Blocks: call
+/// it off the async runtime.
+pub fn run(url: &str) -> Result<Vec<i32>, PgOpenError> {
+    let config = super::config(url)?;
+    let mut client = config
+        .connect(postgres::NoTls)
+        .map_err(|e| PgOpenError::from_pg(&e))?;
+    migrate(&mut client)
+}
+
 /// Applies the migrations the database lacks; returns the versions applied.
 pub(super) fn migrate(client: &mut Client) -> Result<Vec<i32>, PgOpenError> {
     let sql = |err: postgres::Error| PgOpenError::from_pg(&err);

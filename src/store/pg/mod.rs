@@ -8,9 +8,10 @@
 //! rules over it, as over sled.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Config, NoTls};
 
@@ -21,7 +22,7 @@ use super::sled_store::DIR_FORMAT_VERSION;
 use super::write_queue::WriteQueue;
 use super::{PageTokenKey, PAGE_TOKEN_KEY_LEN};
 use crate::domain::Result;
-use conn::{describe, fault, Fault, Readers};
+use conn::{describe, fault, Fault, Readers, Session};
 
 mod conn;
 pub mod migrate;
@@ -31,7 +32,7 @@ mod writer;
 const SCAN_CHUNK: usize = 512;
 
 /// Reader threads (connections for reads) of a server by default.
-pub const DEFAULT_READERS: usize = 4;
+pub const DEFAULT_READERS: u16 = 4;
 
 /// How long a connection attempt may take when the URL sets no
 /// `connect_timeout`.
@@ -97,6 +98,29 @@ pub fn config(url: &str) -> std::result::Result<Config, PgOpenError> {
     Ok(config)
 }
 
+/// `url` for logs and messages: user, hosts, ports and database, never
+/// the password or other parameters.
+pub fn describe_url(url: &str) -> String {
+    let Ok(config) = Config::from_str(url) else {
+        return "(an invalid database URL)".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
 /// The SQL of the engine's statements, by table.
 mod sql {
     use std::ops::Bound;
@@ -160,6 +184,53 @@ pub struct PgEngine {
     readers: Readers,
     writer: WriteQueue,
     page_token_key: PageTokenKey,
+    /// The connection that listens for other processes' commits.
+    listener: Mutex<Listener>,
+}
+
+/// A connection that has run `LISTEN` on [`writer::COMMITS_CHANNEL`].
+struct Listener {
+    session: Session,
+    listening: bool,
+}
+
+impl Listener {
+    /// Waits up to `timeout` for a notification; false if the connection
+    /// failed (the caller then waits without it).
+    fn wait(&mut self, timeout: Duration) -> bool {
+        let listening = self.listening;
+        let conn = match self.session.conn() {
+            Ok(conn) => conn,
+            Err(_) => return false,
+        };
+        if !listening || conn.client.is_closed() {
+            let listen = format!("LISTEN {}", writer::COMMITS_CHANNEL);
+            if let Err(err) = conn.client.batch_execute(&listen) {
+                self.session.failed(&err);
+                self.listening = false;
+                return false;
+            }
+            self.listening = true;
+        }
+        let conn = match self.session.conn() {
+            Ok(conn) => conn,
+            Err(_) => return false,
+        };
+        let drained = {
+            let mut notifications = conn.client.notifications();
+            let first = notifications.timeout_iter(timeout).next();
+            // Every pending one is covered by the same look at the tables.
+            first.and_then(|_| notifications.iter().count())
+        };
+        match drained {
+            Err(err) => {
+                self.session.failed(&err);
+                self.listening = false;
+                false
+            }
+            _ => true,
+        }
+    }
 }
 
 /// How a [`PgEngine`] connects.
@@ -172,7 +243,7 @@ pub struct PgOptions {
 impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
-            readers: DEFAULT_READERS,
+            readers: usize::from(DEFAULT_READERS),
         }
     }
 }
@@ -204,6 +275,10 @@ impl PgEngine {
             readers: Readers::start(&config, options.readers).map_err(thread)?,
             writer: writer::start(Arc::clone(&config)).map_err(thread)?,
             page_token_key,
+            listener: Mutex::new(Listener {
+                session: Session::new(config),
+                listening: false,
+            }),
         })
     }
 }
@@ -311,6 +386,23 @@ impl Engine for PgEngine {
     fn flush_count(&self) -> u64 {
         self.writer.flush_count()
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn await_commits(&self, timeout: Duration) {
+        let started = std::time::Instant::now();
+        let heard = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wait(timeout);
+        if !heard {
+            // No listening connection: poll.
+            std::thread::sleep(timeout.saturating_sub(started.elapsed()));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -345,5 +437,12 @@ mod tests {
             Err(PgOpenError::BadUrl(_))
         ));
         assert!(matches!(config("mysql://x"), Err(PgOpenError::BadUrl(_))));
+    }
+
+    #[test]
+    fn a_described_url_never_shows_the_password() {
+        let url = "postgres://desk:s3cret@db.example:6543/claims?sslmode=disable";
+        assert_eq!(describe_url(url), "postgres://desk@db.example:6543/claims");
+        assert!(!describe_url("host=a password=s3cret").contains("s3cret"));
     }
 }

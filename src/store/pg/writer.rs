@@ -46,6 +46,9 @@ const MAX_RERUNS: u32 = 20;
 /// (`pg_advisory_xact_lock`): "photocla" in ASCII.
 pub(super) const WRITE_LOCK: i64 = 0x7068_6f74_6f63_6c61;
 
+/// The channel every commit notifies (LISTEN/NOTIFY).
+pub(super) const COMMITS_CHANNEL: &str = "photoclaim_commits";
+
 /// Changes of a batch: a new value, or `None` for a removal.
 type Changes = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
@@ -175,7 +178,10 @@ fn transact(session: &mut Session, writes: &mut Vec<Box<dyn Job>>) -> Result<(),
         Err(err) => return Err(failed(session, err, "the database")),
     };
     let ended = match outcome {
-        Ok(()) => conn.client.batch_execute("COMMIT"),
+        // Wakes the other processes' followers as it commits.
+        Ok(()) => conn
+            .client
+            .batch_execute(&format!("NOTIFY {COMMITS_CHANNEL}; COMMIT")),
         Err(fail) => {
             let rolled_back = conn.client.batch_execute("ROLLBACK");
             if let Err(err) = rolled_back {

@@ -1,0 +1,94 @@
+//! The PostgreSQL side of the command line: connecting a server to the
+//! database (retrying while it cannot be reached) and `photoclaim db
+//! migrate`.
+
+use std::time::Duration;
+
+use tonic::Code;
+
+use crate::cli::Failure;
+use crate::store::{pg_migrate, PgOpenError, PgOptions, PgStore};
+
+/// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl From<PgOpenError> for Failure {
+    fn from(err: PgOpenError) -> Self {
+        let code = match &err {
+            PgOpenError::BadUrl(_) => Code::InvalidArgument,
+            PgOpenError::Unreachable(_) => Code::Unavailable,
+            PgOpenError::TooNew { .. } => Code::FailedPrecondition,
+            PgOpenError::Other { .. } => Code::Unknown,
+        };
+        Failure::new(code, err.to_string())
+    }
+}
+
+/// Connects a server's store to the database at `url`, trying again with
+/// backoff while the database cannot be reached, until `stop` resolves.
+pub async fn connect(
+    url: &str,
+    options: PgOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<PgStore, Failure> {
+    let target = crate::store::pg_describe(url);
+    tokio::pin!(stop);
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1u32;
+    loop {
+        let (url, options) = (url.to_owned(), options.clone());
+        let opened =
+            tokio::task::spawn_blocking(move || PgStore::connect(&url, &options, true)).await;
+        let err = match opened {
+            Ok(Ok(store)) => {
+                tracing::info!(database = %target, attempt, "connected to the database");
+                return Ok(store);
+            }
+            Ok(Err(err)) if err.is_retryable() => err,
+            Ok(Err(err)) => {
+                tracing::error!(database = %target, error = %err, "cannot start");
+                return Err(err.into());
+            }
+            Err(join) => return Err(Failure::other(format!("connecting failed: {join}"))),
+        };
+        tracing::warn!(
+            database = %target,
+            error = %err,
+            attempt,
+            retry_in_ms = backoff.as_millis() as u64,
+            "cannot reach the database; retrying"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = &mut stop => {
+                return Err(Failure::new(Code::Unavailable, format!("stopped before the database at {target} could be reached: {err}")));
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        attempt += 1;
+    }
+}
+
+/// `photoclaim db migrate`: applies the schema migrations the database
+/// lacks and says which.
+pub async fn migrate(url: &str) -> Result<(), Failure> {
+    let url = url.to_owned();
+    let target = crate::store::pg_describe(&url);
+    let applied = tokio::task::spawn_blocking(move || pg_migrate::run(&url))
+        .await
+        .map_err(|e| Failure::other(format!("migrating failed: {e}")))??;
+    match applied.is_empty() {
+        true => eprintln!(
+            "{target}: schema is up to date (version {})",
+            pg_migrate::latest()
+        ),
+        false => eprintln!(
+            "{target}: applied migration(s) {:?}; schema is at version {}",
+            applied,
+            pg_migrate::latest()
+        ),
+    }
+    Ok(())
+}
