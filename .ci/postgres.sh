@@ -3,6 +3,7 @@
 #
 #   eval "$(bash .ci/postgres.sh start DIR)"   # exports PHOTOCLAIM_TEST_DATABASE_URL
 #   bash .ci/postgres.sh stop DIR
+#   bash .ci/postgres.sh pause DIR / resume DIR   # stop and start it again, same port
 #
 # start: installs the Debian package `postgresql` if initdb is missing (as
 # root, with apt-get), makes a cluster in DIR with initdb (as the
@@ -11,6 +12,9 @@
 # only, and prints the export of the URL of its `postgres` database. The
 # tests make a database of their own per test from it.
 # stop: stops the cluster in DIR (fast shutdown) and removes DIR.
+# pause/resume: stop the cluster (fast shutdown: sessions are cut) and start
+# it again on the same port (the fault tests: a database restarted under
+# load).
 set -euo pipefail
 
 cmd=${1:?usage: postgres.sh start|stop DIR}
@@ -52,6 +56,7 @@ start)
     as_owner "$initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
     opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=on"
+    echo "$opts" >"$dir/opts"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >&2 ||
         { cat "$dir/server.log" >&2; exit 1; }
     echo "export PHOTOCLAIM_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
@@ -63,8 +68,14 @@ stop)
     fi
     rm -rf "$dir"
     ;;
+pause)
+    as_owner "$(find_bin pg_ctl)" -D "$dir/data" -m fast -w stop >&2
+    ;;
+resume)
+    as_owner "$(find_bin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -o "$(cat "$dir/opts")" -w -t 60 start >&2
+    ;;
 *)
-    echo "usage: postgres.sh start|stop DIR" >&2
+    echo "usage: postgres.sh start|stop|pause|resume DIR" >&2
     exit 2
     ;;
 esac

@@ -227,6 +227,14 @@ pub struct ServeArgs {
     /// Connections (and threads) for reads, per replica.
     #[arg(long, default_value_t = crate::store::DEFAULT_PG_READERS, env = "PHOTOCLAIM_DATABASE_READERS", value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "PostgreSQL")]
     pub database_readers: u16,
+    /// Wake on other replicas' writes with LISTEN/NOTIFY (set false on
+    /// PostgreSQL-compatible engines that lack it: polling alone then).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "PHOTOCLAIM_DATABASE_NOTIFY", help_heading = "PostgreSQL")]
+    pub database_notify: bool,
+    /// Milliseconds between looks at the shared log without a notification
+    /// (how late watchers hear of other replicas' writes at worst).
+    #[arg(long, default_value_t = crate::store::DEFAULT_PG_POLL.as_millis() as u64, env = "PHOTOCLAIM_DATABASE_POLL_MS", value_parser = clap::value_parser!(u64).range(10..=600_000), help_heading = "PostgreSQL")]
+    pub database_poll_ms: u64,
     /// Largest request message accepted, in bytes (keep it above --max-image-bytes).
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: usize,

@@ -438,6 +438,8 @@ async fn serve(args: ServeArgs) -> Outcome {
     if let Some(url) = &args.database_url {
         let options = PgOptions {
             readers: usize::from(args.database_readers),
+            listen: args.database_notify,
+            poll: Duration::from_millis(args.database_poll_ms),
         };
         let store = crate::cli::database::connect(url, options, shutdown_signal()).await?;
         return run_server(args, Arc::new(store), tls, publisher).await;

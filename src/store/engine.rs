@@ -135,10 +135,12 @@ pub trait Engine: Send + Sync + 'static {
     }
 
     /// Blocks until another process may have committed a write (a
-    /// notification), or for `timeout` at most. Engines that cannot be told
-    /// just wait: the caller then polls.
-    fn await_commits(&self, timeout: std::time::Duration) {
-        std::thread::sleep(timeout);
+    /// notification), for the engine's polling interval at most, or until
+    /// `stop` is set (checked at least every 200 ms). Engines that cannot
+    /// be told just wait: the caller then polls.
+    fn await_commits(&self, stop: &std::sync::atomic::AtomicBool) {
+        let _ = stop;
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
     /// The first entry of `table` within `range` in the given order.

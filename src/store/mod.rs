@@ -48,7 +48,7 @@ pub use errors::StorageError;
 pub use memory::MemoryEngine;
 pub use pg::{
     describe_url as pg_describe, migrate as pg_migrate, PgEngine, PgOpenError, PgOptions,
-    DEFAULT_READERS as DEFAULT_PG_READERS,
+    DEFAULT_POLL as DEFAULT_PG_POLL, DEFAULT_READERS as DEFAULT_PG_READERS,
 };
 pub use schema::Table;
 pub use sled_store::{

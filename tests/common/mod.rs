@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -137,9 +138,30 @@ impl Process {
         data_dir: &Path,
         flags: &[&str],
     ) -> Result<Self, (Option<ExitStatus>, String)> {
+        let storage = [std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()];
+        Self::try_spawn_on(&storage, flags)
+    }
+
+    /// `photoclaim serve` on the PostgreSQL database at `url` (a replica),
+    /// with more `serve` flags.
+    pub fn spawn_on_database(url: &str, flags: &[&str]) -> Self {
+        let storage = [
+            std::ffi::OsStr::new("--database-url"),
+            std::ffi::OsStr::new(url),
+        ];
+        Self::try_spawn_on(&storage, flags).unwrap_or_else(|(status, log)| {
+            panic!("server exited ({status:?}) before listening:\n{log}")
+        })
+    }
+
+    /// `photoclaim serve` with `storage` (its storage flags) and `flags`.
+    pub fn try_spawn_on(
+        storage: &[&std::ffi::OsStr],
+        flags: &[&str],
+    ) -> Result<Self, (Option<ExitStatus>, String)> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(storage)
             .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -15,8 +15,9 @@
 //!   skip another process's claim below its own).
 //! - **Watchers** learn the log's newest position from the background
 //!   follower, woken by the engine when another process commits
-//!   (PostgreSQL's LISTEN/NOTIFY) and polling at [`POLL`] otherwise; their
-//!   own process's writes wake them at once, as on any engine.
+//!   (PostgreSQL's LISTEN/NOTIFY) and polling at the engine's interval
+//!   otherwise; their own process's writes wake them at once, as on any
+//!   engine.
 //! - **The status and claim caches** are off: they could not be told of
 //!   another process's write before serving a stale value without a read
 //!   of the database, which is what they would save. Every read goes to the
@@ -24,15 +25,11 @@
 
 use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use super::derived::{pdq_row, Background, Derived, IndexBuildState, PdqIndexes};
 use crate::domain::Result;
 use crate::store::engine::{all, Engine};
 use crate::store::schema::{be, u64_at, Table};
-
-/// How long the follower waits for a notification before it looks anyway.
-pub(super) const POLL: Duration = Duration::from_millis(200);
 
 /// Indexes the `claims_by_pdq` entries above the index's highest claim id.
 pub(super) fn catch_up_index<E: Engine>(engine: &E, indexes: &RwLock<PdqIndexes>) -> Result<()> {
@@ -76,7 +73,7 @@ pub(super) fn start<E: Engine>(
     Background::spawn("log-follower", move |stopping| {
         let mut failing = false;
         while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            engine.await_commits(POLL);
+            engine.await_commits(stopping);
             let followed = log_position(&*engine).and_then(|position| {
                 if index.is_ready() {
                     catch_up_index(&*engine, &derived.pdq_index)?;

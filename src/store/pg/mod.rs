@@ -8,8 +8,9 @@
 //! rules over it, as over sled.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
@@ -186,6 +187,7 @@ pub struct PgEngine {
     page_token_key: PageTokenKey,
     /// The connection that listens for other processes' commits.
     listener: Mutex<Listener>,
+    options: PgOptions,
 }
 
 /// A connection that has run `LISTEN` on [`writer::COMMITS_CHANNEL`].
@@ -195,55 +197,62 @@ struct Listener {
 }
 
 impl Listener {
-    /// Waits up to `timeout` for a notification; false if the connection
-    /// failed (the caller then waits without it).
-    fn wait(&mut self, timeout: Duration) -> bool {
+    /// Waits up to `timeout` for a notification: whether one came, or
+    /// `None` if the connection failed (the caller then waits without it).
+    fn wait(&mut self, timeout: Duration) -> Option<bool> {
         let listening = self.listening;
-        let conn = match self.session.conn() {
-            Ok(conn) => conn,
-            Err(_) => return false,
-        };
+        let conn = self.session.conn().ok()?;
         if !listening || conn.client.is_closed() {
             let listen = format!("LISTEN {}", writer::COMMITS_CHANNEL);
             if let Err(err) = conn.client.batch_execute(&listen) {
                 self.session.failed(&err);
                 self.listening = false;
-                return false;
+                return None;
             }
             self.listening = true;
         }
-        let conn = match self.session.conn() {
-            Ok(conn) => conn,
-            Err(_) => return false,
-        };
-        let drained = {
+        let conn = self.session.conn().ok()?;
+        let heard = {
             let mut notifications = conn.client.notifications();
             let first = notifications.timeout_iter(timeout).next();
             // Every pending one is covered by the same look at the tables.
-            first.and_then(|_| notifications.iter().count())
+            first.and_then(|first| notifications.iter().count().map(|_| first.is_some()))
         };
-        match drained {
+        match heard {
             Err(err) => {
                 self.session.failed(&err);
                 self.listening = false;
-                false
+                None
             }
-            _ => true,
+            Ok(heard) => Some(heard),
         }
     }
 }
 
-/// How a [`PgEngine`] connects.
+/// How a [`PgEngine`] connects and follows the other replicas.
 #[derive(Clone, Debug)]
 pub struct PgOptions {
     /// Reader threads, each with a connection.
     pub readers: usize,
+    /// Wake the follower on other replicas' commits with LISTEN/NOTIFY
+    /// (off for PostgreSQL-compatible engines that lack it).
+    pub listen: bool,
+    /// How often the follower looks at the log without a notification.
+    pub poll: Duration,
 }
+
+/// The follower's polling interval by default.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+
+/// The longest a follower's wait lasts before it checks its stop flag.
+const WAIT_SLICE: Duration = Duration::from_millis(200);
 
 impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
             readers: usize::from(DEFAULT_READERS),
+            listen: true,
+            poll: DEFAULT_POLL,
         }
     }
 }
@@ -279,6 +288,7 @@ impl PgEngine {
                 session: Session::new(config),
                 listening: false,
             }),
+            options: options.clone(),
         })
     }
 }
@@ -391,16 +401,28 @@ impl Engine for PgEngine {
         true
     }
 
-    fn await_commits(&self, timeout: Duration) {
-        let started = std::time::Instant::now();
-        let heard = self
-            .listener
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .wait(timeout);
-        if !heard {
-            // No listening connection: poll.
-            std::thread::sleep(timeout.saturating_sub(started.elapsed()));
+    fn await_commits(&self, stop: &AtomicBool) {
+        let started = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let left = self.options.poll.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return;
+            }
+            let slice = left.min(WAIT_SLICE);
+            let heard = match self.options.listen {
+                true => self
+                    .listener
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .wait(slice),
+                false => None,
+            };
+            match heard {
+                Some(true) => return,
+                Some(false) => {}
+                // Not listening, or no connection to listen on: wait.
+                None => std::thread::sleep(slice),
+            }
         }
     }
 }
