@@ -43,6 +43,7 @@ case $cmd in
 start)
     if [[ -z $(find_bin initdb) ]]; then
         echo "postgres.sh: installing the Debian package postgresql" >&2
+        apt-get update -q >&2 || true
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
     fi
     initdb=$(find_bin initdb)

@@ -95,8 +95,21 @@ pub enum Command {
         #[arg(long = "in")]
         input: PathBuf,
         /// The data directory to create.
-        #[arg(long, env = "PHOTOCLAIM_DATA_DIR")]
-        data_dir: PathBuf,
+        #[arg(
+            long,
+            env = "PHOTOCLAIM_DATA_DIR",
+            required_unless_present = "database_url"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Restore into this PostgreSQL database instead, which must hold no
+        /// claim yet (the backup is verified in a scratch directory first).
+        #[arg(
+            long,
+            env = "PHOTOCLAIM_DATABASE_URL",
+            hide_env_values = true,
+            conflicts_with = "data_dir"
+        )]
+        database_url: Option<String>,
     },
     /// Copy a stopped data directory, key by key, into a new directory that
     /// takes less disk (sled keeps superseded page versions until it
@@ -139,6 +152,11 @@ pub enum Command {
         /// The data directory to check.
         #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
         data_dir: PathBuf,
+        /// Check this PostgreSQL database instead: its tables are copied
+        /// from one snapshot into a scratch directory (replicas may keep
+        /// writing) and checked there.
+        #[arg(long, env = "PHOTOCLAIM_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 

@@ -214,7 +214,11 @@ pub async fn run() -> ExitCode {
         Command::Keys { action, target } => manage_keys(action, target).await,
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => crate::cli::desk::run(args).await,
-        Command::Check { data_dir } => check(&data_dir),
+        Command::Check {
+            database_url: Some(url),
+            ..
+        } => crate::cli::database::check(&url).await,
+        Command::Check { data_dir, .. } => check(&data_dir),
         Command::Db {
             action: DbAction::Migrate { database_url },
         } => crate::cli::database::migrate(&database_url).await,
@@ -225,7 +229,19 @@ pub async fn run() -> ExitCode {
         } => generate(&data_dir, claims, seed).await,
         Command::Backup { out, target } => backup(out, target).await,
         Command::Bench(args) => bench(*args).await,
-        Command::Restore { input, data_dir } => restore(&input, &data_dir),
+        Command::Restore {
+            input,
+            database_url: Some(url),
+            ..
+        } => crate::cli::database::restore(&input, &url).await,
+        Command::Restore {
+            input,
+            data_dir: Some(dir),
+            ..
+        } => restore(&input, &dir),
+        Command::Restore { .. } => {
+            Err(Failure::usage("restore: give --data-dir or --database-url"))
+        }
         Command::Compact { data_dir, out } => compact(&data_dir, &out),
     };
     match outcome {
@@ -254,7 +270,7 @@ async fn backup(out: PathBuf, args: TargetArgs) -> Outcome {
     Ok(())
 }
 
-fn restore(input: &Path, dir: &Path) -> Outcome {
+pub(crate) fn restore(input: &Path, dir: &Path) -> Outcome {
     let summary = crate::cli::backup::restore(input, dir)
         .map_err(|f| f.context(format!("restore failed, {} not created", dir.display())))?;
     outln!("restored {} into {}", describe(&summary), dir.display());
@@ -357,7 +373,7 @@ async fn generate(dir: &Path, claims: u64, seed: u64) -> Outcome {
     Ok(())
 }
 
-fn check(dir: &Path) -> Outcome {
+pub(crate) fn check(dir: &Path) -> Outcome {
     crate::cli::require_data_dir(dir)?;
     let progress = cli::progress(None, "claims");
     let report = crate::store::check_dir_reporting(dir, &|at| {

@@ -1,13 +1,14 @@
 //! The PostgreSQL side of the command line: connecting a server to the
-//! database (retrying while it cannot be reached) and `photoclaim db
-//! migrate`.
+//! database (retrying while it cannot be reached), `photoclaim db
+//! migrate`, and `restore` and `check` on a database, which work on a
+//! scratch data directory holding the same tables (`store::pg_transfer`).
 
 use std::time::Duration;
 
 use tonic::Code;
 
 use crate::cli::Failure;
-use crate::store::{pg_migrate, PgOpenError, PgOptions, PgStore};
+use crate::store::{pg_migrate, pg_transfer, PgOpenError, PgOptions, PgStore};
 
 /// The first wait before connecting again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -91,4 +92,53 @@ pub async fn migrate(url: &str) -> Result<(), Failure> {
         ),
     }
     Ok(())
+}
+
+/// A scratch directory for a copy of the tables, in the system's temporary
+/// directory (`TMPDIR`): it takes as much disk as the tables.
+fn scratch() -> Result<tempfile::TempDir, Failure> {
+    tempfile::Builder::new()
+        .prefix("photoclaim-scratch-")
+        .tempdir()
+        .map_err(|e| Failure::other(format!("cannot make a scratch directory: {e}")))
+}
+
+/// Runs blocking `work` off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Failure::other(format!("the copy failed: {e}")))?
+}
+
+/// `photoclaim restore --database-url`: restores the backup `input` into a
+/// scratch directory (verifying its checksum and every chain), then copies
+/// that into the database, which must hold no claim yet.
+pub async fn restore(input: &std::path::Path, url: &str) -> Result<(), Failure> {
+    let target = crate::store::pg_describe(url);
+    let dir = scratch()?;
+    let into = dir.path().join("data");
+    super::commands::restore(input, &into)
+        .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))?;
+    let url = url.to_owned();
+    let copied = blocking(move || pg_transfer::load_from_dir(&into, &url).map_err(Failure::other))
+        .await
+        .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))?;
+    crate::outln!("loaded {copied} keys and values into {target}");
+    Ok(())
+}
+
+/// `photoclaim check --database-url`: copies the tables from one snapshot
+/// into a scratch directory and checks that.
+pub async fn check(url: &str) -> Result<(), Failure> {
+    let target = crate::store::pg_describe(url);
+    let dir = scratch()?;
+    let copy = dir.path().join("data");
+    let (from, to) = (url.to_owned(), copy.clone());
+    let copied = blocking(move || pg_transfer::dump_to_dir(&from, &to).map_err(Failure::other))
+        .await
+        .map_err(|f| f.context("check failed"))?;
+    crate::outln!("{target}: copied {copied} keys and values from one snapshot; checking them");
+    super::commands::check(&copy)
 }

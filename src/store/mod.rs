@@ -47,8 +47,8 @@ pub use engine::{After, Committed, Engine, Entry, KeyRange, Scan, TxError, Write
 pub use errors::StorageError;
 pub use memory::MemoryEngine;
 pub use pg::{
-    describe_url as pg_describe, migrate as pg_migrate, PgEngine, PgOpenError, PgOptions,
-    DEFAULT_POLL as DEFAULT_PG_POLL, DEFAULT_READERS as DEFAULT_PG_READERS,
+    describe_url as pg_describe, migrate as pg_migrate, transfer as pg_transfer, PgEngine,
+    PgOpenError, PgOptions, DEFAULT_POLL as DEFAULT_PG_POLL, DEFAULT_READERS as DEFAULT_PG_READERS,
 };
 pub use schema::Table;
 pub use sled_store::{

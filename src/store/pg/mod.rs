@@ -27,6 +27,7 @@ use conn::{describe, fault, Fault, Readers, Session};
 
 mod conn;
 pub mod migrate;
+pub mod transfer;
 mod writer;
 
 /// Entries a scan reads per query.
