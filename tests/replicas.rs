@@ -455,7 +455,7 @@ async fn replicas_wait_for_the_database_and_ride_out_its_restart_under_load() {
         "the replica said it was waiting"
     );
     let second = Process::spawn_on_database(&cluster.url, &[]);
-    let mut clients = vec![connect(&replica.addr).await, connect(&second.addr).await];
+    let mut clients = [connect(&replica.addr).await, connect(&second.addr).await];
     // Writes through both replicas, with request ids, retried on UNAVAILABLE.
     let mut tasks = Vec::new();
     for (r, client) in clients.iter().enumerate() {

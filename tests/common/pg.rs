@@ -4,6 +4,8 @@
 //! PostgreSQL tests are skipped with a note, unless
 //! `PHOTOCLAIM_REQUIRE_POSTGRES=1` (set by `.ci/run`) makes that a failure.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The variable that names the test server (a URL of a database on it

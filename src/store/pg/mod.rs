@@ -452,9 +452,9 @@ mod tests {
 
     #[test]
     fn a_url_gets_an_application_name_and_a_connect_timeout_and_require_tls_is_refused() {
-        let config = config("postgres://desk@127.0.0.1:5432/photoclaim").unwrap();
-        assert_eq!(config.get_application_name(), Some("photoclaim"));
-        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        let parsed = config("postgres://desk@127.0.0.1:5432/photoclaim").unwrap();
+        assert_eq!(parsed.get_application_name(), Some("photoclaim"));
+        assert_eq!(parsed.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert!(matches!(
             config("postgres://desk@127.0.0.1/db?sslmode=require"),
             Err(PgOpenError::BadUrl(_))

@@ -236,10 +236,13 @@ fn run(conn: &mut Conn, writes: &mut Vec<Box<dyn Job>>) -> Result<(), RunFailed>
     write_changes(conn, batch).map_err(RunFailed::Database)
 }
 
+/// A table's changes: keys and new values, and removed keys.
+type TableChanges = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Writes `changes`: per table, one upsert of every new value and one
 /// delete of every removed key.
 fn write_changes(conn: &mut Conn, changes: Changes) -> Result<(), postgres::Error> {
-    let mut tables: BTreeMap<Table, (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>)> = BTreeMap::new();
+    let mut tables: BTreeMap<Table, TableChanges> = BTreeMap::new();
     for ((table, key), change) in changes {
         let (keys, values, removed) = tables.entry(table).or_default();
         match change {

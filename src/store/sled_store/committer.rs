@@ -198,7 +198,7 @@ fn transact(
 mod tests {
     use super::*;
     use crate::domain::Result;
-    use crate::store::engine::{After, Committed};
+    use crate::store::engine::After;
     use crate::store::write_queue::{TxResult, Write};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
@@ -332,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let trees = trees(&db);
-        let committer = Arc::new(Committer::start(db.clone(), trees.clone()).unwrap());
+        let committer = Arc::new(start(db.clone(), trees.clone()).unwrap());
         let (seen, durable) = (Arc::<Mutex<Vec<u64>>>::default(), Arc::default());
         let names: Vec<&'static str> = (0..200)
             .map(|i| &*Box::leak(format!("w{i}").into_boxed_str()))
