@@ -11,8 +11,9 @@
 //! - Writes from several replicas at once keep ids and the log gapless.
 //! - kill -9 of a replica loses no acknowledged write.
 //! - The database down at start: the replica retries until it is up; the
-//!   database restarted under load: calls answer UNAVAILABLE meanwhile,
-//!   every acknowledged write is kept, and the replicas reconnect alone.
+//!   database restarted under load: calls answer UNAVAILABLE and health
+//!   says NOT_SERVING meanwhile, every acknowledged write is kept, and the
+//!   replicas reconnect alone (SERVING again).
 
 mod common;
 
@@ -379,6 +380,22 @@ async fn list_all(client: &mut Client) -> std::collections::BTreeMap<String, Str
     }
 }
 
+/// Whether the health of the replica at `addr` (service "") turns `status`
+/// within 15 s.
+async fn health_becomes(
+    addr: &str,
+    status: tonic_health::pb::health_check_response::ServingStatus,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if common::health(addr, "").await == status {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// A PostgreSQL cluster of the test's own (`.ci/postgres.sh`), which it
 /// may stop and start again.
 struct Cluster {
@@ -487,8 +504,16 @@ async fn replicas_wait_for_the_database_and_ride_out_its_restart_under_load() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.script("pause");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert!(
+        health_becomes(&replica.addr, ServingStatus::NotServing).await,
+        "health says NOT_SERVING while the database is down"
+    );
     cluster.script("resume");
+    assert!(
+        health_becomes(&replica.addr, ServingStatus::Serving).await,
+        "health says SERVING again once the database is back"
+    );
     let mut acknowledged = Vec::new();
     let mut unavailable = 0;
     for task in tasks {

@@ -169,6 +169,17 @@ pub enum DbAction {
         #[arg(long, env = "PHOTOCLAIM_DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Copy a stopped data directory into an empty database, byte for byte
+    /// (moving a sled deployment to PostgreSQL without a backup file; check
+    /// the directory first with `photoclaim check`).
+    Load {
+        /// The data directory (no server may hold it).
+        #[arg(long, env = "PHOTOCLAIM_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The database, which must hold no claim, event, key or request record.
+        #[arg(long, env = "PHOTOCLAIM_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[derive(Args)]

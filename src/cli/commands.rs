@@ -222,6 +222,13 @@ pub async fn run() -> ExitCode {
         Command::Db {
             action: DbAction::Migrate { database_url },
         } => crate::cli::database::migrate(&database_url).await,
+        Command::Db {
+            action:
+                DbAction::Load {
+                    data_dir,
+                    database_url,
+                },
+        } => crate::cli::database::load(&data_dir, &database_url).await,
         Command::Generate {
             data_dir,
             claims,
@@ -540,11 +547,12 @@ async fn run_server<S: Store>(
     let shutdown = shutdown_signal();
     tracing::info!(
         %addr,
-        storage = %match (&args.database_url, args.in_memory) {
-            (Some(url), _) => crate::store::pg_describe(url),
+        data_dir = %match (&args.database_url, args.in_memory) {
+            (Some(_), _) => "none (PostgreSQL)".to_string(),
             (None, true) => "in memory".to_string(),
             (None, false) => args.data_dir.display().to_string(),
         },
+        database = %args.database_url.as_deref().map_or("none".into(), crate::store::pg_describe),
         cache_mb = args.cache_mb,
         status_cache_mb = args.status_cache_mb,
         claim_cache_mb = args.claim_cache_mb,

@@ -121,12 +121,33 @@ pub async fn restore(input: &std::path::Path, url: &str) -> Result<(), Failure> 
     let into = dir.path().join("data");
     super::commands::restore(input, &into)
         .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))?;
-    let url = url.to_owned();
-    let copied = blocking(move || pg_transfer::load_from_dir(&into, &url).map_err(Failure::other))
+    load_dir(into, url)
         .await
-        .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))?;
-    crate::outln!("loaded {copied} keys and values into {target}");
+        .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))
+}
+
+/// Copies the data directory `dir` into the database at `url`.
+async fn load_dir(dir: std::path::PathBuf, url: &str) -> Result<(), Failure> {
+    let target = crate::store::pg_describe(url);
+    let url = url.to_owned();
+    let started = std::time::Instant::now();
+    let copied =
+        blocking(move || pg_transfer::load_from_dir(&dir, &url).map_err(Failure::other)).await?;
+    crate::outln!(
+        "loaded {copied} keys and values into {target} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// `photoclaim db load`: copies a stopped data directory into an empty
+/// database.
+pub async fn load(dir: &std::path::Path, url: &str) -> Result<(), Failure> {
+    crate::cli::require_data_dir(dir)?;
+    let target = crate::store::pg_describe(url);
+    load_dir(dir.to_path_buf(), url)
+        .await
+        .map_err(|f| f.context(format!("load failed, nothing written to {target}")))
 }
 
 /// `photoclaim check --database-url`: copies the tables from one snapshot

@@ -18,6 +18,9 @@
 //!   (PostgreSQL's LISTEN/NOTIFY) and polling at the engine's interval
 //!   otherwise; their own process's writes wake them at once, as on any
 //!   engine.
+//! - **Health**: while the follower cannot read the log (the database is
+//!   down or unreachable), the store reports itself not writable, so
+//!   health says NOT_SERVING; it says SERVING again once a read succeeds.
 //! - **The status and claim caches** are off: they could not be told of
 //!   another process's write before serving a stale value without a read
 //!   of the database, which is what they would save. Every read goes to the
@@ -30,6 +33,7 @@ use super::derived::{pdq_row, Background, Derived, IndexBuildState, PdqIndexes};
 use crate::domain::Result;
 use crate::store::engine::{all, Engine};
 use crate::store::schema::{be, u64_at, Table};
+use crate::store::Writability;
 
 /// Indexes the `claims_by_pdq` entries above the index's highest claim id.
 pub(super) fn catch_up_index<E: Engine>(engine: &E, indexes: &RwLock<PdqIndexes>) -> Result<()> {
@@ -64,11 +68,13 @@ pub(super) fn log_position<E: Engine>(engine: &E) -> Result<u64> {
     Ok(last.map_or(0, |(key, _)| u64_at(key.as_ref(), 0)))
 }
 
-/// Starts the background follower of a shared engine.
+/// Starts the background follower of a shared engine. While it cannot
+/// read the log, `writability` says so (health: NOT_SERVING).
 pub(super) fn start<E: Engine>(
     engine: Arc<E>,
     derived: Derived,
     index: IndexBuildState,
+    writability: Arc<tokio::sync::watch::Sender<Writability>>,
 ) -> std::io::Result<Background> {
     Background::spawn("log-follower", move |stopping| {
         let mut failing = false;
@@ -84,10 +90,14 @@ pub(super) fn start<E: Engine>(
             match (followed, failing) {
                 (Ok(()), true) => {
                     tracing::info!("following the shared log again");
+                    writability.send_replace(Writability::Writable);
                     failing = false;
                 }
                 (Err(err), false) => {
                     tracing::warn!(error = %err, "cannot follow the shared log; retrying");
+                    writability.send_replace(Writability::Failed(format!(
+                        "the shared database cannot be read: {err}"
+                    )));
                     failing = true;
                 }
                 _ => {}

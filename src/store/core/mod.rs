@@ -46,6 +46,10 @@ pub struct Core<E: Engine> {
     /// Follows the other processes' writes on a shared engine (`follow`);
     /// stopped and joined when the core is dropped.
     _follower: Option<Background>,
+    /// Whether writes can be taken: on a shared engine the follower turns
+    /// it `Failed` while the database cannot be reached (health shows
+    /// NOT_SERVING) and back once it can; otherwise always writable.
+    writability: Arc<tokio::sync::watch::Sender<super::Writability>>,
     /// Whether `api_keys` holds a key. Keys are never deleted (revocation
     /// rewrites them), so this only ever turns true: `has_keys`, asked on
     /// every call without credentials, answers without a read.
@@ -102,10 +106,18 @@ impl<E: Engine> Core<E> {
             durable_log,
             shared,
         };
+        let writability = Arc::new(tokio::sync::watch::Sender::new(
+            super::Writability::Writable,
+        ));
         let follower = match shared && options.build_index {
             true => Some(
-                follow::start(Arc::clone(&engine), derived.clone(), index_build.watch())
-                    .map_err(|e| Error::Internal(format!("cannot start the log follower: {e}")))?,
+                follow::start(
+                    Arc::clone(&engine),
+                    derived.clone(),
+                    index_build.watch(),
+                    Arc::clone(&writability),
+                )
+                .map_err(|e| Error::Internal(format!("cannot start the log follower: {e}")))?,
             ),
             false => None,
         };
@@ -116,6 +128,7 @@ impl<E: Engine> Core<E> {
             index_build,
             warmer: None,
             _follower: follower,
+            writability,
             keys_exist: AtomicBool::new(keys_exist),
             inline_search_max_hashes: INLINE_SEARCH_MAX_HASHES,
         })

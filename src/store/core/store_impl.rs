@@ -740,7 +740,7 @@ impl<E: Engine> Store for Core<E> {
 
     /// Always writable: a handle over the engine (`SledStore`) watches the disk.
     fn writability(&self) -> tokio::sync::watch::Receiver<Writability> {
-        tokio::sync::watch::channel(Writability::Writable).1
+        self.writability.subscribe()
     }
 
     async fn close(&self) -> Result<()> {

@@ -105,7 +105,7 @@ pub fn load_from_dir(from: &Path, url: &str) -> Result<u64, String> {
         let used: bool = tx.query_one(&query, &[]).map_err(pg)?.get(0);
         if used {
             return Err(format!(
-                "the database already holds {}: restore only into an empty database",
+                "the database already holds {}: restore or load only into an empty database",
                 table.name()
             ));
         }
