@@ -223,7 +223,20 @@ impl Readers {
         if !sent {
             return Err(stopped());
         }
-        answered.recv().map_err(|_| stopped())?
+        // On a worker of a multi-threaded runtime, let the runtime move its
+        // other tasks to another thread while this one waits for the
+        // database: reads then overlap up to the number of readers instead
+        // of the number of workers.
+        let wait = || answered.recv();
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        answer.map_err(|_| stopped())?
     }
 }
 
