@@ -218,7 +218,7 @@ pub async fn run() -> ExitCode {
             database_url: Some(url),
             ..
         } => crate::cli::database::check(&url).await,
-        Command::Check { data_dir, .. } => check(&data_dir),
+        Command::Check { data_dir, .. } => crate::cli::local::check(&data_dir),
         Command::Db {
             action: DbAction::Migrate { database_url },
         } => crate::cli::database::migrate(&database_url).await,
@@ -245,7 +245,7 @@ pub async fn run() -> ExitCode {
             input,
             data_dir: Some(dir),
             ..
-        } => restore(&input, &dir),
+        } => crate::cli::local::restore(&input, &dir),
         Command::Restore { .. } => {
             Err(Failure::usage("restore: give --data-dir or --database-url"))
         }
@@ -257,30 +257,14 @@ pub async fn run() -> ExitCode {
     }
 }
 
-fn describe(summary: &crate::cli::backup::Summary) -> String {
-    format!(
-        "{} claims, {} responses, {} events, {} API keys, {} request ids at log position {}, chain head {}",
-        summary.claims,
-        summary.responses,
-        summary.events,
-        summary.api_keys,
-        summary.requests,
-        summary.log_position,
-        summary.chain_head
-    )
-}
-
 async fn backup(out: PathBuf, args: TargetArgs) -> Outcome {
     let source = target(args)?;
     let summary = interruptible("backup", &out, crate::cli::backup::backup(&source, &out)).await?;
-    outln!("backed up {} to {}", describe(&summary), out.display());
-    Ok(())
-}
-
-pub(crate) fn restore(input: &Path, dir: &Path) -> Outcome {
-    let summary = crate::cli::backup::restore(input, dir)
-        .map_err(|f| f.context(format!("restore failed, {} not created", dir.display())))?;
-    outln!("restored {} into {}", describe(&summary), dir.display());
+    outln!(
+        "backed up {} to {}",
+        crate::cli::local::describe(&summary),
+        out.display()
+    );
     Ok(())
 }
 
@@ -378,53 +362,6 @@ async fn generate(dir: &Path, claims: u64, seed: u64) -> Outcome {
         dir.display()
     );
     Ok(())
-}
-
-pub(crate) fn check(dir: &Path) -> Outcome {
-    crate::cli::require_data_dir(dir)?;
-    let progress = cli::progress(None, "claims");
-    let report = crate::store::check_dir_reporting(dir, &|at| {
-        if at.claims_done == 0 {
-            progress.set_total(at.claims_total);
-        }
-        progress.message(at.phase);
-        progress.set(at.claims_done);
-    });
-    progress.finish();
-    let report = report.map_err(|e| Failure::from(e).context("check failed"))?;
-    for problem in &report.problems {
-        outln!("PROBLEM {problem}");
-    }
-    if report.problem_count > report.problems.len() as u64 {
-        outln!(
-            "... and {} more problems",
-            report.problem_count - report.problems.len() as u64
-        );
-    }
-    let summary = format!(
-        "{}: format version {}, {} claims, {} events, {} responses, log position {}, chain head {}; {} bytes of keys and values, {} bytes on disk",
-        dir.display(),
-        report.format_version,
-        report.claims,
-        report.events,
-        report.responses,
-        report.log_position,
-        hex::encode(report.chain_head),
-        report.logical_bytes,
-        report.disk_bytes
-    );
-    if report.is_ok() {
-        outln!("ok {summary}");
-        Ok(())
-    } else {
-        outln!("FAILED {} problems in {summary}", report.problem_count);
-        Err(Failure::problems(format!(
-            "{} problems in {}",
-            report.problem_count,
-            dir.display()
-        ))
-        .hint("restore from a backup (`photoclaim restore`); docs/operations.md says how"))
-    }
 }
 
 async fn serve(args: ServeArgs) -> Outcome {

@@ -119,7 +119,7 @@ pub async fn restore(input: &std::path::Path, url: &str) -> Result<(), Failure> 
     let target = crate::store::pg_describe(url);
     let dir = scratch()?;
     let into = dir.path().join("data");
-    super::commands::restore(input, &into)
+    super::local::restore(input, &into)
         .map_err(|f| f.context(format!("restore failed, nothing written to {target}")))?;
     load_dir(into, url)
         .await
@@ -161,5 +161,5 @@ pub async fn check(url: &str) -> Result<(), Failure> {
         .await
         .map_err(|f| f.context("check failed"))?;
     crate::outln!("{target}: copied {copied} keys and values from one snapshot; checking them");
-    super::commands::check(&copy)
+    super::local::check(&copy)
 }

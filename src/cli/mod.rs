@@ -18,6 +18,7 @@ pub mod desk;
 pub mod export;
 pub mod generate;
 pub mod keys;
+pub mod local;
 pub mod output;
 
 pub use output::*;
