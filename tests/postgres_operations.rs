@@ -248,3 +248,66 @@ async fn db_load_copies_a_stopped_data_directory_exactly() {
         std::fs::read_to_string(work.path().join("dir.jsonl")).unwrap()
     );
 }
+
+#[test]
+fn a_schema_newer_than_the_binary_is_refused_by_migrate_and_serve() {
+    let Some(db) = fresh_database() else {
+        return;
+    };
+    let (ok, text) = cli(&["db", "migrate", "--database-url", &db.url]);
+    assert!(ok, "{text}");
+    db.execute(
+        "INSERT INTO photoclaim.schema_migrations (version, name) VALUES (99, 'from the future')",
+    );
+    let (code, text) = cli_exit(&["db", "migrate", "--database-url", &db.url]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("newer than this binary supports"), "{text}");
+    let (code, text) = cli_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &db.url,
+    ]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("upgrade photoclaim"), "{text}");
+}
+
+#[test]
+fn bad_database_flags_are_usage_errors_naming_the_flag() {
+    // No server needed: these are refused before any connection.
+    let (code, text) = cli_exit(&[
+        "serve",
+        "--database-url",
+        "postgres://x@127.0.0.1/db",
+        "--data-dir",
+        "d",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("--database-url") && text.contains("--data-dir"),
+        "{text}"
+    );
+    let (code, text) = cli_exit(&[
+        "serve",
+        "--database-url",
+        "postgres://x@127.0.0.1/db",
+        "--in-memory",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    let (code, text) = cli_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgres://x@127.0.0.1/db?sslmode=require",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("--database-url") && text.contains("sslmode=require"),
+        "{text}"
+    );
+    let (code, text) = cli_exit(&["db", "migrate", "--database-url", "not a url at all ="]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--database-url"), "{text}");
+}

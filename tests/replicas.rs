@@ -67,34 +67,13 @@ const PDQ_A: &str = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9
 const PDQ_A_NEAR: &str = "28f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
 
 async fn events_of(client: &mut Client, claim: &str) -> Vec<(String, i64)> {
-    client
-        .list_claim_events(pb::ListClaimEventsRequest {
-            claim: claim.into(),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("ListClaimEvents")
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| (e.claim, e.sequence))
-        .collect()
+    let events = all_events(client, claim).await;
+    events.into_iter().map(|e| (e.claim, e.sequence)).collect()
 }
 
 async fn list_names(client: &mut Client) -> Vec<String> {
-    client
-        .list_claims(pb::ListClaimsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("ListClaims")
-        .into_inner()
-        .claims
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
+    let claims = all_claims(client, pb::VerificationState::Unspecified).await;
+    claims.into_iter().map(|c| c.name).collect()
 }
 
 async fn similar(client: &mut Client, pdq: &str) -> Vec<String> {
@@ -360,24 +339,11 @@ async fn a_replica_killed_with_kill_9_loses_no_acknowledged_write() {
 
 /// Every claim's name and text.
 async fn list_all(client: &mut Client) -> std::collections::BTreeMap<String, String> {
-    let mut names = std::collections::BTreeMap::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_claims(pb::ListClaimsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .expect("ListClaims")
-            .into_inner();
-        names.extend(page.claims.into_iter().map(|c| (c.name, c.claim_text)));
-        if page.next_page_token.is_empty() {
-            return names;
-        }
-        token = page.next_page_token;
-    }
+    all_claims(client, pb::VerificationState::Unspecified)
+        .await
+        .into_iter()
+        .map(|c| (c.name, c.claim_text))
+        .collect()
 }
 
 /// Whether the health of the replica at `addr` (service "") turns `status`
