@@ -143,6 +143,16 @@ pub trait Engine: Send + Sync + 'static {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
+    /// The values at `keys` in `table`, in the order of `keys`. Engines
+    /// over a network answer in one round trip; others read one by one.
+    fn get_many(
+        &self,
+        table: Table,
+        keys: &[Vec<u8>],
+    ) -> std::result::Result<Vec<Option<Self::Value>>, StorageError> {
+        keys.iter().map(|key| self.get(table, key)).collect()
+    }
+
     /// The first entry of `table` within `range` in the given order.
     fn first(
         &self,

@@ -84,11 +84,10 @@ impl<E: Engine> Core<E> {
         let mut found: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
         let mut exact_views = Vec::new();
         if let Some(sha) = &sha {
-            for id in self.exact_ids(sha, before, query.limit)? {
+            let ids = self.exact_ids(sha, before, query.limit)?;
+            for (&id, view) in ids.iter().zip(self.cached_claims(&ids)?) {
                 found.insert(id, 0);
-                if let Some(view) = self.cached_claim(id)? {
-                    exact_views.push(view);
-                }
+                exact_views.extend(view);
             }
         }
         // Searching by SHA-256 alone: near duplicates of that image's hash.
@@ -128,9 +127,12 @@ impl<E: Engine> Core<E> {
             ranked.truncate(query.limit);
         }
         ranked.sort_by_key(rank);
+        ranked.truncate(query.limit);
+        let ids: Vec<u64> = ranked.iter().map(|&(id, _)| id).collect();
+        let claims = self.cached_claims(&ids)?;
         let mut out = Vec::new();
-        for (id, distance) in ranked.into_iter().take(query.limit) {
-            if let Some(claim) = self.cached_claim(id)? {
+        for ((_, distance), claim) in ranked.into_iter().zip(claims) {
+            if let Some(claim) = claim {
                 let exact = query.sha256.as_deref().is_some_and(|s| {
                     let image = claim.view().claim.image.as_ref();
                     image.is_some_and(|i| i.sha256 == s)

@@ -133,6 +133,13 @@ mod sql {
         format!("SELECT v FROM photoclaim.{} WHERE k = $1", table.name())
     }
 
+    pub(super) fn get_many(table: Table) -> String {
+        format!(
+            "SELECT k, v FROM photoclaim.{} WHERE k = ANY($1::bytea[])",
+            table.name()
+        )
+    }
+
     pub(super) fn upsert(table: Table) -> String {
         format!(
             "INSERT INTO photoclaim.{} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
@@ -348,6 +355,23 @@ impl Engine for PgEngine {
             let row = conn.query_opt(&sql::get(table), &[&key])?;
             Ok(row.map(|row| row.get(0)))
         })
+    }
+
+    fn get_many(
+        &self,
+        table: Table,
+        keys: &[Vec<u8>],
+    ) -> std::result::Result<Vec<Option<Vec<u8>>>, StorageError> {
+        if keys.len() < 2 {
+            return keys.iter().map(|key| self.get(table, key)).collect();
+        }
+        let wanted = keys.to_vec();
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            self.readers.call(move |conn| {
+                let rows = conn.query(&sql::get_many(table), &[&wanted])?;
+                Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            })?;
+        Ok(keys.iter().map(|key| found.remove(key)).collect())
     }
 
     fn scan(&self, table: Table, range: KeyRange, reverse: bool) -> Scan<'_, Vec<u8>> {
