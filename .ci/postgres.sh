@@ -11,6 +11,9 @@
 # pg_ctl on 127.0.0.1 and a free port, trust authentication on loopback
 # only, and prints the export of the URL of its `postgres` database. The
 # tests make a database of their own per test from it.
+# With PG_TLS=1, start also makes a CA and a server certificate for
+# 127.0.0.1 with openssl, turns ssl on, and prints the CA's path too
+# (PHOTOCLAIM_TEST_DATABASE_CA).
 # stop: stops the cluster in DIR (fast shutdown) and removes DIR.
 # pause/resume: stop the cluster (fast shutdown: sessions are cut) and start
 # it again on the same port (the fault tests: a database restarted under
@@ -57,10 +60,35 @@ start)
     as_owner "$initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
     opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300 -c fsync=on"
+    if [[ ${PG_TLS:-} == 1 ]]; then
+        # A CA and a server certificate for 127.0.0.1 made with openssl;
+        # the CA's file is exported for the clients.
+        tls=$dir/tls
+        mkdir -p "$tls"
+        (
+            cd "$tls"
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+                -subj "/CN=photoclaim test CA" -addext "basicConstraints=critical,CA:TRUE" \
+                -addext "keyUsage=critical,keyCertSign,cRLSign"
+            openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt \
+                -days 2 -extfile ext
+        ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; exit 1; }
+        chmod 600 "$tls/server.key"
+        chmod 644 "$tls/ca.pem"
+        if [[ $(id -u) == 0 ]]; then
+            chown -R postgres: "$tls"
+        fi
+        opts="$opts -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key"
+    fi
     echo "$opts" >"$dir/opts"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >&2 ||
         { cat "$dir/server.log" >&2; exit 1; }
     echo "export PHOTOCLAIM_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
+    if [[ ${PG_TLS:-} == 1 ]]; then
+        echo "export PHOTOCLAIM_TEST_DATABASE_CA=$dir/tls/ca.pem"
+    fi
     ;;
 stop)
     pg_ctl=$(find_bin pg_ctl)

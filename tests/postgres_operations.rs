@@ -300,13 +300,21 @@ fn bad_database_flags_are_usage_errors_naming_the_flag() {
         "--listen",
         "127.0.0.1:0",
         "--database-url",
-        "postgres://x@127.0.0.1/db?sslmode=require",
+        "postgres://x@127.0.0.1/db?sslmode=sometimes",
     ]);
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("--database-url") && text.contains("sslmode=require"),
+        text.contains("--database-url") && text.contains("sslmode=sometimes"),
         "{text}"
     );
+    let (code, text) = cli_exit(&[
+        "db",
+        "migrate",
+        "--database-url",
+        "postgres://x@127.0.0.1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("sslrootcert=/nonexistent/ca.pem"), "{text}");
     let (code, text) = cli_exit(&["db", "migrate", "--database-url", "not a url at all ="]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--database-url"), "{text}");

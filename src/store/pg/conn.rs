@@ -13,7 +13,9 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Row, Statement};
+
+use super::Connector;
 
 use crate::store::errors::StorageError;
 
@@ -114,20 +116,28 @@ pub(super) fn storage_error(err: &postgres::Error) -> StorageError {
 /// What the database said, with its detail (the `Display` of a database
 /// error is only "db error").
 pub(super) fn describe(err: &postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {err}"),
+    if let Some(db) = err.as_db_error() {
+        return format!("PostgreSQL: {} ({})", db.message(), db.code().code());
     }
+    // The cause of a connection failure (refused, a TLS certificate that
+    // does not verify) is in the error's sources.
+    let mut text = format!("PostgreSQL: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// A connection to the database, made when needed.
 pub(super) struct Session {
-    config: Arc<Config>,
+    config: Arc<Connector>,
     conn: Option<Conn>,
 }
 
 impl Session {
-    pub(super) fn new(config: Arc<Config>) -> Self {
+    pub(super) fn new(config: Arc<Connector>) -> Self {
         Session { config, conn: None }
     }
 
@@ -137,7 +147,7 @@ impl Session {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let client = self.config.connect(NoTls)?;
+            let client = self.config.connect()?;
             self.conn = Some(Conn {
                 client,
                 statements: HashMap::new(),
@@ -177,7 +187,7 @@ pub(super) struct Readers {
 
 impl Readers {
     /// `count` reader threads over `config`.
-    pub(super) fn start(config: &Arc<Config>, count: usize) -> std::io::Result<Self> {
+    pub(super) fn start(config: &Arc<Connector>, count: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<ReadJob>();
         let queue = Arc::new(Mutex::new(queue));
         let mut threads = Vec::new();

@@ -25,9 +25,8 @@ pub fn latest() -> i32 {
 /// (`photoclaim db migrate`); returns the versions applied. Blocks: call
 /// it off the async runtime.
 pub fn run(url: &str) -> Result<Vec<i32>, PgOpenError> {
-    let config = super::config(url)?;
-    let mut client = config
-        .connect(postgres::NoTls)
+    let mut client = super::config(url)?
+        .connect()
         .map_err(|e| PgOpenError::from_pg(&e))?;
     migrate(&mut client)
 }

@@ -27,6 +27,7 @@ use conn::{describe, fault, Fault, Readers, Session};
 
 mod conn;
 pub mod migrate;
+pub mod tls;
 pub mod transfer;
 mod writer;
 
@@ -81,29 +82,46 @@ impl PgOpenError {
     }
 }
 
+/// How to reach the database: the driver's settings and its TLS.
+#[derive(Clone)]
+pub struct Connector {
+    config: Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Connector {
+    /// A new connection (blocking: call it off the async runtime).
+    pub(super) fn connect(&self) -> std::result::Result<postgres::Client, postgres::Error> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+    }
+}
+
 /// The connection settings of `url` (a `postgres://` URL or a libpq
 /// key=value string), with photoclaim's application name and a connect
-/// timeout unless it sets them.
-pub fn config(url: &str) -> std::result::Result<Config, PgOpenError> {
-    let mut config = Config::from_str(url).map_err(|e| PgOpenError::BadUrl(e.to_string()))?;
+/// timeout unless it sets them, and TLS as its `sslmode` and `sslrootcert`
+/// say (`tls.rs`).
+pub fn config(url: &str) -> std::result::Result<Connector, PgOpenError> {
+    let (rest, tls) = tls::split(url).map_err(PgOpenError::BadUrl)?;
+    let mut config = Config::from_str(&rest).map_err(|e| PgOpenError::BadUrl(e.to_string()))?;
     if config.get_application_name().is_none() {
         config.application_name("photoclaim");
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(PgOpenError::BadUrl(
-            "sslmode=require is not supported yet: this build connects without TLS (use sslmode=disable or prefer, over a trusted network or a local socket)".into(),
-        ));
-    }
-    Ok(config)
+    config.ssl_mode(tls.mode);
+    let tls = tls::connector(&tls).map_err(PgOpenError::BadUrl)?;
+    Ok(Connector { config, tls })
 }
 
 /// `url` for logs and messages: user, hosts, ports and database, never
 /// the password or other parameters.
 pub fn describe_url(url: &str) -> String {
-    let Ok(config) = Config::from_str(url) else {
+    let rest = tls::split(url).map(|(rest, _)| rest).unwrap_or_default();
+    let Ok(config) = Config::from_str(&rest) else {
         return "(an invalid database URL)".into();
     };
     let hosts: Vec<String> = config
@@ -269,7 +287,7 @@ impl PgEngine {
     /// Connects to the database `config` names, applies the migrations it
     /// lacks, checks its format and starts the reader and writer threads.
     /// Blocks the calling thread while it connects.
-    pub fn open(config: Config, options: &PgOptions) -> std::result::Result<Self, PgOpenError> {
+    pub fn open(config: Connector, options: &PgOptions) -> std::result::Result<Self, PgOpenError> {
         let config = Arc::new(config);
         // The synchronous client runs its own small runtime, which must
         // not be started on a thread that drives async tasks: connect on a
@@ -303,10 +321,10 @@ impl PgEngine {
 
 /// Connects, migrates, and reads (or makes) the page-token key; checks the
 /// record format.
-fn prepare(config: &Config) -> std::result::Result<PageTokenKey, PgOpenError> {
+fn prepare(config: &Connector) -> std::result::Result<PageTokenKey, PgOpenError> {
     let started = std::time::Instant::now();
     let pg = |err: postgres::Error| PgOpenError::from_pg(&err);
-    let mut client = config.connect(NoTls).map_err(pg)?;
+    let mut client = config.connect().map_err(pg)?;
     migrate::migrate(&mut client)?;
     let mut key = [0; PAGE_TOKEN_KEY_LEN];
     getrandom::fill(&mut key).map_err(|e| PgOpenError::Other {
@@ -475,12 +493,23 @@ mod tests {
     }
 
     #[test]
-    fn a_url_gets_an_application_name_and_a_connect_timeout_and_require_tls_is_refused() {
+    fn a_url_gets_an_application_name_a_connect_timeout_and_its_tls() {
         let parsed = config("postgres://desk@127.0.0.1:5432/photoclaim").unwrap();
-        assert_eq!(parsed.get_application_name(), Some("photoclaim"));
-        assert_eq!(parsed.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(parsed.config.get_application_name(), Some("photoclaim"));
+        assert_eq!(parsed.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert!(
+            parsed.tls.is_some(),
+            "prefer: TLS when the server offers it"
+        );
+        let plain = config("postgres://desk@127.0.0.1/db?sslmode=disable").unwrap();
+        assert!(plain.tls.is_none());
+        let required = config("postgres://desk@127.0.0.1/db?sslmode=require").unwrap();
+        assert_eq!(
+            required.config.get_ssl_mode(),
+            postgres::config::SslMode::Require
+        );
         assert!(matches!(
-            config("postgres://desk@127.0.0.1/db?sslmode=require"),
+            config("postgres://desk@127.0.0.1/db?sslmode=verify-full&sslrootcert=/nonexistent.pem"),
             Err(PgOpenError::BadUrl(_))
         ));
         assert!(matches!(config("mysql://x"), Err(PgOpenError::BadUrl(_))));

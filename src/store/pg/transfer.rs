@@ -32,9 +32,9 @@ fn pg(err: postgres::Error) -> String {
 }
 
 fn connect(url: &str) -> Result<Client, String> {
-    let config = config(url).map_err(|e| e.to_string())?;
-    config
-        .connect(postgres::NoTls)
+    config(url)
+        .map_err(|e| e.to_string())?
+        .connect()
         .map_err(|e| PgOpenError::from_pg(&e).to_string())
 }
 

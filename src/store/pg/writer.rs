@@ -27,8 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postgres::Config;
-
 use super::conn::{fault, storage_error, Conn, Fault, Session};
 use super::sql;
 use crate::domain::Error;
@@ -92,7 +90,7 @@ impl WriteTx for PgTx<'_> {
 }
 
 /// The writer: the write queue over PostgreSQL's cycle.
-pub(super) fn start(config: Arc<Config>) -> std::io::Result<WriteQueue> {
+pub(super) fn start(config: Arc<super::Connector>) -> std::io::Result<WriteQueue> {
     let mut session = Session::new(config);
     WriteQueue::start(
         "photoclaim-pg-write",
