@@ -64,6 +64,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pb;
 pub mod rpc;
+pub mod search;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -76,6 +76,11 @@ pub const LIST_CLAIM_EVENTS: Rpc = rpc(CLAIM_SERVICE, "ListClaimEvents", Reader,
 pub const FIND_SIMILAR_CLAIMS: Rpc = rpc(CLAIM_SERVICE, "FindSimilarClaims", Reader, false, Image);
 pub const WATCH_CLAIM_EVENTS: Rpc = rpc(CLAIM_SERVICE, "WatchClaimEvents", Reader, false, Small);
 pub const EXPORT_CLAIM_REVIEW: Rpc = rpc(CLAIM_SERVICE, "ExportClaimReview", Reader, false, Small);
+pub const SEARCH_CLAIMS: Rpc = rpc(CLAIM_SERVICE, "SearchClaims", Reader, false, Text);
+pub const IMPORT_CLAIM_REVIEWS: Rpc = rpc(CLAIM_SERVICE, "ImportClaimReviews", Desk, true, Image);
+pub const GET_EXTERNAL_REVIEW: Rpc = rpc(CLAIM_SERVICE, "GetExternalReview", Reader, false, Small);
+pub const LIST_EXTERNAL_REVIEWS: Rpc =
+    rpc(CLAIM_SERVICE, "ListExternalReviews", Reader, false, Small);
 pub const CREATE_API_KEY: Rpc = rpc(ADMIN_SERVICE, "CreateApiKey", Admin, true, Small);
 pub const LIST_API_KEYS: Rpc = rpc(ADMIN_SERVICE, "ListApiKeys", Admin, true, Small);
 pub const REVOKE_API_KEY: Rpc = rpc(ADMIN_SERVICE, "RevokeApiKey", Admin, true, Small);
@@ -83,7 +88,7 @@ pub const EXPORT_CLAIMS: Rpc = rpc(ADMIN_SERVICE, "ExportClaims", Admin, true, S
 pub const BACKUP: Rpc = rpc(ADMIN_SERVICE, "Backup", Admin, true, Small);
 
 /// Every RPC of ours.
-pub const ALL: [&Rpc; 16] = [
+pub const ALL: [&Rpc; 20] = [
     &REGISTER_CLAIM,
     &GET_CLAIM,
     &LIST_CLAIMS,
@@ -95,6 +100,10 @@ pub const ALL: [&Rpc; 16] = [
     &FIND_SIMILAR_CLAIMS,
     &WATCH_CLAIM_EVENTS,
     &EXPORT_CLAIM_REVIEW,
+    &SEARCH_CLAIMS,
+    &IMPORT_CLAIM_REVIEWS,
+    &GET_EXTERNAL_REVIEW,
+    &LIST_EXTERNAL_REVIEWS,
     &CREATE_API_KEY,
     &LIST_API_KEYS,
     &REVOKE_API_KEY,

@@ -116,6 +116,9 @@ pub struct Options {
     /// Author and page URLs of published reviews (ExportClaimReview);
     /// checked with [`Publisher::validate`] by whoever builds the options.
     pub publisher: Publisher,
+    /// Where the full-text search index lives; `None` turns search off
+    /// (SearchClaims is FAILED_PRECONDITION, no "checked before?" list).
+    pub search: Option<crate::search::Location>,
 }
 
 impl Default for Options {
@@ -146,6 +149,7 @@ impl Default for Options {
             watch: WatchOptions::default(),
             cors_allow_origins: Vec::new(),
             publisher: Publisher::default(),
+            search: Some(crate::search::Location::Memory),
         }
     }
 }
@@ -220,12 +224,17 @@ pub async fn run<S: Store>(
     // Becomes true when shutdown begins, so that watch streams end (with a
     // cursor to resume from) instead of holding the drain open.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let claims = ClaimServiceServer::new(
-        ClaimApi::with_images(store.clone(), options.images)
-            .with_watch(options.watch, stopping)
-            .with_publisher(options.publisher.clone()),
-    )
-    .max_decoding_message_size(options.max_message_bytes);
+    let mut api = ClaimApi::with_images(store.clone(), options.images)
+        .with_watch(options.watch, stopping)
+        .with_publisher(options.publisher.clone());
+    let mut indexer = None;
+    if let Some(location) = &options.search {
+        let index = crate::search::SearchIndex::open(location.clone())?;
+        tracing::info!(index = ?location, "search index opened");
+        indexer = Some(crate::search::start(Arc::clone(&index), store.clone()));
+        api = api.with_search(index);
+    }
+    let claims = ClaimServiceServer::new(api).max_decoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone()))
         .max_decoding_message_size(options.max_message_bytes);
     // Health answers for the server as a whole ("") and for every service
@@ -333,6 +342,9 @@ pub async fn run<S: Store>(
                 Err(_) => tracing::warn!("drain did not finish in time; closing remaining connections"),
             }
         }
+    }
+    if let Some(indexer) = indexer {
+        indexer.stop().await;
     }
     store.close().await?;
     tracing::info!("stopped: all acknowledged writes are on disk");

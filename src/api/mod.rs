@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod body_limits;
 pub mod codec;
+mod search;
 pub mod slots;
 pub mod status;
 pub mod watch;
@@ -118,6 +119,9 @@ pub struct ClaimApi<S> {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Author and page URLs of published reviews (ExportClaimReview).
     publisher: Arc<Publisher>,
+    /// The full-text index (SearchClaims, "checked before?"); `None` when
+    /// search is off.
+    search: Option<Arc<crate::search::SearchIndex>>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -144,7 +148,15 @@ impl<S: Store> ClaimApi<S> {
             // A sender that is never used: no shutdown until `with_watch`.
             shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
             publisher: Arc::new(Publisher::default()),
+            search: None,
         }
+    }
+
+    /// The same service, searching `index` (kept up to date by the caller,
+    /// with [`crate::search::start`]).
+    pub fn with_search(mut self, index: Arc<crate::search::SearchIndex>) -> Self {
+        self.search = Some(index);
+        self
     }
 
     /// Sets WatchClaimEvents' buffer and stall timeout, and the signal that
@@ -271,6 +283,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     near_distance: self.images.default_max_distance,
                 })
                 .await?;
+            let checked_before = self.checked_before(&registered.claim).await;
             let claim = convert::claim_into(registered.claim);
             tracing::Span::current().record("claim", claim.name.as_str());
             // Same budget as a list page, so that the reply stays under
@@ -278,8 +291,15 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             // image are long.
             let matches = registered.same_image.into_iter().map(image_match);
             let budget = MAX_PAGE_BYTES.saturating_sub(claim.encoded_len());
+            let same_image_claims = fitting(matches, budget, false);
+            let used: usize = same_image_claims.iter().map(|m| m.encoded_len()).sum();
             Ok(pb::RegisterClaimResponse {
-                same_image_claims: fitting(matches, budget, false),
+                checked_before: fitting(
+                    checked_before.into_iter(),
+                    budget.saturating_sub(used),
+                    false,
+                ),
+                same_image_claims,
                 claim: Some(claim),
                 replayed: registered.replayed,
             })
@@ -583,10 +603,61 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 query.pdq =
                     Some(pdq).filter(|_| req.include_low_quality || !reply.query_low_quality);
             }
+            let sha256 = query.sha256.clone().unwrap_or_default();
             let found = self.store.find_similar(query).await?;
             reply.matches = fitting(found.into_iter().map(image_match), MAX_PAGE_BYTES, false);
+            reply.external_reviews = self.reviews_of_image(&sha256).await?;
             Ok(reply)
         })
+        .await
+    }
+
+    async fn search_claims(
+        &self,
+        request: Request<pb::SearchClaimsRequest>,
+    ) -> Result<Response<pb::SearchClaimsResponse>, Status> {
+        let req = request.into_inner();
+        observe(&rpc::SEARCH_CLAIMS, "", self.search_claims_now(req)).await
+    }
+
+    async fn import_claim_reviews(
+        &self,
+        request: Request<pb::ImportClaimReviewsRequest>,
+    ) -> Result<Response<pb::ImportClaimReviewsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        observe(
+            &rpc::IMPORT_CLAIM_REVIEWS,
+            "",
+            self.import_claim_reviews_now(req, actor),
+        )
+        .await
+    }
+
+    async fn get_external_review(
+        &self,
+        request: Request<pb::GetExternalReviewRequest>,
+    ) -> Result<Response<pb::ExternalReview>, Status> {
+        let req = request.into_inner();
+        let name = req.name.clone();
+        observe(
+            &rpc::GET_EXTERNAL_REVIEW,
+            &name,
+            self.get_external_review_now(req),
+        )
+        .await
+    }
+
+    async fn list_external_reviews(
+        &self,
+        request: Request<pb::ListExternalReviewsRequest>,
+    ) -> Result<Response<pb::ListExternalReviewsResponse>, Status> {
+        let req = request.into_inner();
+        observe(
+            &rpc::LIST_EXTERNAL_REVIEWS,
+            "",
+            self.list_external_reviews_now(req),
+        )
         .await
     }
 }

@@ -264,6 +264,20 @@ pub struct ServeArgs {
     /// (how late watchers hear of other replicas' writes at worst).
     #[arg(long, default_value_t = crate::store::DEFAULT_PG_POLL.as_millis() as u64, env = "PHOTOCLAIM_DATABASE_POLL_MS", value_parser = clap::value_parser!(u64).range(10..=600_000), help_heading = "PostgreSQL")]
     pub database_poll_ms: u64,
+    /// Turn full-text search off: no index is kept, SearchClaims answers
+    /// FAILED_PRECONDITION and registrations list no "checked before?".
+    #[arg(long, env = "PHOTOCLAIM_NO_SEARCH", help_heading = "Search")]
+    pub no_search: bool,
+    /// Directory of the search index. Default: `search-index` inside the
+    /// data directory; in memory (rebuilt at every start) with
+    /// --in-memory or --database-url.
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_SEARCH_INDEX_DIR",
+        conflicts_with = "no_search",
+        help_heading = "Search"
+    )]
+    pub search_index_dir: Option<PathBuf>,
     /// Largest request message accepted, in bytes (keep it above --max-image-bytes).
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: usize,

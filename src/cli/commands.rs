@@ -529,6 +529,7 @@ async fn run_server<S: Store>(
         },
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,
+        search: search_location(&args),
     };
     server::run(listener, store, options, shutdown)
         .await
@@ -536,6 +537,21 @@ async fn run_server<S: Store>(
             tracing::error!(%err, "server failed");
             Failure::other(format!("server failed: {err}"))
         })
+}
+
+/// Where `serve` keeps its search index (`None`: search is off).
+fn search_location(args: &ServeArgs) -> Option<crate::search::Location> {
+    use crate::search::{Location, INDEX_DIR_NAME};
+    if args.no_search {
+        return None;
+    }
+    Some(
+        match (&args.search_index_dir, &args.database_url, args.in_memory) {
+            (Some(dir), _, _) => Location::Dir(dir.clone()),
+            (None, Some(_), _) | (None, None, true) => Location::Memory,
+            (None, None, false) => Location::Dir(args.data_dir.join(INDEX_DIR_NAME)),
+        },
+    )
 }
 
 async fn export(out: PathBuf, args: TargetArgs) -> Outcome {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod chain;
 pub mod error;
+pub mod external_review;
 pub mod history;
 pub mod model;
 pub mod pdq;

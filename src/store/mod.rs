@@ -35,6 +35,7 @@ use bytes::Bytes;
 
 use crate::domain::access::ApiKey;
 use crate::domain::chain;
+use crate::domain::external_review::ExternalReview;
 use crate::domain::history::ClaimHistory;
 use crate::domain::pdq::Pdq;
 use crate::domain::{
@@ -50,7 +51,7 @@ pub use pg::{
     describe_url as pg_describe, migrate as pg_migrate, transfer as pg_transfer, PgEngine,
     PgOpenError, PgOptions, DEFAULT_POLL as DEFAULT_PG_POLL, DEFAULT_READERS as DEFAULT_PG_READERS,
 };
-pub use schema::Table;
+pub use schema::{ReviewChange, Table};
 pub use sled_store::{
     check_dir, check_dir_reporting, copy_trees, CheckProgress, CheckReport, Compacted, OpenError,
     Restored, Restorer, SledStore, DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_DISK_BYTES,
@@ -297,6 +298,26 @@ pub struct RequestRecord {
     pub response_id: u64,
 }
 
+/// What an import did with one external review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// A new review.
+    Created,
+    /// A review with the same URL changed: a new revision.
+    Updated,
+    /// A review with the same URL, identical: nothing written.
+    Unchanged,
+}
+
+/// One review of an import, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportedReview {
+    /// The review's id.
+    pub id: u64,
+    /// What happened.
+    pub outcome: ImportOutcome,
+}
+
 /// Figures for operators (metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -475,6 +496,37 @@ pub trait Store: Send + Sync + 'static {
     /// Whether writes are taken now, updated as that changes: the server's
     /// health status and metrics follow it.
     fn writability(&self) -> tokio::sync::watch::Receiver<Writability>;
+
+    /// Imports external reviews (validated, URLs normalized) in one atomic
+    /// write: a review whose URL is stored already is updated (a new
+    /// revision) or, when identical, left unchanged; every change is
+    /// appended to the review log. Answers in the order given.
+    fn import_reviews(
+        &self,
+        reviews: Vec<ExternalReview>,
+        actor: String,
+    ) -> impl Future<Output = Result<Vec<ImportedReview>>> + Send;
+
+    /// One external review.
+    fn get_review(&self, id: u64) -> impl Future<Output = Result<Option<ExternalReview>>> + Send;
+
+    /// External reviews newest first, below the cursor `before`.
+    fn list_reviews(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<ExternalReview>>> + Send;
+
+    /// Review log entries (position, change) after position `after`, in
+    /// log order, at most `limit`.
+    fn review_log(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, ReviewChange)>>> + Send;
+
+    /// The newest review log position (0: none).
+    fn review_log_head(&self) -> impl Future<Output = Result<u64>> + Send;
 
     /// Makes everything written so far durable; called once at shutdown.
     fn close(&self) -> impl Future<Output = Result<()>> + Send;

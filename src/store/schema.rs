@@ -22,6 +22,10 @@
 //! | `request_ids`      | operation (u8) ‖ request_id (bytes)   | [`IdempotencyRecord`]         |
 //! | `api_keys`         | key id (u64)                          | `domain::access::ApiKey`      |
 //! | `api_key_names`    | key name, lower-cased (ASCII)         | key id (u64)                  |
+//! | `external_reviews` | review id (u64)                       | `domain::external_review::ExternalReview` |
+//! | `external_reviews_by_url` | normalized review URL (UTF-8)  | review id (u64)               |
+//! | `review_log`       | review log position (u64)             | [`ReviewChange`]              |
+//! | `meta`             | `b"last_review_id"`, `b"last_review_position"` | u64                  |
 //!
 //! The records are protobuf messages (`domain`): the hash chains hash
 //! their encoding, so that encoding is part of the domain and every engine
@@ -59,6 +63,13 @@ pub(super) const API_KEYS: &str = "api_keys";
 /// `lower-cased key name -> key id`.
 pub(super) const API_KEY_NAMES: &str = "api_key_names";
 
+/// `review id -> ExternalReview`.
+pub(super) const EXTERNAL_REVIEWS: &str = "external_reviews";
+/// `normalized review URL -> review id`.
+pub(super) const EXTERNAL_REVIEWS_BY_URL: &str = "external_reviews_by_url";
+/// `review log position -> ReviewChange`.
+pub(super) const REVIEW_LOG: &str = "review_log";
+
 /// The tables of the layout above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -84,11 +95,17 @@ pub enum Table {
     ApiKeys,
     /// `api_key_names`.
     ApiKeyNames,
+    /// `external_reviews`.
+    ExternalReviews,
+    /// `external_reviews_by_url`.
+    ExternalReviewsByUrl,
+    /// `review_log`.
+    ReviewLog,
 }
 
 impl Table {
     /// Every table, in the order of [`Table::index`].
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Claims,
         Table::ClaimsByState,
@@ -100,6 +117,9 @@ impl Table {
         Table::RequestIds,
         Table::ApiKeys,
         Table::ApiKeyNames,
+        Table::ExternalReviews,
+        Table::ExternalReviewsByUrl,
+        Table::ReviewLog,
     ];
 
     /// The table's name (sled's tree name).
@@ -116,6 +136,9 @@ impl Table {
             Table::RequestIds => REQUEST_IDS,
             Table::ApiKeys => API_KEYS,
             Table::ApiKeyNames => API_KEY_NAMES,
+            Table::ExternalReviews => EXTERNAL_REVIEWS,
+            Table::ExternalReviewsByUrl => EXTERNAL_REVIEWS_BY_URL,
+            Table::ReviewLog => REVIEW_LOG,
         }
     }
 
@@ -131,6 +154,25 @@ pub(super) const META_LAST_LOG_POSITION: &[u8] = b"last_log_position";
 /// The page-token key. Not part of backups: a restore makes a new
 /// directory, which makes its own key at the first open. Compaction copies
 /// `meta` as it is, and so keeps it.
+pub(super) const META_LAST_REVIEW_ID: &[u8] = b"last_review_id";
+pub(super) const META_LAST_REVIEW_POSITION: &[u8] = b"last_review_position";
+/// One change of an external review, in the review log: the review's
+/// audit trail (who imported which revision when).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReviewChange {
+    /// The review.
+    #[prost(uint64, tag = "1")]
+    pub review_id: u64,
+    /// Its revision after the change (1: created).
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// When.
+    #[prost(message, optional, tag = "3")]
+    pub time: Option<crate::domain::Timestamp>,
+    /// Who imported it.
+    #[prost(string, tag = "4")]
+    pub actor: String,
+}
 pub(super) const META_PAGE_TOKEN_KEY: &[u8] = b"page_token_key";
 pub(super) const OP_REGISTER: u8 = b'R';
 pub(super) const OP_ATTACH: u8 = b'A';

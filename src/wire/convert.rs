@@ -251,3 +251,43 @@ pub fn key_out(key: &domain::access::ApiKey) -> pb::ApiKey {
         token_prefix: key.token_prefix(),
     }
 }
+
+/// An external review as the API shows it.
+pub fn review_out(r: &crate::domain::external_review::ExternalReview) -> pb::ExternalReview {
+    use crate::domain::external_review::Appearance;
+    let appearance = |a: &Appearance| pb::ReviewAppearance {
+        url: a.url.clone(),
+        headline: a.headline.clone(),
+        date_published: time_out(a.date_published),
+        author: a.author.clone(),
+    };
+    pb::ExternalReview {
+        name: crate::wire::names::external_review_name(r.id),
+        kind: r.kind,
+        review_url: r.review_url.clone(),
+        publisher_name: r.publisher_name.clone(),
+        publisher_url: r.publisher_url.clone(),
+        author_name: r.author_name.clone(),
+        claim_reviewed: r.claim_reviewed.clone(),
+        claimant: r.claimant.clone(),
+        rating: r.rating.as_ref().map(|x| pb::PublishedRating {
+            value: x.value.clone(),
+            best: x.best.clone(),
+            worst: x.worst.clone(),
+            alternate_name: x.alternate_name.clone(),
+        }),
+        date_published: time_out(r.date_published),
+        language: r.language.clone(),
+        appearances: r.appearances.iter().map(appearance).collect(),
+        first_appearance: r.first_appearance.as_ref().map(appearance),
+        claim_date: time_out(r.claim_date),
+        media_url: r.media_url.clone(),
+        media_sha256: r.media_sha256.clone(),
+        media_authenticity_category: r.media_authenticity_category.clone(),
+        headline: r.headline.clone(),
+        create_time: time_out(r.create_time),
+        update_time: time_out(r.update_time),
+        imported_by: r.imported_by.clone(),
+        revision: r.revision as i64,
+    }
+}

@@ -24,6 +24,37 @@ pub enum Listing {
     Responses = 2,
     /// ListClaimEvents.
     Events = 3,
+    /// SearchClaims (the cursor is an offset in the ranking; the scope a
+    /// hash of the query and filters).
+    Search = 4,
+    /// ListExternalReviews.
+    ExternalReviews = 5,
+}
+
+/// `externalReviews/{id}`.
+pub fn external_review_name(id: u64) -> String {
+    format!("externalReviews/{id}")
+}
+
+/// Parses `externalReviews/{id}` given in `field`.
+pub fn parse_external_review_name(name: &str, field: &str) -> Result<u64> {
+    if name.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "is required: an external review name such as \"externalReviews/1\"",
+        ));
+    }
+    name.strip_prefix("externalReviews/")
+        .and_then(parse_id)
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "{} is not an external review name; expected \"externalReviews/{{id}}\"",
+                    excerpt(name)
+                ),
+            )
+        })
 }
 
 /// `claims/{id}`.

@@ -8,6 +8,7 @@
 
 mod derived;
 mod follow;
+mod reviews;
 mod similar;
 mod store_impl;
 

@@ -11,6 +11,7 @@ use prost::Message;
 use super::derived::Change;
 use super::{Core, LOG_SCAN_LIMIT};
 use crate::domain::access::ApiKey;
+use crate::domain::external_review::ExternalReview;
 use crate::domain::history::ClaimHistory;
 use crate::domain::{
     chain, rules, Claim, ClaimEvent, ClaimView, Error, EventDetails, OfficialResponse, Page,
@@ -23,20 +24,21 @@ use crate::store::schema::{
     META_LAST_CLAIM_ID, META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use crate::store::{
-    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey, Registered,
-    RequestRecord, SharedClaim, Similar, SimilarQuery, Store, StoreStats, Writability,
+    Attached, EventFilter, ImportedReview, LogBatch, NewClaim, NewResponse, NewVerdict,
+    PageTokenKey, Registered, RequestRecord, ReviewChange, SharedClaim, Similar, SimilarQuery,
+    Store, StoreStats, Writability,
 };
 
 type TxResult<T> = std::result::Result<T, TxError>;
 
 /// Decodes a record read inside a write.
-fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
+pub(super) fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
     decode(bytes, what).map_err(TxError::Abort)
 }
 
 /// A counter in `meta`, advanced by one inside the write (so values are
 /// dense and in commit order).
-fn next(tx: &dyn WriteTx, counter: &[u8]) -> TxResult<u64> {
+pub(super) fn next(tx: &dyn WriteTx, counter: &[u8]) -> TxResult<u64> {
     let last = tx.get(Table::Meta, counter)?;
     let value = last.map_or(0, |v| u64_at(&v, 0)) + 1;
     tx.insert(Table::Meta, counter, &be(value))?;
@@ -739,6 +741,34 @@ impl<E: Engine> Store for Core<E> {
     }
 
     /// Always writable: a handle over the engine (`SledStore`) watches the disk.
+    async fn import_reviews(
+        &self,
+        reviews: Vec<ExternalReview>,
+        actor: String,
+    ) -> Result<Vec<ImportedReview>> {
+        self.import_reviews_now(reviews, actor).await
+    }
+
+    async fn get_review(&self, id: u64) -> Result<Option<ExternalReview>> {
+        self.read_review(id)
+    }
+
+    async fn list_reviews(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ExternalReview>> {
+        self.reviews_desc(before, limit)
+    }
+
+    async fn review_log(&self, after: u64, limit: usize) -> Result<Vec<(u64, ReviewChange)>> {
+        self.review_log_after(after, limit)
+    }
+
+    async fn review_log_head(&self) -> Result<u64> {
+        self.review_log_newest()
+    }
+
     fn writability(&self) -> tokio::sync::watch::Receiver<Writability> {
         self.writability.subscribe()
     }

@@ -10,8 +10,14 @@ use super::conn::describe;
 use super::PgOpenError;
 
 /// Every migration: version, name, SQL.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "tables", include_str!("migrations/0001_tables.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "tables", include_str!("migrations/0001_tables.sql")),
+    (
+        2,
+        "external reviews",
+        include_str!("migrations/0002_external_reviews.sql"),
+    ),
+];
 
 /// The advisory lock held while migrating ("migrate!" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d69_6772_6174_6521;

@@ -30,14 +30,16 @@ use tokio::sync::{watch, RwLock};
 use super::{OpenError, SledEngine};
 use crate::domain::access::ApiKey;
 use crate::domain::chain;
+use crate::domain::external_review::ExternalReview;
 use crate::domain::history::ClaimHistory;
 use crate::domain::{
     ClaimEvent, ClaimView, Error, OfficialResponse, Page, Result, StatusView, VerificationState,
 };
 use crate::store::core::{Core, CoreOptions};
 use crate::store::{
-    Attached, EventFilter, LogBatch, NewClaim, NewResponse, NewVerdict, PageTokenKey, Registered,
-    RequestRecord, Similar, SimilarQuery, Store, StoreStats, Writability,
+    Attached, EventFilter, ImportedReview, LogBatch, NewClaim, NewResponse, NewVerdict,
+    PageTokenKey, Registered, RequestRecord, ReviewChange, Similar, SimilarQuery, Store,
+    StoreStats, Writability,
 };
 
 /// Free space that writes leave on the data directory's file system by
@@ -649,6 +651,38 @@ impl Store for SledStore {
 
     fn page_token_key(&self) -> PageTokenKey {
         self.shared.page_token_key
+    }
+
+    async fn import_reviews(
+        &self,
+        reviews: Vec<ExternalReview>,
+        actor: String,
+    ) -> Result<Vec<ImportedReview>> {
+        self.write(|e| async move { e.import_reviews(reviews, actor).await })
+            .await
+    }
+
+    async fn get_review(&self, id: u64) -> Result<Option<ExternalReview>> {
+        self.read(|e| async move { e.get_review(id).await }).await
+    }
+
+    async fn list_reviews(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<ExternalReview>> {
+        self.read(|e| async move { e.list_reviews(before, limit).await })
+            .await
+    }
+
+    async fn review_log(&self, after: u64, limit: usize) -> Result<Vec<(u64, ReviewChange)>> {
+        self.read(|e| async move { e.review_log(after, limit).await })
+            .await
+    }
+
+    async fn review_log_head(&self) -> Result<u64> {
+        self.read(|e| async move { e.review_log_head().await })
+            .await
     }
 
     async fn stats(&self) -> Result<StoreStats> {
