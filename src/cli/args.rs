@@ -79,6 +79,20 @@ pub enum Command {
     /// Desk commands against a running server: register, show, list, status,
     /// respond, verdict, history, watch, similar, review.
     Claim(crate::cli::desk::ClaimArgs),
+    /// Imported fact-checks on a running server: import ClaimReview /
+    /// MediaReview JSON-LD files, show, list.
+    Reviews(crate::cli::desk::ReviewsArgs),
+    /// Rebuild the search index of a stopped data directory from scratch
+    /// (a server also rebuilds it by itself when it is missing or of an
+    /// older version).
+    Reindex {
+        /// The data directory (stop the server first).
+        #[arg(long, default_value = "./photoclaim-data", env = "PHOTOCLAIM_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The index directory, if not `search-index` in the data directory.
+        #[arg(long, env = "PHOTOCLAIM_SEARCH_INDEX_DIR")]
+        search_index_dir: Option<PathBuf>,
+    },
     /// Write a consistent backup file (through a running server with --server,
     /// taken while it keeps writing; or from a stopped data directory).
     Backup {

@@ -214,6 +214,11 @@ pub async fn run() -> ExitCode {
         Command::Keys { action, target } => manage_keys(action, target).await,
         Command::Export { out, target } => export(out, target).await,
         Command::Claim(args) => crate::cli::desk::run(args).await,
+        Command::Reviews(args) => crate::cli::desk::run_reviews(args).await,
+        Command::Reindex {
+            data_dir,
+            search_index_dir,
+        } => reindex(&data_dir, search_index_dir).await,
         Command::Check {
             database_url: Some(url),
             ..
@@ -537,6 +542,44 @@ async fn run_server<S: Store>(
             tracing::error!(%err, "server failed");
             Failure::other(format!("server failed: {err}"))
         })
+}
+
+/// `photoclaim reindex`: rebuilds a stopped data directory's search index.
+async fn reindex(data_dir: &Path, index_dir: Option<PathBuf>) -> Outcome {
+    use crate::search::{Location, SearchIndex, INDEX_DIR_NAME};
+    if !data_dir.join("conf").is_file() {
+        return Err(Failure::usage(format!(
+            "{} is not a photoclaim data directory (no database in it)",
+            data_dir.display()
+        )));
+    }
+    let store = SledStore::open(data_dir)?;
+    let dir = index_dir.unwrap_or_else(|| data_dir.join(INDEX_DIR_NAME));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| {
+            Failure::other(format!(
+                "cannot remove the old index {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let started = std::time::Instant::now();
+    let index =
+        SearchIndex::open(Location::Dir(dir.clone())).map_err(|e| Failure::other(e.to_string()))?;
+    let indexed = index
+        .rebuild_from(&store)
+        .await
+        .map_err(|e| Failure::other(e.to_string()))?;
+    drop(index);
+    store.close().await?;
+    eprintln!(
+        "rebuilt the search index {} in {:.1} s: log position {}, review log position {}",
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        indexed.claims,
+        indexed.reviews
+    );
+    Ok(())
 }
 
 /// Where `serve` keeps its search index (`None`: search is off).

@@ -293,6 +293,11 @@ impl Progress {
         self.bar.inc(n);
     }
 
+    /// Runs `f` (which prints) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
     /// Shows `message` beside the bar (e.g. the phase of a check).
     pub fn message(&self, message: &'static str) {
         self.bar.set_message(message);

@@ -78,6 +78,114 @@ pub(super) enum ClaimCommand {
     /// A resolved claim's ClaimReview and MediaReview (schema.org JSON-LD),
     /// ready to publish.
     Review(ReviewArgs),
+    /// "Has this been checked before?" by text: search claims and imported
+    /// fact-checks (words match their inflected forms; "quoted phrases";
+    /// -word excludes), with filters; prints a table with the matched
+    /// passages.
+    Search(Box<SearchArgs>),
+}
+
+#[derive(Args)]
+pub(super) struct SearchArgs {
+    /// The query: words, "quoted phrases", -excluded words. May be empty
+    /// when a filter is given.
+    #[arg(default_value = "")]
+    pub(super) query: String,
+    /// BCP-47 language of the query (default: every language's analysis).
+    #[arg(long)]
+    pub(super) language: Option<String>,
+    /// Only claims in this state (repeatable).
+    #[arg(long, value_enum)]
+    pub(super) state: Vec<StateArg>,
+    /// Only claims with this claim rating (repeatable).
+    #[arg(long, value_enum)]
+    pub(super) rating: Vec<RatingArg>,
+    /// Only claims with this media authenticity (repeatable).
+    #[arg(long, value_enum)]
+    pub(super) media: Vec<MediaArg>,
+    /// Only records in this language, e.g. `ru` (repeatable).
+    #[arg(long = "in-language")]
+    pub(super) languages: Vec<String>,
+    /// Only claims with this tag (repeatable).
+    #[arg(long)]
+    pub(super) tag: Vec<String>,
+    /// Only records whose claimant contains these words.
+    #[arg(long)]
+    pub(super) claimant: Option<String>,
+    /// Only claims with a response from an organization whose name contains these words.
+    #[arg(long)]
+    pub(super) organization: Option<String>,
+    /// Only records first seen at or after this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    pub(super) first_seen_after: Option<prost_types::Timestamp>,
+    /// Only records first seen before this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    pub(super) first_seen_before: Option<prost_types::Timestamp>,
+    /// Only records updated at or after this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    pub(super) updated_after: Option<prost_types::Timestamp>,
+    /// Only records updated before this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    pub(super) updated_before: Option<prost_types::Timestamp>,
+    /// Newest first instead of best match first.
+    #[arg(long)]
+    pub(super) newest: bool,
+    /// Only our claims, or only imported fact-checks.
+    #[arg(long, value_enum)]
+    pub(super) source: Option<SourceArg>,
+    /// Most results (1-100).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub(super) limit: i32,
+    /// Continue a search: the page token printed by the previous page.
+    #[arg(long)]
+    pub(super) page_token: Option<String>,
+}
+
+/// Which records `claim search` looks at.
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum SourceArg {
+    /// Our claims only.
+    Claims,
+    /// Imported fact-checks only.
+    Reviews,
+}
+
+/// `photoclaim reviews ...`: imported fact-checks on a running server.
+#[derive(Args)]
+pub struct ReviewsArgs {
+    #[command(flatten)]
+    pub(super) connection: ConnectionArgs,
+    /// Print replies as proto3 JSON instead of text.
+    #[arg(long, global = true, help_heading = "Output")]
+    pub(super) json: bool,
+    #[command(subcommand)]
+    pub(super) command: ReviewsCommand,
+}
+
+#[derive(Subcommand)]
+pub(super) enum ReviewsCommand {
+    /// Import ClaimReview / MediaReview JSON-LD files (one object, an array,
+    /// JSON Lines, @graph, or a DataFeed), in batches with a progress bar;
+    /// lists every refused item with its file, position, field and reason.
+    Import {
+        /// The files (`-` reads standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Items sent per call (1-10,000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+    },
+    /// Show one imported fact-check: `externalReviews/3` or `3`.
+    Show {
+        /// The review.
+        name: String,
+    },
+    /// List imported fact-checks, newest first.
+    List {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Args)]

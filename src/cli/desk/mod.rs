@@ -29,13 +29,15 @@ use crate::pb::claim_service_client::ClaimServiceClient;
 mod args;
 mod format;
 mod helpers;
-pub use args::ClaimArgs;
+mod search;
 use args::*;
+pub use args::{ClaimArgs, ReviewsArgs};
 use format::{
     event_details, event_type_word, excerpt, print_claim_body, print_response_body,
     print_status_body, state_word, verdict_words,
 };
 use helpers::*;
+pub use search::run_reviews;
 
 type Outcome = Result<(), Failure>;
 
@@ -63,6 +65,7 @@ pub async fn run(args: ClaimArgs) -> Outcome {
         ClaimCommand::Watch(a) => desk.watch(a).await,
         ClaimCommand::Similar(a) => desk.similar(a).await,
         ClaimCommand::Review(a) => desk.review(a).await,
+        ClaimCommand::Search(a) => desk.search(*a).await,
     }
 }
 
