@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use photoclaim::domain::access::{ApiKey, Role};
 use photoclaim::domain::chain;
+use photoclaim::domain::external_review::{ExternalReview, ReviewKind};
 use photoclaim::domain::history::ClaimHistory;
 use photoclaim::domain::pdq::Pdq;
 use photoclaim::domain::{
@@ -63,6 +64,7 @@ macro_rules! conformance_suite {
             same_image_lists_earlier_claims_on_the_image,
             api_keys_are_unique_listed_found_and_revoked,
             page_token_key_stats_and_writability,
+            external_reviews_are_deduplicated_by_url_and_logged,
         );
     };
     (@tests $backend:ident, $open:expr; $($test:ident),* $(,)?) => {
@@ -737,6 +739,79 @@ mod suite {
         let err = store.create_key(taken).await.unwrap_err();
         assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
         assert!(store.has_keys().await.unwrap(), "revoked keys still count");
+    }
+
+    fn review(url: &str, claim: &str) -> ExternalReview {
+        ExternalReview {
+            format_version: 1,
+            kind: ReviewKind::ClaimReview as i32,
+            review_url: url.to_string(),
+            publisher_name: "Example Fact Check".into(),
+            claim_reviewed: claim.to_string(),
+            language: "en".into(),
+            ..Default::default()
+        }
+    }
+
+    pub async fn external_reviews_are_deduplicated_by_url_and_logged<S: Store>(store: &Arc<S>) {
+        assert_eq!(store.review_log_head().await.unwrap(), 0);
+        let first = vec![
+            review("https://example.org/a", "UN peacekeepers in Kazakhstan"),
+            review("https://example.org/b", "Blue helmets in Almaty"),
+        ];
+        let done = store
+            .import_reviews(first.clone(), "desk-1".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            done.iter().map(|d| d.outcome).collect::<Vec<_>>(),
+            vec![ImportOutcome::Created, ImportOutcome::Created]
+        );
+        assert_ne!(done[0].id, done[1].id);
+        // The same reviews again: nothing changes, nothing is logged.
+        let again = store.import_reviews(first, "desk-2".into()).await.unwrap();
+        assert!(again.iter().all(|d| d.outcome == ImportOutcome::Unchanged));
+        assert_eq!(
+            again.iter().map(|d| d.id).collect::<Vec<_>>(),
+            done.iter().map(|d| d.id).collect::<Vec<_>>()
+        );
+        assert_eq!(store.review_log_head().await.unwrap(), 2);
+        // A changed review keeps its id and gets a new revision.
+        let changed = store
+            .import_reviews(
+                vec![review("https://example.org/a", "UN peacekeepers sent to Kazakhstan")],
+                "desk-2".into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed[0].outcome, ImportOutcome::Updated);
+        assert_eq!(changed[0].id, done[0].id);
+        let stored = store.get_review(done[0].id).await.unwrap().unwrap();
+        assert_eq!(stored.revision, 2);
+        assert_eq!(stored.imported_by, "desk-2");
+        assert_eq!(stored.claim_reviewed, "UN peacekeepers sent to Kazakhstan");
+        assert!(stored.create_time.is_some() && stored.update_time >= stored.create_time);
+        assert_eq!(store.get_review(999).await.unwrap(), None);
+        // The review log lists every change in order.
+        let log = store.review_log(0, 10).await.unwrap();
+        assert_eq!(
+            log.iter()
+                .map(|(p, c)| (*p, c.review_id, c.revision))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, done[0].id, 1),
+                (2, done[1].id, 1),
+                (3, done[0].id, 2)
+            ]
+        );
+        assert_eq!(store.review_log(2, 10).await.unwrap().len(), 1);
+        // Listed newest first, in pages.
+        let page = store.list_reviews(None, 1).await.unwrap();
+        assert_eq!(page.items[0].id, done[1].id);
+        let rest = store.list_reviews(page.next_cursor, 10).await.unwrap();
+        assert_eq!(rest.items.len(), 1);
+        assert_eq!(rest.items[0].id, done[0].id);
+        assert_eq!(rest.next_cursor, None);
     }
 
     pub async fn page_token_key_stats_and_writability<S: Store>(store: &Arc<S>) {

@@ -59,11 +59,15 @@ pub enum Rpc {
     Verdict,
     /// `FindSimilarClaims` by the PDQ hash of a stored image, a few bits changed.
     Similar,
+    /// `SearchClaims` for 1-3 words: place names (each in about an eighth
+    /// of a generated archive) and claimant handles (a few hundred claims
+    /// each at 1M), so queries range from broad to narrow.
+    Search,
 }
 
 impl Rpc {
     /// Every RPC, in report order.
-    pub const ALL: [Rpc; 7] = [
+    pub const ALL: [Rpc; 8] = [
         Rpc::Health,
         Rpc::Register,
         Rpc::Get,
@@ -71,6 +75,7 @@ impl Rpc {
         Rpc::Attach,
         Rpc::Verdict,
         Rpc::Similar,
+        Rpc::Search,
     ];
 
     /// The name used in `--mix` and in reports.
@@ -83,6 +88,7 @@ impl Rpc {
             Rpc::Attach => "attach",
             Rpc::Verdict => "verdict",
             Rpc::Similar => "similar",
+            Rpc::Search => "search",
         }
     }
 
@@ -513,6 +519,28 @@ async fn send(
             clients
                 .call::<_, pb::FindSimilarClaimsResponse>(
                     "/photoclaim.v1.ClaimService/FindSimilarClaims",
+                    request,
+                )
+                .await
+                .map_err(code)?;
+        }
+        Rpc::Search => {
+            const PLACES: [&str; 8] = [
+                "Almaty", "Bamako", "Goma", "Juba", "Kabul", "Mariupol", "Naqoura", "Tbilisi",
+            ];
+            let words: Vec<String> = (0..=rng.below(3))
+                .map(|_| match rng.below(2) {
+                    0 => PLACES[rng.below(8) as usize].to_string(),
+                    _ => format!("account-{}", rng.below(5000)),
+                })
+                .collect();
+            let request = target.request(pb::SearchClaimsRequest {
+                query: words.join(" "),
+                ..Default::default()
+            })?;
+            clients
+                .call::<_, pb::SearchClaimsResponse>(
+                    "/photoclaim.v1.ClaimService/SearchClaims",
                     request,
                 )
                 .await
