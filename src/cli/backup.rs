@@ -279,6 +279,7 @@ fn restore_into(file: std::fs::File, temp: &Path) -> std::result::Result<Summary
                 progress.add(1);
             }
             Item::ApiKey(key) => restorer.key(key).map_err(damaged)?,
+            Item::ExternalReview(review) => restorer.review(review).map_err(damaged)?,
             Item::Request(record) => {
                 restorer.request(record).map_err(damaged)?;
             }

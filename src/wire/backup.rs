@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The frames come in this order: one `header`; one `claim` per claim in
-//! ascending id; one `api_key` per key; one `request` per request_id
-//! record; one `trailer`. The trailer holds the number of each kind and the
+//! ascending id; one `api_key` per key; one `external_review` per imported
+//! fact-check; one `request` per request_id record; one `trailer`. The trailer holds the number of each kind and the
 //! SHA-256 of every byte before the trailer frame (magic included). Claims,
 //! responses and events are the storage records ([`crate::domain`]'s
 //! protobuf messages, the same bytes the hash chains cover).
@@ -97,6 +97,9 @@ pub struct Trailer {
     /// Request frames.
     #[prost(uint64, tag = "5")]
     pub requests: u64,
+    /// External review frames.
+    #[prost(uint64, tag = "7")]
+    pub external_reviews: u64,
     /// SHA-256 of every byte before the trailer frame.
     #[prost(bytes = "vec", tag = "6")]
     pub sha256: Vec<u8>,
@@ -122,13 +125,17 @@ pub enum Item {
     /// Last.
     #[prost(message, tag = "5")]
     Trailer(Trailer),
+    /// An imported fact-check as it is when the backup reads it (like API
+    /// keys, not as of the snapshot's position).
+    #[prost(message, tag = "6")]
+    ExternalReview(crate::domain::external_review::ExternalReview),
 }
 
 /// A frame of the backup file.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Frame {
     /// What it holds.
-    #[prost(oneof = "Item", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Item", tags = "1, 2, 3, 4, 5, 6")]
     pub item: Option<Item>,
 }
 
@@ -181,6 +188,7 @@ fn count(counts: &mut Trailer, item: &Item) {
         }
         Item::ApiKey(_) => counts.api_keys += 1,
         Item::Request(_) => counts.requests += 1,
+        Item::ExternalReview(_) => counts.external_reviews += 1,
         Item::Header(_) | Item::Trailer(_) => {}
     }
 }
@@ -253,6 +261,19 @@ async fn write_backup<S: Store>(store: &S, tx: mpsc::Sender<Chunk>) -> Result<()
     for key in store.list_keys().await? {
         if !out.push(writer.frame(Item::ApiKey(key))).await {
             return Ok(());
+        }
+    }
+    let mut before = None;
+    loop {
+        let page = store.list_reviews(before, REQUESTS_PER_PAGE).await?;
+        for review in page.items {
+            if !out.push(writer.frame(Item::ExternalReview(review))).await {
+                return Ok(());
+            }
+        }
+        before = page.next_cursor;
+        if before.is_none() {
+            break;
         }
     }
     let mut after = None;

@@ -11,14 +11,16 @@ use super::open_db;
 use super::DIR_FORMAT_VERSION;
 use crate::domain::access::ApiKey;
 use crate::domain::chain;
+use crate::domain::external_review::ExternalReview;
 use crate::domain::history::ClaimHistory;
 use crate::domain::FORMAT_VERSION;
 use crate::store::schema::{
     self, be, claim_record, log_entry, pair, pdq_entry, request_key, sha_index_key, sha_key,
-    state_key, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
-    META_LAST_LOG_POSITION, OP_ATTACH, OP_REGISTER,
+    state_key, u64_at, IdempotencyRecord, LOG_ENTRY_LEN, META_FORMAT_VERSION, META_LAST_CLAIM_ID,
+    META_LAST_LOG_POSITION, META_LAST_REVIEW_ID, META_LAST_REVIEW_POSITION, OP_ATTACH, OP_REGISTER,
 };
 use crate::store::RequestRecord;
+use crate::store::ReviewChange;
 
 /// Claims (or request records, or log entries) written per batch.
 const BATCH_CLAIMS: usize = 1000;
@@ -40,6 +42,8 @@ pub struct Restored {
     pub api_keys: u64,
     /// request_id records.
     pub requests: u64,
+    /// Imported fact-checks.
+    pub external_reviews: u64,
 }
 
 /// Builds a data directory from backup records, in the order a backup
@@ -183,6 +187,34 @@ impl Restorer {
             Ok(())
         })();
         self.restored.api_keys += 1;
+        result.map_err(storage)
+    }
+
+    /// Adds an imported fact-check, with its URL index entry and one review
+    /// log entry (its current revision: the log's history of earlier
+    /// revisions is not in backups).
+    pub fn review(&mut self, review: ExternalReview) -> Result<(), String> {
+        let result = (|| {
+            let reviews = self.db.open_tree(schema::EXTERNAL_REVIEWS)?;
+            let by_url = self.db.open_tree(schema::EXTERNAL_REVIEWS_BY_URL)?;
+            let log = self.db.open_tree(schema::REVIEW_LOG)?;
+            let meta = self.db.open_tree(schema::META)?;
+            reviews.insert(be(review.id), review.encode_to_vec())?;
+            by_url.insert(review.review_url.as_bytes(), &be(review.id))?;
+            let position = self.restored.external_reviews + 1;
+            let change = ReviewChange {
+                review_id: review.id,
+                revision: review.revision,
+                time: review.update_time,
+                actor: review.imported_by.clone(),
+            };
+            log.insert(be(position), change.encode_to_vec())?;
+            let last = meta.get(META_LAST_REVIEW_ID)?.map_or(0, |v| u64_at(&v, 0));
+            meta.insert(META_LAST_REVIEW_ID, &be(last.max(review.id)))?;
+            meta.insert(META_LAST_REVIEW_POSITION, &be(position))?;
+            Ok(())
+        })();
+        self.restored.external_reviews += 1;
         result.map_err(storage)
     }
 
