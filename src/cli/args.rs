@@ -222,6 +222,11 @@ pub struct BenchArgs {
     /// similar; e.g. `status` or `register=1,status=8,similar=1`.
     #[arg(long, default_value = "status")]
     pub mix: String,
+    /// Instead of a mix: register N claims one after another and report
+    /// how long after each was acknowledged SearchClaims first found it
+    /// (the search index's freshness: p50, p99, max).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub search_lag: Option<u64>,
     /// Skip the health-check baseline.
     #[arg(long)]
     pub no_baseline: bool,

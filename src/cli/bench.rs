@@ -780,6 +780,72 @@ async fn sample_pdqs(
     Ok(pdqs)
 }
 
+/// How long after RegisterClaim answered a claim was first found by
+/// SearchClaims, for `probes` claims registered one after another (each
+/// with a word no other claim has, searched for every 2 ms): the search
+/// index's freshness.
+pub async fn search_lag(target: ServerTarget, probes: usize) -> Result<Vec<Duration>, BenchError> {
+    let channel = target
+        .connect()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    let mut client = ClaimServiceClient::new(channel);
+    let server = |s: tonic::Status| BenchError::Server(format!("{}: {}", s.code(), s.message()));
+    let run = format!("{:x}", rand_u64());
+    let mut lags = Vec::with_capacity(probes);
+    for i in 0..probes {
+        let word = format!("lagprobe{run}x{i}");
+        let claim = pb::Claim {
+            claim_text: format!("Search freshness probe {word}"),
+            language: "en".into(),
+            image: Some(pb::Image {
+                source_url: format!("https://photos.example/lag/{word}.jpg"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let request = target
+            .request(pb::RegisterClaimRequest {
+                request_id: word.clone(),
+                claim: Some(claim),
+            })
+            .map_err(BenchError::Settings)?;
+        client.register_claim(request).await.map_err(server)?;
+        let acknowledged = Instant::now();
+        loop {
+            let request = target
+                .request(pb::SearchClaimsRequest {
+                    query: word.clone(),
+                    ..Default::default()
+                })
+                .map_err(BenchError::Settings)?;
+            let found = match client.search_claims(request).await {
+                Ok(reply) => reply.into_inner().total_size > 0,
+                Err(s) if s.code() == tonic::Code::Unavailable => false,
+                Err(s) => return Err(server(s)),
+            };
+            if found {
+                lags.push(acknowledged.elapsed());
+                break;
+            }
+            if acknowledged.elapsed() > Duration::from_secs(30) {
+                return Err(BenchError::Server(format!(
+                    "claim {word} was not searchable 30 s after it was acknowledged"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    lags.sort();
+    Ok(lags)
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 /// Runs the bench against `target`; `progress` hears what it is doing.
 pub async fn run(
     target: ServerTarget,

@@ -315,6 +315,22 @@ async fn bench(args: BenchArgs) -> Outcome {
         .credentials
         .target(args.server.clone())
         .map_err(Failure::usage)?;
+    if let Some(probes) = args.search_lag {
+        let lags = bench::search_lag(target, probes as usize)
+            .await
+            .map_err(|err| {
+                Failure::new(tonic::Code::Unavailable, format!("bench failed: {err}"))
+            })?;
+        let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        outln!(
+            "search lag over {} claims: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            lags.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+        return Ok(());
+    }
     eprintln!(
         "bench: {}, {} connections x {} in flight ({} in all), {:.1} s warm-up + {:.1} s counted per phase, replies {}",
         target.url,
@@ -570,14 +586,19 @@ async fn reindex(data_dir: &Path, index_dir: Option<PathBuf>) -> Outcome {
         .rebuild_from(&store)
         .await
         .map_err(|e| Failure::other(e.to_string()))?;
+    let text = index.text_bytes();
     drop(index);
     store.close().await?;
+    let size = crate::search::dir_size(&dir);
     eprintln!(
-        "rebuilt the search index {} in {:.1} s: log position {}, review log position {}",
+        "rebuilt the search index {} in {:.1} s: log position {}, review log position {}; {} bytes of text indexed, index {} bytes ({:.2} x the text)",
         dir.display(),
         started.elapsed().as_secs_f64(),
         indexed.claims,
-        indexed.reviews
+        indexed.reviews,
+        text,
+        size,
+        size as f64 / text.max(1) as f64
     );
     Ok(())
 }

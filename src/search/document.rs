@@ -103,6 +103,10 @@ pub struct Fields {
     pub media_sha256: Field,
     /// A MediaReview's image URL.
     pub media_url: Field,
+    /// Bytes of text handed to the index so far (each text once, however
+    /// many analyzers index it): the logical size the index is measured
+    /// against.
+    pub text_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Fields {
@@ -146,6 +150,7 @@ impl Fields {
             newest: b.add_i64_field("newest", FAST),
             media_sha256: b.add_text_field("media_sha256", STRING),
             media_url: b.add_text_field("media_url", STRING),
+            text_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         (b.build(), fields)
     }
@@ -160,6 +165,8 @@ impl Fields {
         if text.trim().is_empty() {
             return;
         }
+        self.text_bytes
+            .fetch_add(text.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(field) = self.text_field(ANY) {
             doc.add_text(field, text);
         }

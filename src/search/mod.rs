@@ -161,6 +161,13 @@ impl SearchIndex {
             .await;
     }
 
+    /// Bytes of text indexed by this process so far (each text once).
+    pub fn text_bytes(&self) -> u64 {
+        self.fields
+            .text_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bytes the index takes on disk (0 in memory).
     pub fn size_on_disk(&self) -> u64 {
         match &self.location {
@@ -170,7 +177,8 @@ impl SearchIndex {
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files in `dir` (an index directory).
+pub fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
