@@ -459,6 +459,9 @@ async fn imported_fact_checks_survive_a_backup_and_restore_and_are_searchable() 
     let restored_dir = out.path().join("restored");
     let (ok, text) = cli(&["restore", "--in", s(&file), "--data-dir", s(&restored_dir)]);
     assert!(ok, "{text}");
+    // The reviews, their URL index and the review log check clean.
+    let (ok, text) = cli(&["check", "--data-dir", s(&restored_dir)]);
+    assert!(ok && text.contains("ok "), "{text}");
     let restored = Process::spawn(&restored_dir);
     let mut client = common::connect(&restored.addr).await;
     let after = client

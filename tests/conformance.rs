@@ -779,7 +779,10 @@ mod suite {
         // A changed review keeps its id and gets a new revision.
         let changed = store
             .import_reviews(
-                vec![review("https://example.org/a", "UN peacekeepers sent to Kazakhstan")],
+                vec![review(
+                    "https://example.org/a",
+                    "UN peacekeepers sent to Kazakhstan",
+                )],
                 "desk-2".into(),
             )
             .await
@@ -798,11 +801,7 @@ mod suite {
             log.iter()
                 .map(|(p, c)| (*p, c.review_id, c.revision))
                 .collect::<Vec<_>>(),
-            vec![
-                (1, done[0].id, 1),
-                (2, done[1].id, 1),
-                (3, done[0].id, 2)
-            ]
+            vec![(1, done[0].id, 1), (2, done[1].id, 1), (3, done[0].id, 2)]
         );
         assert_eq!(store.review_log(2, 10).await.unwrap().len(), 1);
         // Listed newest first, in pages.

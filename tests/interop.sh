@@ -534,6 +534,33 @@ grep -q "InvalidArgument" <<<"$bad_image" && grep -q "content" <<<"$bad_image" |
     fail "non-image bytes did not get InvalidArgument naming content: $bad_image"
 pass "an unrelated PNG finds nothing; non-image bytes get InvalidArgument naming content"
 
+# --- search and imported fact-checks --------------------------------------------
+# The walkthrough's claims are searchable by text; a ClaimReview DataFeed
+# imports its reviews and refuses its NewsArticle, once.
+python3 -c 'import json, sys; print(json.dumps({"document": open(sys.argv[1], encoding="utf-8").read()}))' \
+    "$ROOT/tests/data/claimreview/datafeed.json" >"$WORK/import.json"
+imported=$(gc -d @ "$ADDR" photoclaim.v1.ClaimService/ImportClaimReviews <"$WORK/import.json" 2>&1) ||
+    fail "ImportClaimReviews of a DataFeed failed: $imported"
+grep -q '"created": 2' <<<"$imported" && grep -q 'NewsArticle' <<<"$imported" ||
+    fail "ImportClaimReviews did not create 2 reviews and refuse the NewsArticle: $imported"
+again=$(gc -d @ "$ADDR" photoclaim.v1.ClaimService/ImportClaimReviews <"$WORK/import.json" 2>&1) ||
+    fail "the second ImportClaimReviews failed: $again"
+grep -q '"unchanged": 2' <<<"$again" || fail "a re-import changed something: $again"
+pass "ImportClaimReviews: a DataFeed's 2 reviews imported, its NewsArticle refused by @type, a re-import unchanged"
+for attempt in $(seq 1 100); do
+    searched=$(gc -d '{"query": "peacekeepers"}' "$ADDR" photoclaim.v1.ClaimService/SearchClaims 2>&1) || true
+    grep -q "\"name\": \"$UN\"" <<<"$searched" && grep -q '"externalReview"' <<<"$searched" && break
+    sleep 0.1
+done
+grep -q "\"name\": \"$UN\"" <<<"$searched" && grep -q '"externalReview"' <<<"$searched" ||
+    fail "SearchClaims for peacekeepers did not find $UN and an imported review: $searched"
+grep -q '<b>' <<<"$searched" || grep -q 'u003cb' <<<"$searched" || fail "SearchClaims gave no highlighted passage: $searched"
+bad_query=$(gc -d '{"query": "UN \"blue helmets"}' "$ADDR" photoclaim.v1.ClaimService/SearchClaims 2>&1) &&
+    fail "SearchClaims with an unclosed quote succeeded: $bad_query"
+grep -q "InvalidArgument" <<<"$bad_query" && grep -q "position 4" <<<"$bad_query" ||
+    fail "an unclosed quote did not get InvalidArgument naming position 4: $bad_query"
+pass "SearchClaims finds $UN and an imported review with highlights; an unclosed quote is InvalidArgument at its position"
+
 # --- graceful shutdown --------------------------------------------------------
 
 # --- gRPC-Web over HTTP/1.1 with curl -------------------------------------------

@@ -576,3 +576,61 @@ async fn replicas_reach_the_database_over_tls_verified_as_sslmode_says() {
     assert!(log.contains("cannot reach the database; retrying"), "{log}");
     assert!(log.to_lowercase().contains("certificate"), "{log}");
 }
+
+/// SearchClaims on `client` until `word` finds `expected` records, or 20 s.
+async fn searched(client: &mut Client, word: &str, expected: i64) -> pb::SearchClaimsResponse {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = client
+            .search_claims(pb::SearchClaimsRequest {
+                query: word.into(),
+                ..Default::default()
+            })
+            .await;
+        match reply {
+            Ok(reply) if reply.get_ref().total_size == expected => return reply.into_inner(),
+            other => assert!(
+                Instant::now() < deadline,
+                "{word}: never {expected} results: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_searches_every_replicas_claims_and_imported_reviews() {
+    let Some((_db, processes, mut clients)) = replicas(2).await else {
+        return;
+    };
+    // A claim written through replica 0 is searchable on replica 1, and
+    // an import through replica 1 on replica 0: each keeps its own index,
+    // following the shared logs.
+    let claim = register(
+        &mut clients[0],
+        sample_claim("Blauhelme zogen durch Almaty"),
+        "s1",
+    )
+    .await
+    .claim
+    .unwrap();
+    let found = searched(&mut clients[1], "Blauhelme", 1).await;
+    assert!(matches!(
+        &found.results[0].result,
+        Some(pb::search_result::Result::Claim(c)) if c.name == claim.name
+    ));
+    let imported = clients[1]
+        .import_claim_reviews(pb::ImportClaimReviewsRequest {
+            document: include_str!("data/claimreview/single.json").into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(imported.created, 1, "{imported:?}");
+    let found = searched(&mut clients[0], "protests", 1).await;
+    assert!(matches!(
+        &found.results[0].result,
+        Some(pb::search_result::Result::ExternalReview(r)) if r.name == imported.imported[0].name
+    ));
+    drop(processes);
+}

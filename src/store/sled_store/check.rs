@@ -11,6 +11,7 @@ use super::{open_db, read_format_version};
 use super::{OpenError, DIR_FORMAT_VERSION};
 use crate::domain::access::ApiKey;
 use crate::domain::chain::{self, Hash};
+use crate::domain::external_review::ExternalReview;
 use crate::domain::{Claim, ClaimEvent, OfficialResponse};
 use crate::store::schema::{
     self, be, claim_record, log_head, pair, pdq_entry, sha_index_key, sha_key, state_key, u64_at,
@@ -101,6 +102,9 @@ struct Trees {
     request_ids: sled::Tree,
     keys: sled::Tree,
     key_names: sled::Tree,
+    reviews: sled::Tree,
+    reviews_by_url: sled::Tree,
+    review_log: sled::Tree,
 }
 
 /// Checks the data directory `dir`. `Err` if it cannot be opened (missing,
@@ -149,6 +153,9 @@ pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sle
         request_ids: tree(schema::REQUEST_IDS)?,
         keys: tree(schema::API_KEYS)?,
         key_names: tree(schema::API_KEY_NAMES)?,
+        reviews: tree(schema::EXTERNAL_REVIEWS)?,
+        reviews_by_url: tree(schema::EXTERNAL_REVIEWS_BY_URL)?,
+        review_log: tree(schema::REVIEW_LOG)?,
     };
     let mut report = CheckReport::default();
     match read_format_version(dir, &trees.meta)? {
@@ -199,6 +206,9 @@ pub fn check_dir_reporting(dir: &Path, progress: &dyn Fn(&CheckProgress)) -> Sle
     walk(&mut report, result);
     at("API keys", report.claims);
     let result = check_keys(&trees, &mut report);
+    walk(&mut report, result);
+    at("external reviews", report.claims);
+    let result = check_reviews(&trees, &mut report);
     walk(&mut report, result);
     at("sizes", report.claims);
     let result = measure(&db, &mut report);
@@ -596,6 +606,68 @@ fn check_orphans(t: &Trees, report: &mut CheckReport) -> Walk {
                     "claims/{id}/{what}: records of a claim that does not exist"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Imported fact-checks, their URL index and the review log.
+fn check_reviews(t: &Trees, report: &mut CheckReport) -> Walk {
+    let mut last = None;
+    for entry in t.reviews.iter() {
+        let (key, value) = entry.reading(|| next_in("external_reviews", &last))?;
+        let id = u64_at(&key, 0);
+        last = Some(format!("external_reviews/{id}"));
+        match ExternalReview::decode(value.as_ref()) {
+            Ok(review) if review.id != id => report.problem(format!(
+                "externalReviews/{id}: the record says it is externalReviews/{}",
+                review.id
+            )),
+            Ok(review) => {
+                let named = t.reviews_by_url.get(review.review_url.as_bytes());
+                let named =
+                    named.reading(|| format!("external_reviews_by_url/{:?}", review.review_url))?;
+                if named.as_deref() != Some(&key[..]) {
+                    report.problem(format!("externalReviews/{id}: missing from the URL index"));
+                }
+            }
+            Err(e) => report.problem(format!("externalReviews/{id}: record does not decode: {e}")),
+        }
+    }
+    let mut last = None;
+    for entry in t.reviews_by_url.iter() {
+        let (url, id) = entry.reading(|| next_in("external_reviews_by_url", &last))?;
+        let shown = String::from_utf8_lossy(&url).into_owned();
+        last = Some(format!("external_reviews_by_url/{shown:?}"));
+        if !t
+            .reviews
+            .contains_key(&id)
+            .reading(|| format!("external_reviews/{id:?}"))?
+        {
+            report.problem(format!(
+                "external_reviews_by_url/{shown:?}: names no review"
+            ));
+        }
+    }
+    let mut last = None;
+    for entry in t.review_log.iter() {
+        let (key, value) = entry.reading(|| next_in("review_log", &last))?;
+        let position = u64_at(&key, 0);
+        last = Some(format!("review_log/{position}"));
+        match crate::store::ReviewChange::decode(value.as_ref()) {
+            Ok(change) => {
+                if !t
+                    .reviews
+                    .contains_key(be(change.review_id))
+                    .reading(|| format!("external_reviews/{}", change.review_id))?
+                {
+                    report.problem(format!(
+                        "review_log/{position}: names missing externalReviews/{}",
+                        change.review_id
+                    ));
+                }
+            }
+            Err(e) => report.problem(format!("review_log/{position}: does not decode: {e}")),
         }
     }
     Ok(())
