@@ -373,7 +373,15 @@ struct Tally {
 
 fn new_claim(rng: &mut Rng, run: &str, n: u64) -> pb::Claim {
     pb::Claim {
-        claim_text: format!("Bench claim {run}-{n}: these photos show peacekeepers"),
+        // Words from a large vocabulary, so that claims rarely match each
+        // other's text (RegisterClaim's "checked before?" list stays short,
+        // as for most real registrations).
+        claim_text: format!(
+            "Bench claim {run}-{n}: these photos show w{} w{} near w{}",
+            rng.below(20_000),
+            rng.below(20_000),
+            rng.below(20_000)
+        ),
         claimant: "bench".into(),
         language: "en".into(),
         tags: vec!["bench".into()],

@@ -87,6 +87,19 @@ pub fn analyzers() -> Vec<(&'static str, TextAnalyzer)> {
     out
 }
 
+/// Every analyzer, built once (stop-word sets and stemmers are not free to
+/// make); [`analyzer`] hands out clones, which share them.
+static ANALYZERS: std::sync::LazyLock<Vec<(&'static str, TextAnalyzer)>> =
+    std::sync::LazyLock::new(analyzers);
+
+/// The analyzer named `name` (`any` or a stemmed language's subtag).
+pub fn analyzer(name: &str) -> Option<TextAnalyzer> {
+    ANALYZERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| a.clone())
+}
+
 /// The `any` analyzer.
 pub fn neutral() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())

@@ -239,15 +239,8 @@ impl CheckedBefore {
     }
 }
 
-fn analyzer_named(name: &str) -> Option<tantivy::tokenizer::TextAnalyzer> {
-    analysis::analyzers()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, a)| a)
-}
-
 fn normalized_terms(analyzer: &str, text: &str) -> Option<BTreeSet<String>> {
-    let mut analyzer = analyzer_named(analyzer)?;
+    let mut analyzer = analysis::analyzer(analyzer)?;
     Some(
         analysis::terms(&mut analyzer, text)
             .into_iter()
@@ -396,7 +389,7 @@ impl SearchIndex {
     /// The query of `text` on `field` analysed by `analyzer`: a term, a
     /// phrase of its terms, or `None` when it has no terms there.
     fn text_query(&self, analyzer: &str, field: Field, text: &str) -> Option<Box<dyn Query>> {
-        let mut analyzer = analyzer_named(analyzer)?;
+        let mut analyzer = analysis::analyzer(analyzer)?;
         let terms = analysis::terms(&mut analyzer, text);
         match terms.len() {
             0 => None,
@@ -418,7 +411,7 @@ impl SearchIndex {
 
     /// All of `words` (the `any` analysis) must occur in `field`.
     fn words_filter(&self, field: Field, words: &str) -> Option<Box<dyn Query>> {
-        let mut analyzer = analysis::neutral();
+        let mut analyzer = analysis::analyzer(ANY)?;
         let terms = analysis::terms(&mut analyzer, words);
         if terms.is_empty() {
             return None;
