@@ -53,15 +53,24 @@ fn enum_values(values: &[i32], field: &str, known: impl Fn(i32) -> bool) -> Resu
     Ok(values.to_vec())
 }
 
-fn seconds_range(
+/// A time range `[after, before)` as the index's nanoseconds.
+fn nanos_range(
     after: Option<prost_types::Timestamp>,
     before: Option<prost_types::Timestamp>,
     after_field: &str,
     before_field: &str,
 ) -> Result<(Option<i64>, Option<i64>)> {
-    let from = after.map(|t| t.seconds);
-    // A bound with nanoseconds excludes the whole second below it.
-    let to = before.map(|t| t.seconds + i64::from(t.nanos > 0));
+    let nanos = |t: prost_types::Timestamp, field: &str| {
+        if !(0..1_000_000_000).contains(&t.nanos) {
+            return Err(Error::invalid(field, "nanos must be 0-999,999,999"));
+        }
+        Ok(crate::search::nanos(crate::domain::Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanos,
+        }))
+    };
+    let from = after.map(|t| nanos(t, after_field)).transpose()?;
+    let to = before.map(|t| nanos(t, before_field)).transpose()?;
     if let (Some(a), Some(b)) = (from, to) {
         if a >= b {
             return Err(Error::invalid(
@@ -146,13 +155,13 @@ fn search_request(req: &pb::SearchClaimsRequest) -> Result<SearchRequest> {
             ));
         }
     }
-    let first_seen = seconds_range(
+    let first_seen = nanos_range(
         req.first_seen_after,
         req.first_seen_before,
         "first_seen_after",
         "first_seen_before",
     )?;
-    let updated = seconds_range(
+    let updated = nanos_range(
         req.update_after,
         req.update_before,
         "update_after",

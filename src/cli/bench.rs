@@ -63,11 +63,15 @@ pub enum Rpc {
     /// of a generated archive) and claimant handles (a few hundred claims
     /// each at 1M), so queries range from broad to narrow.
     Search,
+    /// `SearchClaims` for 1-3 words that together match few claims: a
+    /// claim's number, a claimant handle with a place, a number with a
+    /// place and a word of the claim texts.
+    SearchNarrow,
 }
 
 impl Rpc {
     /// Every RPC, in report order.
-    pub const ALL: [Rpc; 8] = [
+    pub const ALL: [Rpc; 9] = [
         Rpc::Health,
         Rpc::Register,
         Rpc::Get,
@@ -76,6 +80,7 @@ impl Rpc {
         Rpc::Verdict,
         Rpc::Similar,
         Rpc::Search,
+        Rpc::SearchNarrow,
     ];
 
     /// The name used in `--mix` and in reports.
@@ -89,6 +94,7 @@ impl Rpc {
             Rpc::Verdict => "verdict",
             Rpc::Similar => "similar",
             Rpc::Search => "search",
+            Rpc::SearchNarrow => "search-narrow",
         }
     }
 
@@ -377,7 +383,9 @@ fn new_claim(rng: &mut Rng, run: &str, n: u64) -> pb::Claim {
         // other's text (RegisterClaim's "checked before?" list stays short,
         // as for most real registrations).
         claim_text: format!(
-            "Bench claim {run}-{n}: these photos show w{} w{} near w{}",
+            "Bench {run}-{n}: w{} w{} w{} w{} w{}",
+            rng.below(20_000),
+            rng.below(20_000),
             rng.below(20_000),
             rng.below(20_000),
             rng.below(20_000)
@@ -532,16 +540,24 @@ async fn send(
                 .await
                 .map_err(code)?;
         }
-        Rpc::Search => {
+        Rpc::Search | Rpc::SearchNarrow => {
             const PLACES: [&str; 8] = [
                 "Almaty", "Bamako", "Goma", "Juba", "Kabul", "Mariupol", "Naqoura", "Tbilisi",
             ];
-            let words: Vec<String> = (0..=rng.below(3))
-                .map(|_| match rng.below(2) {
-                    0 => PLACES[rng.below(8) as usize].to_string(),
-                    _ => format!("account-{}", rng.below(5000)),
-                })
-                .collect();
+            let place = PLACES[rng.below(8) as usize];
+            let handle = format!("account-{}", rng.below(5000));
+            let number = rng.below(shared.max_id.max(1));
+            let words: Vec<String> = match (rpc, rng.below(3)) {
+                (Rpc::Search, n) => (0..=n)
+                    .map(|_| match rng.below(2) {
+                        0 => PLACES[rng.below(8) as usize].to_string(),
+                        _ => format!("account-{}", rng.below(5000)),
+                    })
+                    .collect(),
+                (_, 0) => vec![number.to_string()],
+                (_, 1) => vec![handle, place.to_string()],
+                (_, _) => vec![number.to_string(), place.to_string(), "photos".into()],
+            };
             let request = target.request(pb::SearchClaimsRequest {
                 query: words.join(" "),
                 ..Default::default()

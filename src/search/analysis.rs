@@ -226,7 +226,13 @@ mod tests {
             words(&mut ru, "миротворцы ООН"),
             words(&mut ru, "Миротворцев оон")
         );
-        assert_eq!(words(&mut ru, "в Казахстане"), words(&mut ru, "Казахстан"));
+        assert_eq!(
+            words(&mut ru, "в Казахстане"),
+            words(&mut ru, "Казахстаном")
+        );
+        // Snowball's limit: the nominative of this name stems one letter
+        // shorter ("казахста"), so it does not meet the other cases.
+        assert_ne!(words(&mut ru, "Казахстан"), words(&mut ru, "Казахстане"));
     }
 
     #[test]

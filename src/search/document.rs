@@ -61,6 +61,24 @@ pub fn pack_language(tag: &str) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+/// The facet values of a document in one number: kind (4 bits), state (4),
+/// rating (4), then the language's packed primary subtag in the low 52
+/// bits (tags of up to 6 letters fit; longer ones count as none).
+pub fn facet_key(kind: u64, state: u64, rating: u64, language: u64) -> u64 {
+    let language = if language >> 48 == 0 { language } else { 0 };
+    (kind & 15) << 60 | (state & 15) << 56 | (rating & 15) << 52 | language
+}
+
+/// Inverse of [`facet_key`]: (kind, state, rating, packed language).
+pub fn split_facet_key(key: u64) -> (u64, u64, u64, u64) {
+    (
+        key >> 60,
+        (key >> 56) & 15,
+        (key >> 52) & 15,
+        key & ((1 << 52) - 1),
+    )
+}
+
 /// Inverse of [`pack_language`].
 pub fn unpack_language(packed: u64) -> String {
     packed
@@ -93,16 +111,19 @@ pub struct Fields {
     pub lang: Field,
     /// Tags, lower-cased.
     pub tag: Field,
-    /// First seen (claims) or the reviewed claim's date (reviews), seconds.
+    /// First seen (claims) or the reviewed claim's date (reviews), [`nanos`].
     pub first_seen: Field,
-    /// Last update, seconds.
+    /// Last update, [`nanos`].
     pub updated: Field,
-    /// Registration (claims) or publication (reviews) time: "newest first".
+    /// Registration (claims) or publication (reviews) time, [`nanos`]: "newest first".
     pub newest: Field,
     /// A MediaReview's image SHA-256.
     pub media_sha256: Field,
     /// A MediaReview's image URL.
     pub media_url: Field,
+    /// The facet values in one number ([`facet_key`]), so that counting
+    /// facets reads one column per matching document.
+    pub facet: Field,
     /// Bytes of text handed to the index so far (each text once, however
     /// many analyzers index it): the logical size the index is measured
     /// against.
@@ -113,7 +134,7 @@ impl Fields {
     /// The schema and its fields.
     pub fn schema() -> (Schema, Fields) {
         let mut b = Schema::builder();
-        let number = || NumericOptions::default().set_indexed().set_fast();
+        let number = || NumericOptions::default().set_indexed();
         let words = |analyzer: &str, positions: bool| {
             let option = match positions {
                 true => IndexRecordOption::WithFreqsAndPositions,
@@ -136,7 +157,7 @@ impl Fields {
             .collect();
         let fields = Fields {
             uid: b.add_u64_field("uid", INDEXED | FAST),
-            kind: b.add_u64_field("kind", INDEXED | FAST),
+            kind: b.add_u64_field("kind", INDEXED),
             text,
             claimant: b.add_text_field("claimant", words(ANY, false)),
             org: b.add_text_field("org", words(ANY, false)),
@@ -150,6 +171,7 @@ impl Fields {
             newest: b.add_i64_field("newest", FAST),
             media_sha256: b.add_text_field("media_sha256", STRING),
             media_url: b.add_text_field("media_url", STRING),
+            facet: b.add_u64_field("facet", FAST),
             text_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         (b.build(), fields)
@@ -212,15 +234,25 @@ impl Fields {
             doc.add_u64(self.media, verdict.media_authenticity as u64);
         }
         doc.add_u64(self.state, claim.state as u64);
+        let rating = claim.verdict.as_ref().map_or(0, |v| v.claim_rating as u64);
+        doc.add_u64(
+            self.facet,
+            facet_key(
+                KIND_CLAIM,
+                claim.state as u64,
+                rating,
+                pack_language(language),
+            ),
+        );
         for tag in &claim.tags {
             doc.add_text(self.tag, tag.to_lowercase());
         }
         if let Some(t) = claim.first_seen_time {
-            doc.add_i64(self.first_seen, t.seconds);
+            doc.add_i64(self.first_seen, nanos(t));
         }
         let updated = claim.update_time.or(claim.create_time);
-        doc.add_i64(self.updated, seconds(updated));
-        doc.add_i64(self.newest, seconds(claim.create_time));
+        doc.add_i64(self.updated, nanos_or_zero(updated));
+        doc.add_i64(self.newest, nanos_or_zero(claim.create_time));
         doc
     }
 
@@ -240,17 +272,21 @@ impl Fields {
             self.add_text(&mut doc, &rating.alternate_name, language);
         }
         doc.add_text(self.claimant, &review.claimant);
+        doc.add_u64(
+            self.facet,
+            facet_key(KIND_REVIEW, 0, 0, pack_language(language)),
+        );
         let first_seen = review.claim_date.or(review
             .first_appearance
             .as_ref()
             .and_then(|a| a.date_published));
         if let Some(t) = first_seen {
-            doc.add_i64(self.first_seen, t.seconds);
+            doc.add_i64(self.first_seen, nanos(t));
         }
-        doc.add_i64(self.updated, seconds(review.update_time));
+        doc.add_i64(self.updated, nanos_or_zero(review.update_time));
         doc.add_i64(
             self.newest,
-            seconds(review.date_published.or(review.create_time)),
+            nanos_or_zero(review.date_published.or(review.create_time)),
         );
         if !review.media_sha256.is_empty() {
             doc.add_text(self.media_sha256, &review.media_sha256);
@@ -262,8 +298,15 @@ impl Fields {
     }
 }
 
-fn seconds(t: Option<Timestamp>) -> i64 {
-    t.map_or(0, |t| t.seconds)
+/// A time as nanoseconds since the Unix epoch, saturating outside
+/// 1677-2262 (earlier and later times compare as those bounds).
+pub fn nanos(t: Timestamp) -> i64 {
+    let n = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    n.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+fn nanos_or_zero(t: Option<Timestamp>) -> i64 {
+    t.map_or(0, nanos)
 }
 
 #[cfg(test)]
@@ -284,5 +327,10 @@ mod tests {
         assert_eq!(unpack_language(pack_language("ru")), "ru");
         assert_eq!(pack_language(""), 0);
         assert_eq!(pack_language("x1"), 0);
+        let key = facet_key(KIND_CLAIM, 4, 1, pack_language("ru"));
+        assert_eq!(
+            split_facet_key(key),
+            (KIND_CLAIM, 4, 1, pack_language("ru"))
+        );
     }
 }

@@ -15,7 +15,9 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, DocId, Order, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 
 use super::analysis::{self, stemmed_analyzer, ANY};
-use super::document::{pack_language, unpack_language, Target, KIND_CLAIM, KIND_REVIEW};
+use super::document::{
+    pack_language, split_facet_key, unpack_language, Target, KIND_CLAIM, KIND_REVIEW,
+};
 use super::query::Clause;
 use super::{Indexed, SearchError, SearchIndex};
 
@@ -52,9 +54,9 @@ pub struct SearchRequest {
     pub claimant: String,
     /// Responding organization's words.
     pub organization: String,
-    /// First seen in `[from, to)`, seconds.
+    /// First seen in `[from, to)`, nanoseconds since the epoch.
     pub first_seen: (Option<i64>, Option<i64>),
-    /// Updated in `[from, to)`, seconds.
+    /// Updated in `[from, to)`, nanoseconds since the epoch.
     pub updated: (Option<i64>, Option<i64>),
     /// Newest first instead of by relevance.
     pub newest: bool,
@@ -253,20 +255,13 @@ fn normalized_terms(analyzer: &str, text: &str) -> Option<BTreeSet<String>> {
 struct FacetCollector;
 
 struct SegmentFacets {
-    kind: Column<u64>,
-    state: Column<u64>,
-    rating: Column<u64>,
-    lang: Column<u64>,
-    counts: RawFacets,
+    facet: Column<u64>,
+    counts: HashMap<u64, u64>,
 }
 
+/// Matching documents by [`facet_key`].
 #[derive(Default)]
-struct RawFacets {
-    kinds: HashMap<u64, u64>,
-    states: HashMap<u64, u64>,
-    ratings: HashMap<u64, u64>,
-    languages: HashMap<u64, u64>,
-}
+struct RawFacets(HashMap<u64, u64>);
 
 impl Collector for FacetCollector {
     type Fruit = RawFacets;
@@ -277,13 +272,9 @@ impl Collector for FacetCollector {
         _: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentFacets> {
-        let fast = segment.fast_fields();
         Ok(SegmentFacets {
-            kind: fast.u64("kind")?,
-            state: fast.u64("state")?,
-            rating: fast.u64("rating")?,
-            lang: fast.u64("lang")?,
-            counts: RawFacets::default(),
+            facet: segment.fast_fields().u64("facet")?,
+            counts: HashMap::new(),
         })
     }
 
@@ -292,20 +283,13 @@ impl Collector for FacetCollector {
     }
 
     fn merge_fruits(&self, fruits: Vec<RawFacets>) -> tantivy::Result<RawFacets> {
-        let mut all = RawFacets::default();
+        let mut all = HashMap::new();
         for fruit in fruits {
-            for (into, from) in [
-                (&mut all.kinds, fruit.kinds),
-                (&mut all.states, fruit.states),
-                (&mut all.ratings, fruit.ratings),
-                (&mut all.languages, fruit.languages),
-            ] {
-                for (k, v) in from {
-                    *into.entry(k).or_default() += v;
-                }
+            for (k, v) in fruit.0 {
+                *all.entry(k).or_default() += v;
             }
         }
-        Ok(all)
+        Ok(RawFacets(all))
     }
 }
 
@@ -313,46 +297,37 @@ impl SegmentCollector for SegmentFacets {
     type Fruit = RawFacets;
 
     fn collect(&mut self, doc: DocId, _: Score) {
-        let kind = self.kind.first(doc).unwrap_or(0);
-        *self.counts.kinds.entry(kind).or_default() += 1;
-        if kind == KIND_CLAIM {
-            if let Some(state) = self.state.first(doc) {
-                *self.counts.states.entry(state).or_default() += 1;
-            }
-            if let Some(rating) = self.rating.first(doc) {
-                *self.counts.ratings.entry(rating).or_default() += 1;
-            }
-        }
-        let lang = self.lang.first(doc).unwrap_or(0);
-        *self.counts.languages.entry(lang).or_default() += 1;
+        let key = self.facet.first(doc).unwrap_or(0);
+        *self.counts.entry(key).or_default() += 1;
     }
 
     fn harvest(self) -> RawFacets {
-        self.counts
+        RawFacets(self.counts)
     }
 }
 
 impl RawFacets {
     fn finish(self) -> Facets {
-        Facets {
-            states: self
-                .states
-                .into_iter()
-                .map(|(k, v)| (k as i32, v))
-                .collect(),
-            ratings: self
-                .ratings
-                .into_iter()
-                .map(|(k, v)| (k as i32, v))
-                .collect(),
-            languages: self
+        let mut facets = Facets::default();
+        for (key, count) in self.0 {
+            let (kind, state, rating, language) = split_facet_key(key);
+            *facets
                 .languages
-                .into_iter()
-                .map(|(k, v)| (unpack_language(k), v))
-                .collect(),
-            claims: self.kinds.get(&KIND_CLAIM).copied().unwrap_or(0),
-            reviews: self.kinds.get(&KIND_REVIEW).copied().unwrap_or(0),
+                .entry(unpack_language(language))
+                .or_default() += count;
+            match kind {
+                KIND_CLAIM => {
+                    facets.claims += count;
+                    *facets.states.entry(state as i32).or_default() += count;
+                    if rating != 0 {
+                        *facets.ratings.entry(rating as i32).or_default() += count;
+                    }
+                }
+                KIND_REVIEW => facets.reviews += count,
+                _ => {}
+            }
         }
+        facets
     }
 }
 
@@ -602,9 +577,9 @@ impl SearchIndex {
         }))
     }
 
-    /// The "checked before?" candidates of a new claim: records sharing at
-    /// least [`CHECKED_BEFORE_SHARE`] of its distinct terms (analysed in
-    /// its language), best first, without `exclude`; and imported
+    /// The "checked before?" candidates of a new claim: the records that
+    /// share the most (and rarest) of its distinct terms (analysed in its
+    /// language), best first, without `exclude`; and imported
     /// MediaReviews of its image (`sha256`, `source_url`). The caller
     /// keeps the candidates whose own statement passes
     /// [`CheckedBefore::matches`].
@@ -634,8 +609,10 @@ impl SearchIndex {
                     ))
                 })
                 .collect();
-            let needed = (CHECKED_BEFORE_SHARE * terms.len() as f64).ceil() as usize;
-            let query = BooleanQuery::union_with_minimum_required_clauses(clauses, needed);
+            // Any of the terms, best first: the top few are found without
+            // visiting every document of a common word (block-max WAND);
+            // the share is checked on them after (`CheckedBefore::matches`).
+            let query = BooleanQuery::union(clauses);
             let top =
                 tantivy::collector::TopDocs::with_limit(CHECKED_BEFORE_MAX + 1).order_by_score();
             for (score, address) in searcher.search(&query, &top)? {

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
-pub use document::Target;
+pub use document::{nanos, Target};
 pub use engine::{
     CheckedBefore, Facets, Highlight, Highlighter, Hit, SearchRequest, SearchResults, Source,
 };
@@ -38,7 +38,7 @@ pub use indexer::{start, Indexer};
 
 /// Version of the index layout (fields, analyzers). An index of another
 /// version is rebuilt at start.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 
 /// Name of the index's directory inside a data directory.
 pub const INDEX_DIR_NAME: &str = "search-index";
