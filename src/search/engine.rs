@@ -540,22 +540,22 @@ impl SearchIndex {
         let searcher = self.searcher();
         let top = tantivy::collector::TopDocs::with_limit(request.limit.max(1))
             .and_offset(request.offset);
-        let (hits, total, facets) = if request.newest {
-            let collector = (
-                top.order_by_fast_field::<i64>("newest", Order::Desc),
-                Count,
-                FacetCollector,
-            );
-            let (docs, total, facets) = searcher.search(query.as_ref(), &collector)?;
-            let hits = docs
+        // Two passes: the ranked page (scored, so that a top-k search can
+        // skip documents that cannot make the page), then the count and the
+        // facets over every match without scoring.
+        let hits: Vec<(Score, DocAddress)> = if request.newest {
+            searcher
+                .search(
+                    query.as_ref(),
+                    &top.order_by_fast_field::<i64>("newest", Order::Desc),
+                )?
                 .into_iter()
                 .map(|(_, address)| (0.0, address))
-                .collect::<Vec<_>>();
-            (hits, total, facets)
+                .collect()
         } else {
-            let collector = (top.order_by_score(), Count, FacetCollector);
-            searcher.search(query.as_ref(), &collector)?
+            searcher.search(query.as_ref(), &top.order_by_score())?
         };
+        let (total, facets) = searcher.search(query.as_ref(), &(Count, FacetCollector))?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, address) in hits.into_iter().take(request.limit) {
             out.push(Hit {
