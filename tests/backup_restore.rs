@@ -35,6 +35,14 @@ fn number_after(text: &str, word: &str) -> u64 {
 
 /// Servers on the data directories `a` and `b` serve the same claims,
 /// responses and events.
+/// `photoclaim backup --server URL --out FILE`, off the runtime.
+async fn backup_through(url: &str, file: &Path) -> (bool, String) {
+    let (url, file) = (url.to_string(), file.to_path_buf());
+    tokio::task::spawn_blocking(move || cli(&["backup", "--server", &url, "--out", s(&file)]))
+        .await
+        .unwrap()
+}
+
 async fn assert_served_alike(a: &Path, b: &Path) {
     let a = Process::spawn(a);
     let b = Process::spawn(b);
@@ -115,12 +123,7 @@ async fn a_backup_during_concurrent_writes_restores_its_snapshot_exactly() {
     }
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("photoclaim.backup");
-    let (ok, text) = {
-        let (url, file) = (url.clone(), file.clone());
-        tokio::task::spawn_blocking(move || cli(&["backup", "--server", &url, "--out", s(&file)]))
-            .await
-            .unwrap()
-    };
+    let (ok, text) = backup_through(&url, &file).await;
     assert!(ok, "{text}");
     let at_backup = writes.load(Ordering::Relaxed);
     // Writes go on after the backup: none of them may appear in it.
@@ -448,12 +451,7 @@ async fn imported_fact_checks_survive_a_backup_and_restore_and_are_searchable() 
         .external_reviews;
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("photoclaim.backup");
-    let (ok, text) = {
-        let (url, file) = (url.clone(), file.clone());
-        tokio::task::spawn_blocking(move || cli(&["backup", "--server", &url, "--out", s(&file)]))
-            .await
-            .unwrap()
-    };
+    let (ok, text) = backup_through(&url, &file).await;
     assert!(ok, "{text}");
     drop(server);
     let restored_dir = out.path().join("restored");

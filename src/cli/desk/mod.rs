@@ -43,17 +43,7 @@ type Outcome = Result<(), Failure>;
 
 /// Runs `photoclaim claim ...`.
 pub async fn run(args: ClaimArgs) -> Outcome {
-    let c = &args.connection;
-    let target = c
-        .credentials
-        .target(c.server.clone())
-        .map_err(Failure::usage)?;
-    let channel = target.connect().await?;
-    let mut desk = Desk {
-        client: ClaimServiceClient::new(channel),
-        target,
-        json: args.json,
-    };
+    let mut desk = Desk::connect(&args.connection, args.json).await?;
     match args.command {
         ClaimCommand::Register(a) => desk.register(*a).await,
         ClaimCommand::Show { claim } => desk.show(claim).await,
@@ -80,6 +70,20 @@ struct Desk {
 }
 
 impl Desk {
+    /// Connects to the server the flags name.
+    async fn connect(c: &ConnectionArgs, json: bool) -> Result<Desk, Failure> {
+        let target = c
+            .credentials
+            .target(c.server.clone())
+            .map_err(Failure::usage)?;
+        let channel = target.connect().await?;
+        Ok(Desk {
+            client: ClaimServiceClient::new(channel),
+            target,
+            json,
+        })
+    }
+
     fn request<T>(&self, body: T) -> Result<tonic::Request<T>, Failure> {
         self.target.request(body).map_err(Failure::usage)
     }

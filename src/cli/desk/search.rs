@@ -180,17 +180,7 @@ impl Desk {
 
 /// Runs `photoclaim reviews ...`.
 pub async fn run_reviews(args: ReviewsArgs) -> Outcome {
-    let c = &args.connection;
-    let target = c
-        .credentials
-        .target(c.server.clone())
-        .map_err(Failure::usage)?;
-    let channel = target.connect().await?;
-    let mut desk = Desk {
-        client: ClaimServiceClient::new(channel),
-        target,
-        json: args.json,
-    };
+    let mut desk = Desk::connect(&args.connection, args.json).await?;
     match args.command {
         ReviewsCommand::Import { files, batch } => desk.import(&files, batch as usize).await,
         ReviewsCommand::Show { name } => desk.show_review(name).await,
