@@ -331,10 +331,11 @@ impl<S: Store> ClaimApi<S> {
         highlighter: &mut crate::search::Highlighter,
     ) -> Result<Option<pb::SearchResult>> {
         let mut highlights = Vec::new();
-        let mut add = |field: &str, text: &str, language: &str| {
-            if let Some(h) = highlighter.highlight(text, language) {
-                highlights.push(highlight_out(field, h));
-            }
+        let mut add = |field: &str, text: &str, language: &str| -> bool {
+            let found = highlighter.highlight(text, language);
+            let matched = found.is_some();
+            highlights.extend(found.map(|h| highlight_out(field, h)));
+            matched
         };
         let result = match hit.target {
             Target::Claim(id) => {
@@ -343,15 +344,19 @@ impl<S: Store> ClaimApi<S> {
                 };
                 let claim = &view.claim;
                 let language = claim.language.as_str();
-                add("claim_text", &claim.claim_text, language);
+                let mut own = add("claim_text", &claim.claim_text, language);
                 if let Some(image) = &claim.image {
-                    add("image.caption", &image.caption, language);
+                    own |= add("image.caption", &image.caption, language);
                 }
-                add("claimant", &claim.claimant, language);
+                own |= add("claimant", &claim.claimant, language);
                 if let Some(verdict) = &claim.verdict {
-                    add("verdict.rationale", &verdict.rationale, language);
+                    own |= add("verdict.rationale", &verdict.rationale, language);
                 }
-                if view.latest_response.is_some() {
+                // Responses are read and highlighted only when the claim's
+                // own fields show no match: most results then cost one
+                // read, and a claim found through what was said about it
+                // still shows where.
+                if view.latest_response.is_some() && !own {
                     let page = self
                         .store
                         .list_responses(id, None, HIGHLIGHTED_RESPONSES)

@@ -129,8 +129,10 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        let writer = index.writer_with_num_threads(threads, WRITER_BYTES)?;
+        // One indexing thread: one segment per commit (the index follows
+        // writes a few hundred documents at a time; a rebuild is bounded by
+        // reading the store, not by indexing).
+        let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
         let rebuild = committed.is_none();
         Ok(Arc::new(SearchIndex {
             reader,
