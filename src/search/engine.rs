@@ -331,6 +331,32 @@ impl RawFacets {
     }
 }
 
+/// How many of `terms` the document at `address` has in `field`.
+fn shared_terms(
+    searcher: &Searcher,
+    address: DocAddress,
+    field: Field,
+    terms: &BTreeSet<String>,
+) -> Result<usize, SearchError> {
+    use tantivy::DocSet;
+    let index = searcher
+        .segment_reader(address.segment_ord)
+        .inverted_index(field)?;
+    let mut shared = 0;
+    for term in terms {
+        let term = Term::from_field_text(field, term);
+        let postings = index
+            .read_postings(&term, IndexRecordOption::Basic)
+            .map_err(|e| SearchError(format!("reading postings: {e}")))?;
+        if let Some(mut postings) = postings {
+            if postings.seek(address.doc_id) == address.doc_id {
+                shared += 1;
+            }
+        }
+    }
+    Ok(shared)
+}
+
 fn boxed(q: impl Query) -> Box<dyn Query> {
     Box::new(q)
 }
@@ -615,9 +641,12 @@ impl SearchIndex {
             let query = BooleanQuery::union(clauses);
             let top =
                 tantivy::collector::TopDocs::with_limit(CHECKED_BEFORE_MAX + 1).order_by_score();
+            let needed = (CHECKED_BEFORE_SHARE * terms.len() as f64).ceil() as usize;
             for (score, address) in searcher.search(&query, &top)? {
                 let target = Target::from_uid(Self::uid_of(&searcher, address)?);
-                if target != exclude {
+                // A record whose whole text lacks the share cannot have it
+                // in its statement: left out without reading it.
+                if target != exclude && shared_terms(&searcher, address, field, &terms)? >= needed {
                     candidates.push(Hit { target, score });
                 }
             }
