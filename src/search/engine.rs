@@ -349,12 +349,26 @@ fn shared_terms(
             .read_postings(&term, IndexRecordOption::Basic)
             .map_err(|e| SearchError(format!("reading postings: {e}")))?;
         if let Some(mut postings) = postings {
-            if postings.seek(address.doc_id) == address.doc_id {
+            // A fresh list stands on its first document, which may lie
+            // past the one sought (seek only moves forward).
+            let at = match postings.doc() {
+                first if first >= address.doc_id => first,
+                _ => postings.seek(address.doc_id),
+            };
+            if at == address.doc_id {
                 shared += 1;
             }
         }
     }
     Ok(shared)
+}
+
+/// A request as tantivy queries.
+struct Compiled {
+    /// Words, exclusions and filters.
+    query: Box<dyn Query>,
+    /// The words to highlight (none for a search by filters alone).
+    highlight: Option<Box<dyn Query>>,
 }
 
 fn boxed(q: impl Query) -> Box<dyn Query> {
@@ -444,12 +458,9 @@ impl SearchIndex {
         }
     }
 
-    /// `(the whole query, the words to highlight)`; `Ok(None)` when
+    /// The whole query and the words to highlight; `Ok(None)` when
     /// nothing is left to search (only stop words, no filter).
-    fn compile(
-        &self,
-        request: &SearchRequest,
-    ) -> Result<Option<(Box<dyn Query>, Option<Box<dyn Query>>)>, SearchError> {
+    fn compile(&self, request: &SearchRequest) -> Result<Option<Compiled>, SearchError> {
         let fields = self.searched_fields(request.language.as_deref());
         let f = &self.fields;
         let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -539,7 +550,10 @@ impl SearchIndex {
                 parts.push(filter(query));
             }
         }
-        Ok(Some((boxed(BooleanQuery::new(parts)), highlight)))
+        Ok(Some(Compiled {
+            query: boxed(BooleanQuery::new(parts)),
+            highlight,
+        }))
     }
 
     fn searcher(&self) -> Searcher {
@@ -560,7 +574,7 @@ impl SearchIndex {
     /// (only stop words or punctuation, and no filter).
     pub fn search(&self, request: &SearchRequest) -> Result<Option<SearchResults>, SearchError> {
         let indexed = *self.indexed.borrow();
-        let Some((query, highlight)) = self.compile(request)? else {
+        let Some(Compiled { query, highlight }) = self.compile(request)? else {
             return Ok(None);
         };
         let searcher = self.searcher();

@@ -87,7 +87,6 @@ pub struct SearchIndex {
     /// Whether the index must be rebuilt before it is used (new, of another
     /// version, or asked for).
     rebuild: std::sync::atomic::AtomicBool,
-    location: Location,
 }
 
 /// The commit payload: `photoclaim-search v{version} claims={n} reviews={m}`.
@@ -140,13 +139,7 @@ impl SearchIndex {
             writer: Mutex::new(writer),
             indexed: tokio::sync::watch::Sender::new(committed.unwrap_or_default()),
             rebuild: std::sync::atomic::AtomicBool::new(rebuild),
-            location,
         }))
-    }
-
-    /// Where the index lives.
-    pub fn location(&self) -> &Location {
-        &self.location
     }
 
     /// How far the index has got, updated at every commit.
@@ -154,28 +147,11 @@ impl SearchIndex {
         self.indexed.subscribe()
     }
 
-    /// Waits until the index is ready and reflects event log position
-    /// `claims` and review log position `reviews` (tests, benches).
-    pub async fn wait_for(&self, claims: u64, reviews: u64) {
-        let mut rx = self.indexed.subscribe();
-        let _ = rx
-            .wait_for(|i| i.ready && i.claims >= claims && i.reviews >= reviews)
-            .await;
-    }
-
     /// Bytes of text indexed by this process so far (each text once).
     pub fn text_bytes(&self) -> u64 {
         self.fields
             .text_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Bytes the index takes on disk (0 in memory).
-    pub fn size_on_disk(&self) -> u64 {
-        match &self.location {
-            Location::Memory => 0,
-            Location::Dir(dir) => dir_size(dir),
-        }
     }
 }
 
