@@ -680,3 +680,93 @@ async fn watch_prints_history_then_live_events_and_stops_after_count() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(text(&out.stderr).contains("OUT_OF_RANGE"), "{}", show(&out));
 }
+
+/// `photoclaim reviews import` reports every refused item and imports the
+/// others; a second import changes nothing; `claim search` finds claims
+/// and imported reviews with the matched words marked, as text and JSON.
+#[tokio::test]
+async fn reviews_import_and_claim_search_from_the_command_line() {
+    let server = Server::start().await;
+    let claim = register(&server, "These photos show UN peacekeepers in Almaty");
+    let url = server.url();
+    const FEED: &str = "tests/data/claimreview/datafeed.json";
+    const LINES: &str = "tests/data/claimreview/feed.jsonl";
+    let import = |args: &[&str]| {
+        let mut all = vec!["reviews", "--server", url.as_str(), "import"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let first = import(&[FEED, LINES]);
+    let err = text(&first.stderr);
+    // Items refused: exit 2 (INVALID_ARGUMENT), each named by file and position.
+    assert_eq!(first.status.code(), Some(2), "{}", show(&first));
+    assert!(
+        err.contains("tests/data/claimreview/datafeed.json: item 2: @type:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tests/data/claimreview/feed.jsonl: item 2: url:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 created") && err.contains("3 refused"),
+        "{err}"
+    );
+    // The JSON Lines file updated the feed's first review; importing the
+    // feed again restores it, and once more changes nothing.
+    // (Its NewsArticle is refused each time: exit 2, the reply still printed.)
+    assert_eq!(import(&[FEED]).status.code(), Some(2));
+    let again = import(&["--json", FEED]);
+    assert_eq!(again.status.code(), Some(2), "{}", show(&again));
+    let reply: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(reply.get("created"), None, "{reply}");
+    assert_eq!(reply.get("updated"), None, "{reply}");
+    assert_eq!(reply["unchanged"], 2, "{reply}");
+
+    // Search: the claim and the imported review, with the word marked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let out = loop {
+        let out = server.claim(&["search", "peacekeepers"]);
+        let stdout = text(&out.stdout);
+        if out.status.success() && stdout.contains(&claim) && stdout.contains("externalReviews/") {
+            break stdout;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", show(&out));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(out.contains("[peacekeepers]"), "{out}");
+    let json =
+        succeeded(&server.claim(&["search", "peacekeepers", "--source", "reviews", "--json"]));
+    let reply: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let results = reply["results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{reply}");
+    assert!(
+        results.iter().all(|r| r.get("externalReview").is_some()),
+        "{reply}"
+    );
+    // A syntax error is INVALID_ARGUMENT (exit 2) naming the position.
+    let bad = server.claim(&["search", "\"blue helmets"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+    assert!(text(&bad.stderr).contains("position 1"), "{}", show(&bad));
+}
+
+/// A server started with --no-search keeps no index: SearchClaims is
+/// FAILED_PRECONDITION and registrations still work.
+#[tokio::test]
+async fn search_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let process = Process::spawn_with(dir.path(), &["--no-search"]);
+    let url = format!("http://{}", process.addr);
+    let out = run(&["claim", "--server", &url, "search", "peacekeepers"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("FAILED_PRECONDITION")
+            && text(&out.stderr).contains("--no-search"),
+        "{}",
+        show(&out)
+    );
+    assert!(!dir.path().join("search-index").exists());
+    let mut args = vec!["claim", "--server", &url];
+    args.extend(register_args("A claim", PHOTO_URL));
+    succeeded(&run(&args));
+}
