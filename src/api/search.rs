@@ -246,6 +246,13 @@ fn counts<K>(
 }
 
 impl<S: Store> ClaimApi<S> {
+    /// The search index when the server keeps one and it is ready: what
+    /// the optional lists (checked before, reviews of an image) use, empty
+    /// otherwise.
+    fn index_if_ready(&self) -> Option<&Arc<SearchIndex>> {
+        self.search.as_ref().filter(|index| index.is_ready())
+    }
+
     /// The search index, if the server keeps one and it is ready.
     fn ready_index(&self) -> Result<&Arc<SearchIndex>> {
         let Some(index) = &self.search else {
@@ -255,7 +262,7 @@ impl<S: Store> ClaimApi<S> {
                 description: "search is turned off on this server (serve --no-search)".into(),
             }));
         };
-        if !index.indexed().borrow().ready {
+        if !index.is_ready() {
             return Err(Error::Unavailable(
                 "the search index is being built; try again shortly".into(),
             ));
@@ -401,12 +408,9 @@ impl<S: Store> ClaimApi<S> {
     /// server keeps no index or it is not ready (a registration never
     /// fails for it).
     pub(super) async fn checked_before(&self, view: &ClaimView) -> Vec<pb::SearchResult> {
-        let Some(index) = &self.search else {
+        let Some(index) = self.index_if_ready() else {
             return Vec::new();
         };
-        if !index.indexed().borrow().ready {
-            return Vec::new();
-        }
         let claim = &view.claim;
         let image = claim.image.clone().unwrap_or_default();
         let found = index.checked_before(
@@ -463,12 +467,9 @@ impl<S: Store> ClaimApi<S> {
 
     /// Imported MediaReviews of the image `sha256` (FindSimilarClaims).
     pub(super) async fn reviews_of_image(&self, sha256: &str) -> Result<Vec<pb::ExternalReview>> {
-        let Some(index) = &self.search else {
+        let Some(index) = self.index_if_ready().filter(|_| !sha256.is_empty()) else {
             return Ok(Vec::new());
         };
-        if sha256.is_empty() || !index.indexed().borrow().ready {
-            return Ok(Vec::new());
-        }
         let ids = index
             .reviews_of_image(sha256, 50)
             .map_err(|e| Error::Internal(e.to_string()))?;

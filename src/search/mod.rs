@@ -142,9 +142,9 @@ impl SearchIndex {
         }))
     }
 
-    /// How far the index has got, updated at every commit.
-    pub fn indexed(&self) -> tokio::sync::watch::Receiver<Indexed> {
-        self.indexed.subscribe()
+    /// Whether the index is ready to answer (built, and caught up once).
+    pub fn is_ready(&self) -> bool {
+        self.indexed.borrow().ready
     }
 
     /// Bytes of text indexed by this process so far (each text once).
