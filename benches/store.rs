@@ -68,6 +68,7 @@ fn new_claim(rng: &mut Rng, n: u64) -> NewClaim {
         request_id: format!("bench-{n}"),
         actor: "bench".into(),
         near_distance: 31,
+        dihedral: false,
     }
 }
 

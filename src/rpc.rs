@@ -76,6 +76,7 @@ pub const LIST_CLAIM_EVENTS: Rpc = rpc(CLAIM_SERVICE, "ListClaimEvents", Reader,
 pub const FIND_SIMILAR_CLAIMS: Rpc = rpc(CLAIM_SERVICE, "FindSimilarClaims", Reader, false, Image);
 pub const WATCH_CLAIM_EVENTS: Rpc = rpc(CLAIM_SERVICE, "WatchClaimEvents", Reader, false, Small);
 pub const EXPORT_CLAIM_REVIEW: Rpc = rpc(CLAIM_SERVICE, "ExportClaimReview", Reader, false, Small);
+pub const CHECK_VERDICT: Rpc = rpc(CLAIM_SERVICE, "CheckVerdict", Desk, false, Text);
 pub const SEARCH_CLAIMS: Rpc = rpc(CLAIM_SERVICE, "SearchClaims", Reader, false, Text);
 pub const IMPORT_CLAIM_REVIEWS: Rpc = rpc(CLAIM_SERVICE, "ImportClaimReviews", Desk, true, Image);
 pub const GET_EXTERNAL_REVIEW: Rpc = rpc(CLAIM_SERVICE, "GetExternalReview", Reader, false, Small);
@@ -88,7 +89,7 @@ pub const EXPORT_CLAIMS: Rpc = rpc(ADMIN_SERVICE, "ExportClaims", Admin, true, S
 pub const BACKUP: Rpc = rpc(ADMIN_SERVICE, "Backup", Admin, true, Small);
 
 /// Every RPC of ours.
-pub const ALL: [&Rpc; 20] = [
+pub const ALL: [&Rpc; 21] = [
     &REGISTER_CLAIM,
     &GET_CLAIM,
     &LIST_CLAIMS,
@@ -100,6 +101,7 @@ pub const ALL: [&Rpc; 20] = [
     &FIND_SIMILAR_CLAIMS,
     &WATCH_CLAIM_EVENTS,
     &EXPORT_CLAIM_REVIEW,
+    &CHECK_VERDICT,
     &SEARCH_CLAIMS,
     &IMPORT_CLAIM_REVIEWS,
     &GET_EXTERNAL_REVIEW,

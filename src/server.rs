@@ -119,6 +119,9 @@ pub struct Options {
     /// Where the full-text search index lives; `None` turns search off
     /// (SearchClaims is FAILED_PRECONDITION, no "checked before?" list).
     pub search: Option<crate::search::Location>,
+    /// Reads Content Credentials (C2PA) from uploaded images, trusting the
+    /// operator's anchors; `None` turns reading off.
+    pub credentials: Option<crate::imaging::credentials::CredentialReader>,
 }
 
 impl Default for Options {
@@ -150,6 +153,7 @@ impl Default for Options {
             cors_allow_origins: Vec::new(),
             publisher: Publisher::default(),
             search: Some(crate::search::Location::Memory),
+            credentials: Some(crate::imaging::credentials::CredentialReader::new()),
         }
     }
 }
@@ -226,7 +230,8 @@ pub async fn run<S: Store>(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut api = ClaimApi::with_images(store.clone(), options.images)
         .with_watch(options.watch, stopping)
-        .with_publisher(options.publisher.clone());
+        .with_publisher(options.publisher.clone())
+        .with_credentials(options.credentials.clone());
     let mut indexer = None;
     if let Some(location) = &options.search {
         let index = crate::search::SearchIndex::open(location.clone())?;

@@ -319,6 +319,7 @@ async fn call_rpc(
             .register_claim(pb::RegisterClaimRequest {
                 request_id: String::new(),
                 claim: Some(sample_claim(&format!("registered with {label}"))),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -460,6 +461,7 @@ async fn every_rpc_admits_exactly_the_roles_it_needs() {
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(sample_claim("matrix fixture")),
+            ..Default::default()
         })
         .await
         .expect("fixture claim")
@@ -776,6 +778,7 @@ async fn the_record_names_the_key_that_made_each_change_whatever_the_request_say
         .register_claim(pb::RegisterClaimRequest {
             request_id: "identity-1".into(),
             claim: Some(sample_claim("UN peacekeepers in Almaty")),
+            ..Default::default()
         })
         .await
         .expect("register")
@@ -870,6 +873,7 @@ async fn revocation_takes_effect_at_once_and_key_management_validates_its_input(
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(sample_claim("before revocation")),
+            ..Default::default()
         })
         .await
         .expect("the key works");
@@ -1229,6 +1233,7 @@ async fn keys_cli_manages_the_data_dir_and_goes_through_a_running_server() {
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(sample_claim("via a CLI-made key")),
+            ..Default::default()
         })
         .await
         .expect("a key created on the data dir works")
@@ -1497,6 +1502,7 @@ async fn secrets_stay_out_of_logs_and_errors(log_format: &str) {
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(sample_claim("leak check")),
+            ..Default::default()
         })
         .await
         .expect("register")

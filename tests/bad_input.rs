@@ -44,6 +44,7 @@ async fn bad_inputs_get_the_right_code_name_the_field_and_change_nothing() {
         let request = pb::RegisterClaimRequest {
             request_id: request_id.into(),
             claim: Some(claim),
+            ..Default::default()
         };
         Box::pin(async move { client.register_claim(request).await.map(|_| ()) })
     };

@@ -56,6 +56,7 @@ fn generate(dir: &Path, claims: u64) -> HashMap<Role, String> {
                                 request_id: String::new(),
                                 actor: "generator".into(),
                                 near_distance: 31,
+                                dihedral: false,
                             })
                             .await
                             .expect("register");

@@ -140,6 +140,7 @@ async fn export(client: &mut Client, claim: &str) -> Result<(Value, Option<Value
     let reply = client
         .export_claim_review(pb::ExportClaimReviewRequest {
             claim: claim.into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -293,6 +294,7 @@ async fn a_claim_without_an_image_has_no_media_review() {
             request_id: String::new(),
             actor: "test".into(),
             near_distance: 31,
+            dihedral: false,
         })
         .await
         .expect("register without image");
@@ -313,6 +315,7 @@ async fn a_claim_without_an_image_has_no_media_review() {
     let reply = client
         .export_claim_review(pb::ExportClaimReviewRequest {
             claim: claim.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -164,6 +164,7 @@ async fn a_lower_message_limit_refuses_larger_requests_before_anything_is_stored
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(claim),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -214,6 +214,7 @@ impl WriterCtx {
             let result = call(self.client.register_claim(pb::RegisterClaimRequest {
                 request_id: reg.request_id.clone(),
                 claim: Some(claim_payload(&reg.text)),
+                ..Default::default()
             }))
             .await;
             match result {
@@ -344,6 +345,7 @@ async fn retry_ambiguous(client: &mut Client, ledger: &Mutex<Ledger>, ctx: &str)
                 let request = pb::RegisterClaimRequest {
                     request_id: reg.request_id.clone(),
                     claim: Some(claim_payload(&reg.text)),
+                    ..Default::default()
                 };
                 let first = call(client.register_claim(request.clone()))
                     .await
@@ -857,6 +859,7 @@ async fn acknowledged_writes_survive_kill_9_exactly_once() {
             let replay = call(client.register_claim(pb::RegisterClaimRequest {
                 request_id: request_id.clone(),
                 claim: Some(claim_payload(&reg.text)),
+                ..Default::default()
             }))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: replaying {request_id}: {e}"));

@@ -111,6 +111,7 @@ async fn try_register(
         .register_claim(pb::RegisterClaimRequest {
             request_id: request_id.into(),
             claim: Some(sample_claim(text)),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().claim.expect("claim"))

@@ -149,6 +149,7 @@ async fn publishing_an_unresolved_claim_is_a_precondition_failure_naming_it() {
     let err = client
         .export_claim_review(pb::ExportClaimReviewRequest {
             claim: claim.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -179,6 +180,7 @@ async fn invalid_argument_still_carries_bad_request() {
         .register_claim(pb::RegisterClaimRequest {
             request_id: String::new(),
             claim: Some(claim),
+            ..Default::default()
         })
         .await
         .unwrap_err();

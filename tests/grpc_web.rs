@@ -135,6 +135,7 @@ async fn a_browser_calls_unary_rpcs_over_http1_grpc_web() {
     let request = pb::RegisterClaimRequest {
         request_id: "web-1".into(),
         claim: Some(sample_claim("registered from a browser")),
+        ..Default::default()
     }
     .encode_to_vec();
     let (_, message, trailers) =

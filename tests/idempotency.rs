@@ -31,6 +31,7 @@ async fn request_id_reused_with_a_different_payload_is_already_exists_and_change
         .register_claim(pb::RegisterClaimRequest {
             request_id: "req-x".into(),
             claim: Some(sample_claim("something else")),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -136,6 +136,7 @@ async fn undecodable_requests_are_invalid_argument_logged_and_counted() {
     let whole = pb::RegisterClaimRequest {
         request_id: "truncated-1".into(),
         claim: Some(common::sample_claim("cut short")),
+        ..Default::default()
     }
     .encode_to_vec();
     let status = raw_call(&addr, "RegisterClaim", &whole[..whole.len() - 5]).await;

@@ -311,6 +311,7 @@ async fn a_replica_killed_with_kill_9_loses_no_acknowledged_write() {
                 .register_claim(pb::RegisterClaimRequest {
                     request_id: format!("kill9-{n}"),
                     claim: Some(sample_claim(&format!("under load {n}"))),
+                    ..Default::default()
                 })
                 .await
             {
@@ -458,6 +459,7 @@ async fn replicas_wait_for_the_database_and_ride_out_its_restart_under_load() {
                 let request = pb::RegisterClaimRequest {
                     request_id: format!("restart-{r}-{n}"),
                     claim: Some(sample_claim(&format!("replica {r} write {n}"))),
+                    ..Default::default()
                 };
                 match client.register_claim(request).await {
                     Ok(reply) => {

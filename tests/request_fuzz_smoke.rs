@@ -360,6 +360,7 @@ fn field_mutations() -> Vec<Vec<u8>> {
     let base = pb::RegisterClaimRequest {
         request_id: String::new(),
         claim: Some(valid_claim()),
+        ..Default::default()
     };
     let k = Kind::RegisterClaim;
     inputs.vary(k, &base, &[()], |_, ()| {});
@@ -528,6 +529,7 @@ fn field_mutations() -> Vec<Vec<u8>> {
     let k = Kind::ExportClaimReview;
     let base = pb::ExportClaimReviewRequest {
         claim: "claims/1".into(),
+        ..Default::default()
     };
     inputs.vary(k, &base, &[()], |_, ()| {});
     inputs.vary(k, &base, &names, |r, v| r.claim = v);

@@ -298,6 +298,7 @@ async fn hostile_and_wrong_images_are_refused_and_change_nothing() {
             .register_claim(pb::RegisterClaimRequest {
                 request_id: String::new(),
                 claim: Some(claim),
+                ..Default::default()
             })
             .await
             .expect_err(what);

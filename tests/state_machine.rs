@@ -564,6 +564,7 @@ impl Case {
             .register_claim(pb::RegisterClaimRequest {
                 request_id: self.request_id("register", request_id),
                 claim: Some(sample_claim(&claim_text(text))),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner());

@@ -511,6 +511,7 @@ async fn two_authorization_headers_are_unauthenticated_even_when_both_are_valid(
                 .register_claim(pb::RegisterClaimRequest {
                     request_id: String::new(),
                     claim: Some(sample_claim("two headers")),
+                    ..Default::default()
                 })
                 .await,
             &format!("RegisterClaim, case {i}"),

@@ -289,6 +289,7 @@ fn register_request(text: &str) -> pb::RegisterClaimRequest {
     pb::RegisterClaimRequest {
         request_id: String::new(),
         claim: Some(common::sample_claim(text)),
+        ..Default::default()
     }
 }
 

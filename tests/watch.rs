@@ -503,6 +503,7 @@ async fn resume_from_a_cursor_across_restarts_and_a_crash() {
                 if c.register_claim(pb::RegisterClaimRequest {
                     request_id: format!("w{w}-{i}"),
                     claim: Some(claim),
+                    ..Default::default()
                 })
                 .await
                 .is_err()

@@ -60,11 +60,12 @@ pub enum Kind {
     RevokeApiKey,
     ExportClaims,
     Backup,
+    CheckVerdict,
 }
 
 impl Kind {
     /// Every kind, in selector order: selector byte `b` is `ALL[b % len]`.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::RegisterClaim,
         Kind::GetClaim,
         Kind::ListClaims,
@@ -81,6 +82,7 @@ impl Kind {
         Kind::RevokeApiKey,
         Kind::ExportClaims,
         Kind::Backup,
+        Kind::CheckVerdict,
     ];
 
     pub fn from_selector(selector: u8) -> Kind {
@@ -102,7 +104,9 @@ impl Kind {
             Kind::AttachOfficialResponse => &["parent", "request_id", "official_response"],
             Kind::ListOfficialResponses => &["parent", "page_size", "page_token"],
             Kind::ListClaimEvents => &["claim", "page_size", "page_token"],
-            Kind::GetVerificationStatus | Kind::ExportClaimReview => &["claim"],
+            Kind::GetVerificationStatus => &["claim"],
+            Kind::ExportClaimReview => &["claim", "force"],
+            Kind::CheckVerdict => &["claim", "claim_rating", "media_authenticity", "rationale"],
             Kind::SetVerdict => &[
                 "claim",
                 "claim_rating",
@@ -117,6 +121,7 @@ impl Kind {
                 "max_distance",
                 "include_low_quality",
                 "page_size",
+                "same_orientation_only",
             ],
             Kind::WatchClaimEvents => &["claim", "event_types", "after_cursor", "start_at_end"],
             Kind::CreateApiKey => &["name", "role"],
@@ -272,6 +277,7 @@ impl Harness {
             let request = pb::RegisterClaimRequest {
                 request_id: format!("seed-claim-{i}"),
                 claim: Some(claim(text)),
+                same_orientation_only: false,
             };
             self.claims
                 .register_claim(Request::new(request))
@@ -425,6 +431,7 @@ impl Harness {
                 Err(status) => Err(status),
             },
             Kind::ExportClaimReview => claims.export_claim_review(decode(body)?).await.map(drop),
+            Kind::CheckVerdict => claims.check_verdict(decode(body)?).await.map(drop),
             Kind::CreateApiKey => admin.create_api_key(decode(body)?).await.map(drop),
             Kind::ListApiKeys => admin.list_api_keys(decode(body)?).await.map(drop),
             Kind::RevokeApiKey => admin.revoke_api_key(decode(body)?).await.map(drop),

@@ -170,7 +170,7 @@ mod tests {
                 )
             })
             .unzip();
-        assert_eq!(inputs.len(), 20);
+        assert_eq!(inputs.len(), 21);
         assert_eq!(REQUEST_METHODS.len(), inputs.len(), "a shared input type");
         for input in &inputs {
             assert!(!outputs.contains(input), "{input} is also a reply");

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod body_limits;
 pub mod codec;
+mod provenance;
 mod search;
 pub mod slots;
 pub mod status;
@@ -122,6 +123,10 @@ pub struct ClaimApi<S> {
     /// The full-text index (SearchClaims, "checked before?"); `None` when
     /// search is off.
     search: Option<Arc<crate::search::SearchIndex>>,
+    /// Reads Content Credentials from uploaded images; `None`: not read.
+    credentials: Option<imaging::credentials::CredentialReader>,
+    /// Earliest sightings by claim, for GetVerificationStatus.
+    sightings: Arc<provenance::SightingCache>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -149,7 +154,19 @@ impl<S: Store> ClaimApi<S> {
             shutdown: tokio::sync::watch::Sender::new(false).subscribe(),
             publisher: Arc::new(Publisher::default()),
             search: None,
+            credentials: Some(imaging::credentials::CredentialReader::new()),
+            sightings: Arc::default(),
         }
+    }
+
+    /// The same service reading Content Credentials with `reader` (`None`:
+    /// not at all).
+    pub fn with_credentials(
+        mut self,
+        reader: Option<imaging::credentials::CredentialReader>,
+    ) -> Self {
+        self.credentials = reader;
+        self
     }
 
     /// The same service, searching `index` (kept up to date by the caller,
@@ -201,8 +218,9 @@ impl<S: Store> ClaimApi<S> {
             .acquire_owned()
             .await
             .map_err(|e| Error::Internal(format!("image decoder slots closed: {e}")))?;
+        let reader = self.credentials.clone();
         tokio::task::spawn_blocking(move || {
-            let facts = imaging::analyze(&content, field);
+            let facts = imaging::analyze_with(&content, field, reader.as_ref());
             drop(permit);
             facts
         })
@@ -218,6 +236,7 @@ fn image_match(found: Similar) -> pb::ImageMatch {
         .claim
         .encoding(|view| convert::claim_out(view).encode_to_vec().into());
     pb::ImageMatch::encoded(claim, found.exact, found.distance as i32)
+        .with_transformation(found.transformation as i32)
 }
 
 #[tonic::async_trait]
@@ -263,6 +282,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 image.height = facts.height;
                 image.format = facts.format;
                 image.exif = facts.exif;
+                image.content_credentials = facts.content_credentials;
             } else if let Some(image) = draft.image.as_mut() {
                 image.pdq = image.pdq.to_ascii_lowercase();
                 image.pdq_quality_known = image.pdq_quality != 0;
@@ -281,6 +301,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     request_id: req.request_id,
                     actor,
                     near_distance: self.images.default_max_distance,
+                    dihedral: !req.same_orientation_only,
                 })
                 .await?;
             let checked_before = self.checked_before(&registered.claim).await;
@@ -434,10 +455,12 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let id = parse_claim_name(&req.claim, "claim")?;
             let view = self.store.get_status(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
-            Ok(convert::status_out(
-                view.status,
-                view.latest_response.as_ref(),
-            ))
+            let mut status = convert::status_out(view.status, view.latest_response.as_ref());
+            if let Some(claim) = self.store.get_claim(id).await? {
+                let earliest = self.earliest_sighting(&claim.claim).await?;
+                status.earliest_sighting = earliest.as_ref().map(provenance::sighting_out);
+            }
+            Ok(status)
         })
         .await
     }
@@ -466,10 +489,23 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     actor,
                 })
                 .await?;
-            Ok(convert::status_out(
+            let recorded = view.claim.verdict.clone().unwrap_or_default();
+            // The verdict is recorded: a failure of the checks must not
+            // turn its reply into an error.
+            let checked = self.check(&view, &recorded).await;
+            let mut status = convert::status_out(
                 ClaimStatus::from(&view.claim),
                 view.latest_response.as_ref(),
-            ))
+            );
+            match checked {
+                Ok((findings, earliest)) => {
+                    status.verdict_findings =
+                        findings.iter().map(provenance::finding_out).collect();
+                    status.earliest_sighting = earliest.as_ref().map(provenance::sighting_out);
+                }
+                Err(err) => tracing::warn!(%err, "pre-publication checks failed after SetVerdict"),
+            }
+            Ok(status)
         })
         .await
     }
@@ -536,12 +572,21 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let view = self.store.get_claim(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
             let reviews = review::reviews(&view.claim, &self.publisher)?;
+            let verdict = view.claim.verdict.clone().unwrap_or_default();
+            let (findings, _) = self.check(&view, &verdict).await?;
+            let errors = findings
+                .iter()
+                .any(|f| f.severity == crate::domain::verdict_checks::Severity::Error);
+            if errors && !req.force {
+                return Err(provenance::refuse_export(&req.claim, &findings));
+            }
             Ok(pb::ExportClaimReviewResponse {
                 claim_review: reviews.claim_review.to_string(),
                 media_review: reviews
                     .media_review
                     .map(|m| m.to_string())
                     .unwrap_or_default(),
+                findings: findings.iter().map(provenance::finding_out).collect(),
             })
         })
         .await
@@ -579,9 +624,12 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let mut query = SimilarQuery {
                 max_distance,
                 include_low_quality: req.include_low_quality,
-                limit,
+                // All copies, for the earliest sighting; the page is cut below.
+                limit: limit.max(provenance::MAX_SIGHTING_COPIES),
+                dihedral: !req.same_orientation_only,
                 ..Default::default()
             };
+            let mut own = Vec::new();
             if !req.content.is_empty() {
                 let facts = self.analyze(req.content, "content").await?;
                 reply.query_pdq = facts.pdq.clone();
@@ -590,6 +638,12 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 query.sha256 = Some(facts.sha256);
                 query.pdq = crate::domain::pdq::Pdq::from_hex(&facts.pdq)
                     .filter(|_| req.include_low_quality || !reply.query_low_quality);
+                query.variants = Some(facts.pdq_variants);
+                reply.query_content_credentials = facts
+                    .content_credentials
+                    .as_ref()
+                    .map(convert::credentials_out);
+                own.extend(provenance::exif_sighting(facts.exif.as_ref()));
             } else if !req.sha256.is_empty() {
                 validate::validate_sha256(&req.sha256, "sha256")?;
                 query.sha256 = Some(req.sha256);
@@ -604,10 +658,31 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     Some(pdq).filter(|_| req.include_low_quality || !reply.query_low_quality);
             }
             let sha256 = query.sha256.clone().unwrap_or_default();
-            let found = self.store.find_similar(query).await?;
+            let mut found = self.store.find_similar(query).await?;
+            reply.earliest_sighting = provenance::earliest_of(&found, own)
+                .as_ref()
+                .map(provenance::sighting_out);
+            found.truncate(limit);
             reply.matches = fitting(found.into_iter().map(image_match), MAX_PAGE_BYTES, false);
             reply.external_reviews = self.reviews_of_image(&sha256).await?;
             Ok(reply)
+        })
+        .await
+    }
+
+    async fn check_verdict(
+        &self,
+        request: Request<pb::CheckVerdictRequest>,
+    ) -> Result<Response<pb::CheckVerdictResponse>, Status> {
+        let req = request.into_inner();
+        let name = req.claim.clone();
+        observe(&rpc::CHECK_VERDICT, &name, async {
+            let id = parse_claim_name(&req.claim, "claim")?;
+            let (findings, earliest) = self.check_proposed(id, req).await?;
+            Ok(pb::CheckVerdictResponse {
+                findings: findings.iter().map(provenance::finding_out).collect(),
+                earliest_sighting: earliest.as_ref().map(provenance::sighting_out),
+            })
         })
         .await
     }

@@ -297,6 +297,23 @@ pub struct ServeArgs {
         help_heading = "Search"
     )]
     pub search_index_dir: Option<PathBuf>,
+    /// PEM file of the certificates whose Content Credentials (C2PA)
+    /// signers count as TRUSTED. Without it no signer is trusted and the
+    /// best state is VALID. Nothing is fetched over the network.
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_C2PA_TRUST_ANCHORS",
+        help_heading = "Provenance"
+    )]
+    pub c2pa_trust_anchors: Option<PathBuf>,
+    /// Do not read Content Credentials from uploaded images.
+    #[arg(
+        long,
+        env = "PHOTOCLAIM_NO_CONTENT_CREDENTIALS",
+        conflicts_with = "c2pa_trust_anchors",
+        help_heading = "Provenance"
+    )]
+    pub no_content_credentials: bool,
     /// Largest request message accepted, in bytes (keep it above --max-image-bytes).
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES, env = "PHOTOCLAIM_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: usize,

@@ -57,6 +57,9 @@ pub enum Rpc {
     Attach,
     /// `SetVerdict` (unconditional) on a random claim.
     Verdict,
+    /// `RegisterClaim` sending image bytes (one of 64 generated 640×480
+    /// JPEGs): the server decodes, hashes and reads Content Credentials.
+    RegisterImage,
     /// `FindSimilarClaims` by the PDQ hash of a stored image, a few bits changed.
     Similar,
     /// `SearchClaims` for 1-3 words: place names (each in about an eighth
@@ -71,9 +74,10 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every RPC, in report order.
-    pub const ALL: [Rpc; 9] = [
+    pub const ALL: [Rpc; 10] = [
         Rpc::Health,
         Rpc::Register,
+        Rpc::RegisterImage,
         Rpc::Get,
         Rpc::Status,
         Rpc::Attach,
@@ -88,6 +92,7 @@ impl Rpc {
         match self {
             Rpc::Health => "health",
             Rpc::Register => "register",
+            Rpc::RegisterImage => "register-image",
             Rpc::Get => "get",
             Rpc::Status => "status",
             Rpc::Attach => "attach",
@@ -100,7 +105,7 @@ impl Rpc {
 
     /// Whether the RPC needs claims on the server to work on.
     fn needs_claims(self) -> bool {
-        !matches!(self, Rpc::Health | Rpc::Register)
+        !matches!(self, Rpc::Health | Rpc::Register | Rpc::RegisterImage)
     }
 }
 
@@ -326,6 +331,8 @@ struct Shared {
     pdqs: Vec<[u8; 32]>,
     /// Distinguishes this run's request ids from other runs'.
     run: String,
+    /// Images `register-image` sends.
+    images: Vec<Vec<u8>>,
 }
 
 /// One worker's client, on its connection.
@@ -375,6 +382,25 @@ impl Clients {
 struct Tally {
     latencies: BTreeMap<Rpc, Vec<u32>>,
     errors: BTreeMap<Rpc, BTreeMap<String, u64>>,
+}
+
+/// A 640×480 JPEG of blocks of noise, distinct for each seed.
+fn bench_jpeg(seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed, 0x1a6e);
+    let blocks: Vec<[u8; 3]> = (0..(40 * 30))
+        .map(|_| {
+            let b = rng.bytes();
+            [b[0], b[1], b[2]]
+        })
+        .collect();
+    let picture = image::RgbImage::from_fn(640, 480, |x, y| {
+        let [r, g, b] = blocks[(y / 16 * 40 + x / 16) as usize];
+        image::Rgb([r ^ (x as u8), g, b ^ (y as u8)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Encoding an in-memory picture cannot fail.
+    let _ = image::DynamicImage::ImageRgb8(picture).write_to(&mut out, image::ImageFormat::Jpeg);
+    out.into_inner()
 }
 
 fn new_claim(rng: &mut Rng, run: &str, n: u64) -> pb::Claim {
@@ -454,6 +480,29 @@ async fn send(
             let request = target.request(pb::RegisterClaimRequest {
                 request_id: request_id(),
                 claim: Some(new_claim(rng, &shared.run, n * 4096 + worker as u64)),
+                ..Default::default()
+            })?;
+            clients
+                .call::<_, pb::RegisterClaimResponse>(
+                    "/photoclaim.v1.ClaimService/RegisterClaim",
+                    request,
+                )
+                .await
+                .map_err(code)?;
+        }
+        Rpc::RegisterImage => {
+            let mut claim = new_claim(rng, &shared.run, n * 4096 + worker as u64);
+            if let Some(image) = claim.image.as_mut() {
+                image.sha256.clear();
+                image.pdq.clear();
+                image.pdq_quality = 0;
+                let k = rng.below(shared.images.len() as u64) as usize;
+                image.content.clone_from(&shared.images[k]);
+            }
+            let request = target.request(pb::RegisterClaimRequest {
+                request_id: request_id(),
+                claim: Some(claim),
+                same_orientation_only: false,
             })?;
             clients
                 .call::<_, pb::RegisterClaimResponse>(
@@ -752,6 +801,7 @@ async fn prepare(
                 target_request(pb::RegisterClaimRequest {
                     request_id: format!("bench-{run}-prepare-{t}-{i}"),
                     claim: Some(new_claim(&mut rng, run, (t << 40) | i)),
+                    ..Default::default()
                 })
             })
             .collect();
@@ -832,6 +882,7 @@ pub async fn search_lag(target: ServerTarget, probes: usize) -> Result<Vec<Durat
             .request(pb::RegisterClaimRequest {
                 request_id: word.clone(),
                 claim: Some(claim),
+                ..Default::default()
             })
             .map_err(BenchError::Settings)?;
         client.register_claim(request).await.map_err(server)?;
@@ -926,7 +977,11 @@ pub async fn run(
         max_id,
         pdqs: Vec::new(),
         run: run_id,
+        images: Vec::new(),
     };
+    if config.mix.iter().any(|(rpc, _)| *rpc == Rpc::RegisterImage) {
+        shared.images = (0..64).map(|i| bench_jpeg(config.seed ^ i)).collect();
+    }
     if config.mix.iter().any(|(rpc, _)| *rpc == Rpc::Similar) {
         shared.pdqs = sample_pdqs(&shared, &mut client, config.seed).await?;
     }

@@ -551,6 +551,7 @@ async fn run_server<S: Store>(
         cors_allow_origins: args.cors_allow_origins.clone(),
         publisher,
         search: search_location(&args),
+        credentials: credential_reader(&args)?,
     };
     server::run(listener, store, options, shutdown)
         .await
@@ -601,6 +602,30 @@ async fn reindex(data_dir: &Path, index_dir: Option<PathBuf>) -> Outcome {
         size as f64 / text.max(1) as f64
     );
     Ok(())
+}
+
+/// The Content Credentials reader `serve` uses (`None`: reading is off).
+fn credential_reader(
+    args: &ServeArgs,
+) -> Result<Option<crate::imaging::credentials::CredentialReader>, Failure> {
+    use crate::imaging::credentials::CredentialReader;
+    if args.no_content_credentials {
+        return Ok(None);
+    }
+    let Some(path) = &args.c2pa_trust_anchors else {
+        return Ok(Some(CredentialReader::new()));
+    };
+    let pem = read(path, "--c2pa-trust-anchors")?;
+    let pem = String::from_utf8(pem).map_err(|_| {
+        Failure::usage(format!(
+            "--c2pa-trust-anchors {} is not a PEM text file",
+            path.display()
+        ))
+    })?;
+    let reader = CredentialReader::with_trust_anchors(&pem)
+        .map_err(|why| Failure::usage(format!("--c2pa-trust-anchors {}: {why}", path.display())))?;
+    tracing::info!(anchors = %path.display(), "Content Credentials trust anchors loaded");
+    Ok(Some(reader))
 }
 
 /// Where `serve` keeps its search index (`None`: search is off).

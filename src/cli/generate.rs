@@ -194,6 +194,7 @@ async fn write_claim<S: Store>(store: &S, seed: u64, i: u64) -> crate::domain::R
             request_id: format!("generate-{seed}-{i}"),
             actor: "generator".into(),
             near_distance: 0,
+            dihedral: false,
         })
         .await?;
     let id = registered.claim.claim.id;

@@ -8,9 +8,11 @@ pub mod external_review;
 pub mod history;
 pub mod model;
 pub mod pdq;
+pub mod provenance;
 pub mod review;
 pub mod rules;
 pub mod validate;
+pub mod verdict_checks;
 
 pub use error::{excerpt, Error, EtagMismatch, FieldViolation, Precondition, Result};
 pub use model::*;

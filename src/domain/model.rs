@@ -207,6 +207,10 @@ pub struct Image {
     /// a caller's hash without a quality, which is trusted.
     #[prost(bool, tag = "15")]
     pub pdq_quality_known: bool,
+    /// Content Credentials (C2PA) read from the bytes; `None` when the
+    /// image had none or was not sent.
+    #[prost(message, optional, tag = "16")]
+    pub content_credentials: Option<super::provenance::ContentCredentials>,
 }
 
 /// Facts from an image's EXIF metadata.
@@ -331,6 +335,9 @@ pub struct Claim {
     /// chain (see [`super::chain`]).
     #[prost(bytes = "vec", tag = "17")]
     pub chain_head: Vec<u8>,
+    /// When the event the claim says the image shows took place.
+    #[prost(message, optional, tag = "18")]
+    pub event_time: Option<Timestamp>,
 }
 
 /// Who issued an official response.
@@ -400,6 +407,9 @@ pub struct ClaimRegistered {
     /// Image SHA-256, if given.
     #[prost(string, tag = "2")]
     pub image_sha256: String,
+    /// The image's Content Credentials as read at registration.
+    #[prost(message, optional, tag = "3")]
+    pub content_credentials: Option<super::provenance::ContentCredentials>,
 }
 
 /// Details of an attachment event.
@@ -576,6 +586,7 @@ mod tests {
             language: "en".into(),
             appearance_urls: vec!["https://example.org/post".into()],
             first_seen_time: at(1),
+            event_time: at(8),
             tags: vec!["kazakhstan".into()],
             image: Some(Image {
                 sha256: "ab".repeat(32),

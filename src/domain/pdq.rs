@@ -74,6 +74,127 @@ impl fmt::Display for Pdq {
     }
 }
 
+/// One of the eight rotations and reflections of a picture (the dihedral
+/// group of the square). Reposts flip and rotate photos to dodge matching;
+/// PDQ's 16 × 16 DCT of a transformed picture is the original's with some
+/// coefficients negated and, for the quarter turns and diagonal
+/// reflections, transposed, so the hash of each transformed picture can be
+/// computed without touching its pixels again. Numbers match the API's
+/// `ImageTransformation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Transformation {
+    /// Not set.
+    Unspecified = 0,
+    /// As it is.
+    Identity = 1,
+    /// Rotated a quarter turn clockwise.
+    Rotated90 = 2,
+    /// Rotated half a turn.
+    Rotated180 = 3,
+    /// Rotated three quarter turns clockwise (a quarter turn anticlockwise).
+    Rotated270 = 4,
+    /// Mirrored left to right.
+    MirroredHorizontally = 5,
+    /// Flipped top to bottom.
+    FlippedVertically = 6,
+    /// Reflected in the main diagonal (top-left to bottom-right).
+    Transposed = 7,
+    /// Reflected in the other diagonal.
+    Transversed = 8,
+}
+
+impl Transformation {
+    /// The eight, identity first: the order of every array of variants.
+    pub const ALL: [Transformation; 8] = [
+        Transformation::Identity,
+        Transformation::Rotated90,
+        Transformation::Rotated180,
+        Transformation::Rotated270,
+        Transformation::MirroredHorizontally,
+        Transformation::FlippedVertically,
+        Transformation::Transposed,
+        Transformation::Transversed,
+    ];
+
+    /// Where coefficient `(i, j)` of the transformed picture's 16 × 16 DCT
+    /// comes from in the original's (row `i` is the vertical frequency
+    /// `i + 1`), and whether it is negated. Mirroring the columns of an
+    /// `N`-sample DCT-II negates its odd frequencies (`cos(πu(2(N−1−x)+1)/2N)
+    /// = (−1)^u cos(πu(2x+1)/2N)`), and a quarter turn is a transposition
+    /// followed by a mirror.
+    pub fn source(self, i: usize, j: usize) -> ((usize, usize), bool) {
+        // Frequency u = index + 1: odd frequencies sit at even indexes.
+        let odd = |k: usize| k % 2 == 0;
+        match self {
+            Transformation::Unspecified | Transformation::Identity => ((i, j), false),
+            Transformation::Rotated90 => ((j, i), odd(j)),
+            Transformation::Rotated180 => ((i, j), odd(i) != odd(j)),
+            Transformation::Rotated270 => ((j, i), odd(i)),
+            Transformation::MirroredHorizontally => ((i, j), odd(j)),
+            Transformation::FlippedVertically => ((i, j), odd(i)),
+            Transformation::Transposed => ((j, i), false),
+            Transformation::Transversed => ((j, i), odd(i) != odd(j)),
+        }
+    }
+
+    /// Lower-case words for messages, e.g. "rotated 90° clockwise".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Transformation::Unspecified | Transformation::Identity => "as is",
+            Transformation::Rotated90 => "rotated 90° clockwise",
+            Transformation::Rotated180 => "rotated 180°",
+            Transformation::Rotated270 => "rotated 90° anticlockwise",
+            Transformation::MirroredHorizontally => "mirrored left to right",
+            Transformation::FlippedVertically => "flipped upside down",
+            Transformation::Transposed => "reflected in the main diagonal",
+            Transformation::Transversed => "reflected in the anti-diagonal",
+        }
+    }
+}
+
+impl Pdq {
+    /// Bit `k` of the hash: the sign of DCT coefficient `k` (row-major over
+    /// the 16 × 16 coefficients) against their median.
+    pub fn bit(&self, k: usize) -> bool {
+        self.0[31 - k / 8] & (1 << (k % 8)) != 0
+    }
+
+    /// The hash with bit `k` set to `value`.
+    fn set_bit(&mut self, k: usize, value: bool) {
+        let mask = 1 << (k % 8);
+        if value {
+            self.0[31 - k / 8] |= mask;
+        } else {
+            self.0[31 - k / 8] &= !mask;
+        }
+    }
+
+    /// The hash of the picture transformed by `t`, estimated from the bits
+    /// alone: each bit moves where `t` moves its coefficient, and negated
+    /// coefficients flip their bit. Exact for the identity and the
+    /// diagonal reflections; for the others exact when the median of the
+    /// coefficients is zero, and otherwise off in the few bits whose
+    /// coefficient lies between the two medians (a picture's own
+    /// transformed hashes, computed from its DCT by
+    /// `imaging::pdq_hash::pdq_variants`, are exact).
+    pub fn transformed(&self, t: Transformation) -> Pdq {
+        let mut out = Pdq([0; 32]);
+        for i in 0..16 {
+            for j in 0..16 {
+                let ((si, sj), negate) = t.source(i, j);
+                out.set_bit(i * 16 + j, self.bit(si * 16 + sj) != negate);
+            }
+        }
+        out
+    }
+
+    /// [`Pdq::transformed`] for each of [`Transformation::ALL`].
+    pub fn variants(&self) -> [Pdq; 8] {
+        Transformation::ALL.map(|t| self.transformed(t))
+    }
+}
+
 /// Bits that differ between two hashes.
 #[inline(always)]
 pub(crate) fn hamming(a: &Words, b: &Words) -> u32 {
@@ -123,6 +244,43 @@ pub(crate) mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn transformations_form_the_dihedral_group_on_the_bits() {
+        let mut rng = Rng(7);
+        let h = rng.pdq();
+        let t = |p: &Pdq, t| p.transformed(t);
+        use Transformation::*;
+        assert_eq!(t(&h, Identity), h);
+        // Four quarter turns, two half turns, two reflections: identity.
+        let r90 = |p: &Pdq| t(p, Rotated90);
+        assert_eq!(r90(&r90(&r90(&r90(&h)))), h);
+        assert_eq!(r90(&r90(&h)), t(&h, Rotated180));
+        assert_eq!(r90(&r90(&r90(&h))), t(&h, Rotated270));
+        for x in [
+            MirroredHorizontally,
+            FlippedVertically,
+            Transposed,
+            Transversed,
+            Rotated180,
+        ] {
+            assert_eq!(t(&t(&h, x), x), h, "{x:?} is its own inverse");
+        }
+        // A quarter turn is the transposition, then a mirror.
+        assert_eq!(t(&t(&h, Transposed), MirroredHorizontally), r90(&h));
+        assert_eq!(
+            t(&t(&h, MirroredHorizontally), FlippedVertically),
+            t(&h, Rotated180)
+        );
+        // The eight are distinct for a random hash, and far apart.
+        let v = h.variants();
+        for a in 0..8 {
+            for b in a + 1..8 {
+                assert!(v[a].distance(&v[b]) > 64, "{a} {b}");
+            }
+        }
+        assert_eq!(v[0], h);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub fn register(claim: &mut Claim, id: u64, actor: &str, now: Timestamp) -> Clai
             .as_ref()
             .map(|i| i.sha256.clone())
             .unwrap_or_default(),
+        content_credentials: claim
+            .image
+            .as_ref()
+            .and_then(|i| i.content_credentials.clone()),
     }));
     event.record_sha256 = chain::registered_digest(claim).to_vec();
     event

@@ -278,6 +278,7 @@ pub fn validate_new_claim(claim: &Claim, now: Timestamp) -> Result<()> {
         }
     }
     c.time("claim.first_seen_time", claim.first_seen_time.as_ref());
+    c.time("claim.event_time", claim.event_time.as_ref());
     if claim.tags.len() > MAX_TAGS {
         c.fail(
             "claim.tags",

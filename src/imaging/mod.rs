@@ -16,6 +16,7 @@
 //! pixels of a [`MAX_PIXELS`] image (about 200 MB as RGBA); the service
 //! runs at most one decode per core at a time.
 
+pub mod credentials;
 pub mod pdq_hash;
 pub mod pdq_index;
 
@@ -24,6 +25,8 @@ use std::io::Cursor;
 use image::{ImageFormat, ImageReader, Limits};
 use sha2::{Digest, Sha256};
 
+use crate::domain::pdq::Pdq;
+use crate::domain::provenance::ContentCredentials;
 use crate::domain::{Error, ImageExif, Result};
 
 /// Largest width or height accepted, in pixels (panoramas are wide).
@@ -59,11 +62,28 @@ pub struct ImageFacts {
     pub format: String,
     /// EXIF facts, when the image has EXIF metadata.
     pub exif: Option<ImageExif>,
+    /// The PDQ hashes of the picture's eight rotations and reflections, in
+    /// [`crate::domain::pdq::Transformation::ALL`] order (the first is `pdq`).
+    pub pdq_variants: [Pdq; 8],
+    /// Content Credentials, when a reader was given and the image has a
+    /// C2PA manifest store.
+    pub content_credentials: Option<ContentCredentials>,
 }
 
 /// Analyses image bytes given in the request field `field`. CPU-bound (a
 /// large JPEG takes tens of milliseconds): call it off the async runtime.
 pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
+    analyze_with(bytes, field, None)
+}
+
+/// [`analyze`], also reading the image's Content Credentials with `reader`
+/// (after the image has been accepted, so a refused image is never parsed
+/// for manifests).
+pub fn analyze_with(
+    bytes: &[u8],
+    field: &str,
+    credentials: Option<&credentials::CredentialReader>,
+) -> Result<ImageFacts> {
     let bad = |why: String| Error::invalid(field, why);
     if bytes.is_empty() {
         return Err(bad("is empty: send the image's bytes".into()));
@@ -118,11 +138,14 @@ pub fn analyze(bytes: &[u8], field: &str) -> Result<ImageFacts> {
     }
     let image = reader().decode().map_err(undecodable)?;
     let exif = read_exif(bytes, format).map_err(bad)?;
-    let hash = pdq_hash::pdq_hash(&image);
+    let (variants, quality) = pdq_hash::pdq_variants(&image);
+    let content_credentials = credentials.and_then(|r| r.read(bytes, name(format)));
     Ok(ImageFacts {
         sha256: hex::encode(Sha256::digest(bytes)),
-        pdq: hash.to_hex(),
-        pdq_quality: i32::from(hash.quality),
+        pdq: variants[0].to_hex(),
+        pdq_quality: i32::from(quality),
+        pdq_variants: variants,
+        content_credentials,
         width: image.width() as i32,
         height: image.height() as i32,
         format: name(format).to_string(),

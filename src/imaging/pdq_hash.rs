@@ -49,7 +49,7 @@
 
 use image::{DynamicImage, GenericImageView, Rgba};
 
-use crate::domain::pdq::Pdq;
+use crate::domain::pdq::{Pdq, Transformation};
 
 /// Images larger than this (in either direction) are first resized to
 /// `DOWNSAMPLE_DIMS × DOWNSAMPLE_DIMS`, as the reference hasher does.
@@ -117,9 +117,37 @@ impl PdqHash {
 /// bounded by three 512×512 float buffers whatever the image's size.
 #[must_use]
 pub fn pdq_hash(image: &DynamicImage) -> PdqHash {
+    match downsampled_luma(image) {
+        Some((width, height, luma)) => pdq_from_luma(width, height, &luma),
+        None => PdqHash::unhashable(),
+    }
+}
+
+/// The hashes of `image` and of its seven rotations and reflections, in
+/// the order of [`Transformation::ALL`] (the first is [`pdq_hash`]'s), and
+/// its quality, from one DCT: each transformed picture's DCT is the
+/// original's with coefficients moved and negated
+/// ([`Transformation::source`]), and each gets its own median, as in the
+/// reference's dihedral hashes.
+#[must_use]
+pub fn pdq_variants(image: &DynamicImage) -> ([Pdq; 8], u8) {
+    let dct = downsampled_luma(image).and_then(|(w, h, luma)| dct_of_luma(w, h, &luma));
+    match dct {
+        Some((dct, quality)) => (
+            Transformation::ALL.map(|t| threshold(&transform(&dct, t))),
+            quality,
+        ),
+        None => ([Pdq([0; 32]); 8], 0),
+    }
+}
+
+/// `image` as the luminance the hash is computed from: resized to 512×512
+/// by nearest-neighbour sampling when a side is over 512. `None` for an
+/// empty image.
+fn downsampled_luma(image: &DynamicImage) -> Option<(usize, usize, Vec<f32>)> {
     let (width, height) = image.dimensions();
     if width == 0 || height == 0 {
-        return PdqHash::unhashable();
+        return None;
     }
     let (out_w, out_h) = if width > DOWNSAMPLE_DIMS || height > DOWNSAMPLE_DIMS {
         (DOWNSAMPLE_DIMS, DOWNSAMPLE_DIMS)
@@ -156,7 +184,7 @@ pub fn pdq_hash(image: &DynamicImage) -> PdqHash {
             }
         }
     }
-    pdq_from_luma(out_w as usize, out_h as usize, &luma)
+    Some((out_w as usize, out_h as usize, luma))
 }
 
 /// BT.601 luminance of an 8-bit RGB pixel, 0.0..=255.0.
@@ -174,12 +202,24 @@ fn luminance(r: u8, g: u8, b: u8) -> f32 {
 /// scratch) besides `luma`.
 #[must_use]
 pub fn pdq_from_luma(width: usize, height: usize, luma: &[f32]) -> PdqHash {
+    match dct_of_luma(width, height, luma) {
+        Some((dct, quality)) => PdqHash {
+            hash: threshold(&dct),
+            quality,
+        },
+        None => PdqHash::unhashable(),
+    }
+}
+
+/// Steps 3-7: the 16×16 DCT of the filtered, decimated picture and its
+/// quality; `None` when the picture cannot be hashed.
+fn dct_of_luma(width: usize, height: usize, luma: &[f32]) -> Option<([f32; DCT * DCT], u8)> {
     if width < MIN_HASHABLE_DIM || height < MIN_HASHABLE_DIM {
-        return PdqHash::unhashable();
+        return None;
     }
     match width.checked_mul(height) {
         Some(n) if n == luma.len() => {}
-        _ => return PdqHash::unhashable(),
+        _ => return None,
     }
 
     let mut image = luma.to_vec();
@@ -188,9 +228,12 @@ pub fn pdq_from_luma(width: usize, height: usize, luma: &[f32]) -> PdqHash {
     drop(image);
 
     let quality = quality(&buffer);
-    let dct = dct_64_to_16(&buffer);
+    Some((dct_64_to_16(&buffer), quality))
+}
 
-    let mut sorted = dct;
+/// Step 8: one bit per coefficient, set when it is above the median.
+fn threshold(dct: &[f32; DCT * DCT]) -> Pdq {
+    let mut sorted = *dct;
     sorted.sort_unstable_by(f32::total_cmp);
     let median = sorted[(DCT * DCT).div_ceil(2) - 1];
 
@@ -200,10 +243,20 @@ pub fn pdq_from_luma(width: usize, height: usize, luma: &[f32]) -> PdqHash {
             hash[31 - k / 8] |= 1 << (k % 8);
         }
     }
-    PdqHash {
-        hash: Pdq(hash),
-        quality,
-    }
+    Pdq(hash)
+}
+
+/// The DCT of the picture transformed by `t`, from the original's.
+fn transform(dct: &[f32; DCT * DCT], t: Transformation) -> [f32; DCT * DCT] {
+    std::array::from_fn(|k| {
+        let ((i, j), negate) = t.source(k / DCT, k % DCT);
+        let value = dct[i * DCT + j];
+        if negate {
+            -value
+        } else {
+            value
+        }
+    })
 }
 
 /// Window size of the box filter for one direction: half of one of the 64
@@ -492,5 +545,50 @@ mod tests {
         let b = PdqHash::unhashable();
         assert_eq!(a.distance(&b), 5);
         assert_eq!(a.distance(&a), 0);
+    }
+
+    #[test]
+    fn variants_are_the_hashes_of_the_rotated_and_mirrored_pictures() {
+        // A smooth, asymmetric picture (PDQ looks at low frequencies).
+        let picture = DynamicImage::ImageRgb8(RgbImage::from_fn(300, 200, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let v = 128.0 + 60.0 * (x / 23.0).sin() + 50.0 * (y / 17.0 + x / 40.0).cos() - 0.2 * x
+                + 0.15 * y;
+            let v = v.clamp(0.0, 255.0) as u8;
+            Rgb([v, v / 2 + 40, 255 - v])
+        }));
+        let (variants, quality) = pdq_variants(&picture);
+        assert_eq!(variants[0], pdq_hash(&picture).hash);
+        assert_eq!(quality, pdq_hash(&picture).quality);
+        let turned = [
+            (Transformation::Rotated90, picture.rotate90()),
+            (Transformation::Rotated180, picture.rotate180()),
+            (Transformation::Rotated270, picture.rotate270()),
+            (Transformation::MirroredHorizontally, picture.fliph()),
+            (Transformation::FlippedVertically, picture.flipv()),
+            (Transformation::Transposed, picture.rotate90().fliph()),
+            (Transformation::Transversed, picture.rotate270().fliph()),
+        ];
+        for (t, image) in turned {
+            let k = Transformation::ALL.iter().position(|&x| x == t).unwrap();
+            let direct = pdq_hash(&image).hash;
+            let d = variants[k].distance(&direct);
+            // Not 0: resampling grids and filter windows are not exactly
+            // symmetric, so a few bits near the median differ (as in the
+            // reference's dihedral hashes); well within a match.
+            assert!(
+                d <= 24,
+                "{t:?}: the variant is {d} bits from the hash of the turned picture"
+            );
+            // And far from the untransformed hash: the variant is needed.
+            assert!(variants[0].distance(&direct) > 31, "{t:?}");
+            // The estimate from the bits alone is close too.
+            let estimated = variants[0].transformed(t);
+            assert!(
+                estimated.distance(&direct) <= 24,
+                "{t:?}: estimate {}",
+                estimated.distance(&direct)
+            );
+        }
     }
 }

@@ -358,6 +358,61 @@ impl PdqIndex {
         self.search(query, radius, Plan::Scan)
     }
 
+    /// Every entry within `radius` of any of `queries` (at most 8: a
+    /// picture's rotations and reflections), as `(id, distance, query)`
+    /// with the nearest query for each entry (the first on ties), sorted
+    /// like [`PdqIndex::query`]. Exact: the same answer as a linear scan
+    /// against each query. The indexed entries are probed once per query;
+    /// the unindexed tail is read once for all of them.
+    pub fn query_variants(&self, queries: &[Pdq], radius: u32) -> Vec<(u64, u32, usize)> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU supports POPCNT, checked on the line above.
+            return unsafe { self.variants_popcnt(queries, radius, false) };
+        }
+        self.variants_inline(queries, radius, false)
+    }
+
+    /// The reference answer to [`PdqIndex::query_variants`] by linear scans.
+    pub fn linear_scan_variants(&self, queries: &[Pdq], radius: u32) -> Vec<(u64, u32, usize)> {
+        self.variants_inline(queries, radius, true)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn variants_popcnt(&self, queries: &[Pdq], radius: u32, scan: bool) -> Vec<(u64, u32, usize)> {
+        self.variants_inline(queries, radius, scan)
+    }
+
+    #[inline(always)]
+    fn variants_inline(&self, queries: &[Pdq], radius: u32, scan: bool) -> Vec<(u64, u32, usize)> {
+        let qs: Vec<Words> = queries.iter().map(Pdq::words).collect();
+        let mut hits: Vec<(u64, u32, usize)> = Vec::new();
+        let mut one = Vec::new();
+        for (v, q) in qs.iter().enumerate() {
+            one.clear();
+            if scan || !self.probe(q, radius, false, &mut one) {
+                self.scan(q, radius, 0..self.indexed, &mut one);
+            }
+            hits.extend(one.iter().map(|&(id, d)| (id, d, v)));
+        }
+        // The tail, once: each entry against every query.
+        let start = self.indexed;
+        for (k, w) in self.words[start..].iter().enumerate() {
+            for (v, q) in qs.iter().enumerate() {
+                let d = hamming(w, q);
+                if d <= radius && self.is_live(start + k) {
+                    hits.push((self.ids[start + k], d, v));
+                }
+            }
+        }
+        // The nearest query per entry, the first on ties.
+        hits.sort_unstable_by_key(|&(id, d, v)| (id, d, v));
+        hits.dedup_by_key(|h| h.0);
+        hits.sort_unstable_by_key(|&(id, d, _)| (d, Reverse(id)));
+        hits
+    }
+
     /// Approximate heap bytes held by the index (capacities of its arrays).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
@@ -736,6 +791,45 @@ mod tests {
             index.query_inner(&h, 1, true),
             vec![(11, 0), (7, 1), (5, 1)]
         );
+    }
+
+    #[test]
+    fn variant_queries_match_linear_scans_of_all_eight_hashes() {
+        let mut rng = Rng(0x5eed_0008);
+        let (centres, model) = clustered_data(&mut rng, 40, MIN_TAIL as u64 + 3000);
+        let mut index = PdqIndex::from_entries(model.iter().map(|(&k, &v)| (k, v)));
+        // Rotated copies of some centres, some in the tail.
+        let first_copy = model.keys().max().unwrap() + 1;
+        for (n, c) in centres.iter().take(10).enumerate() {
+            let t = crate::domain::pdq::Transformation::ALL[n % 8];
+            index.insert(first_copy + n as u64, rng.flip(&c.transformed(t), 5));
+        }
+        let _ = index.remove(*model.keys().next().unwrap());
+        for (n, q) in centres.iter().take(12).enumerate() {
+            let variants = q.variants();
+            for r in [0, 10, 31, 40] {
+                let got = index.query_variants(&variants, r);
+                let want = index.linear_scan_variants(&variants, r);
+                assert_eq!(got, want, "radius {r}");
+                // Each entry once, with its nearest variant's distance.
+                for &(id, d, v) in &got {
+                    let h = index.get(id).unwrap();
+                    let best = variants.iter().map(|x| x.distance(&h)).min().unwrap();
+                    assert_eq!(d, best);
+                    assert_eq!(variants[v].distance(&h), d);
+                    assert!(variants[..v].iter().all(|x| x.distance(&h) > d));
+                }
+                // The identity's own answer is contained in it.
+                let plain = index.query(q, r);
+                assert!(plain.iter().all(|p| got.iter().any(|g| g.0 == p.0)));
+            }
+            // The rotated copy is found, with its transformation.
+            if n < 10 {
+                let got = index.query_variants(&variants, 31);
+                let copy = got.iter().find(|g| g.0 == first_copy + n as u64);
+                assert_eq!(copy.map(|g| (g.1, g.2)), Some((5, n % 8)));
+            }
+        }
     }
 
     #[test]

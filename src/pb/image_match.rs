@@ -34,6 +34,9 @@ pub struct ImageMatch {
     /// Hamming distance between the PDQ hashes, 0-256; always 0 for an exact
     /// match.
     pub distance: i32,
+    /// How the other claim's image relates to the query picture
+    /// (`photoclaim.v1.ImageTransformation`).
+    pub transformation: i32,
     /// The claim as an encoded `photoclaim.v1.Claim`, sent instead of
     /// `claim` when present ([`ImageMatch::encoded`]).
     encoded_claim: Option<Bytes>,
@@ -47,8 +50,15 @@ impl ImageMatch {
             claim: None,
             exact,
             distance,
+            transformation: 0,
             encoded_claim: Some(claim),
         }
+    }
+
+    /// The same match, saying how its image relates to the query's.
+    pub fn with_transformation(mut self, transformation: i32) -> ImageMatch {
+        self.transformation = transformation;
+        self
     }
 }
 
@@ -64,6 +74,9 @@ impl prost::Message for ImageMatch {
         }
         if self.distance != 0 {
             encoding::int32::encode(3, &self.distance, buf);
+        }
+        if self.transformation != 0 {
+            encoding::int32::encode(4, &self.transformation, buf);
         }
     }
 
@@ -88,6 +101,8 @@ impl prost::Message for ImageMatch {
                 .map_err(|e| (e, "exact")),
             3 => encoding::int32::merge(wire_type, &mut self.distance, buf, ctx)
                 .map_err(|e| (e, "distance")),
+            4 => encoding::int32::merge(wire_type, &mut self.transformation, buf, ctx)
+                .map_err(|e| (e, "transformation")),
             _ => return encoding::skip_field(wire_type, tag, buf, ctx),
         };
         field.map_err(|(mut e, name)| {
@@ -112,7 +127,12 @@ impl prost::Message for ImageMatch {
         } else {
             0
         };
-        claim + exact + distance
+        let transformation = if self.transformation != 0 {
+            encoding::int32::encoded_len(4, &self.transformation)
+        } else {
+            0
+        };
+        claim + exact + distance + transformation
     }
 
     fn clear(&mut self) {
@@ -154,6 +174,18 @@ mod tests {
             encoding::int32::encode(3, &distance, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn the_transformation_is_field_4() {
+        let claim = claim();
+        let m = ImageMatch::encoded(claim.encode_to_vec().into(), false, 9).with_transformation(2);
+        let mut want = by_the_rules(&claim, false, 9);
+        encoding::int32::encode(4, &2, &mut want);
+        assert_eq!(m.encode_to_vec(), want);
+        assert_eq!(m.encoded_len(), want.len());
+        let decoded = ImageMatch::decode(want.as_slice()).unwrap();
+        assert_eq!((decoded.distance, decoded.transformation), (9, 2));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::domain::access::ApiKey;
 use crate::domain::chain;
 use crate::domain::external_review::ExternalReview;
 use crate::domain::history::ClaimHistory;
-use crate::domain::pdq::Pdq;
+use crate::domain::pdq::{Pdq, Transformation};
 use crate::domain::{
     Claim, ClaimEvent, ClaimView, OfficialResponse, Page, Result, StatusView, Verdict,
     VerificationState,
@@ -130,6 +130,8 @@ pub struct NewClaim {
     pub actor: String,
     /// Largest PDQ distance reported as a near duplicate in `same_image`.
     pub near_distance: u32,
+    /// `same_image` also reports rotated and mirrored copies.
+    pub dihedral: bool,
 }
 
 /// A claim as the claim cache holds it, shared with readers without a copy,
@@ -184,6 +186,9 @@ pub struct Similar {
     pub exact: bool,
     /// PDQ Hamming distance (0 for exact matches found without hashes).
     pub distance: u32,
+    /// How the claim's image relates to the query's: Identity, or the
+    /// rotation or reflection of the query picture that it matched.
+    pub transformation: Transformation,
 }
 
 /// What to look for in [`Store::find_similar`].
@@ -202,6 +207,13 @@ pub struct SimilarQuery {
     pub before: Option<u64>,
     /// Most results.
     pub limit: usize,
+    /// Also match rotated (90°, 180°, 270°) and mirrored copies: the
+    /// PDQ hash's seven other variants are searched too.
+    pub dihedral: bool,
+    /// The exact variants of `pdq`, in [`Transformation::ALL`] order, when
+    /// the query picture was hashed here; otherwise they are estimated from
+    /// the hash's bits ([`Pdq::transformed`]).
+    pub variants: Option<[Pdq; 8]>,
 }
 
 /// Result of a registration.

@@ -41,6 +41,7 @@ pub fn claim_draft(mut claim: pb::Claim) -> (domain::Claim, Vec<u8>) {
         language: claim.language,
         appearance_urls: claim.appearance_urls,
         first_seen_time: time_in(claim.first_seen_time),
+        event_time: time_in(claim.event_time),
         tags: claim.tags,
         image: claim.image.map(|i| domain::Image {
             source_url: i.source_url,
@@ -103,6 +104,7 @@ pub fn claim_into(view: ClaimView) -> pb::Claim {
         language: c.language,
         appearance_urls: c.appearance_urls,
         first_seen_time: time_out(c.first_seen_time),
+        event_time: time_out(c.event_time),
         tags: c.tags,
         image: c.image.map(|i| pb::Image {
             source_url: i.source_url,
@@ -119,6 +121,7 @@ pub fn claim_into(view: ClaimView) -> pb::Claim {
             width: i.width,
             height: i.height,
             format: i.format,
+            content_credentials: i.content_credentials.as_ref().map(credentials_out),
             exif: i.exif.map(|e| pb::ImageExif {
                 capture_time: e.capture_time,
                 camera_make: e.camera_make,
@@ -165,6 +168,7 @@ pub fn status_out(
         update_time: time_out(status.update_time),
         etag: rules::etag_of(status.id, status.last_sequence),
         chain_head: hex::encode(&status.chain_head),
+        ..Default::default()
     }
 }
 
@@ -200,6 +204,7 @@ pub fn event_out(e: &domain::ClaimEvent) -> pb::ClaimEvent {
         EventDetails::Registered(r) => Details::ClaimRegistered(pb::ClaimRegistered {
             claim_text: r.claim_text.clone(),
             image_sha256: r.image_sha256.clone(),
+            content_credentials: r.content_credentials.as_ref().map(credentials_out),
         }),
         EventDetails::ResponseAttached(a) => {
             Details::OfficialResponseAttached(pb::OfficialResponseAttached {
@@ -290,4 +295,13 @@ pub fn review_out(r: &crate::domain::external_review::ExternalReview) -> pb::Ext
         imported_by: r.imported_by.clone(),
         revision: r.revision as i64,
     }
+}
+
+/// Content Credentials for the API. The record's message has the API's
+/// field numbers and enum values (`domain::provenance`), so the bytes of
+/// one are the other.
+pub fn credentials_out(
+    c: &crate::domain::provenance::ContentCredentials,
+) -> pb::ContentCredentials {
+    pb::ContentCredentials::decode(c.encode_to_vec().as_slice()).unwrap_or_default()
 }

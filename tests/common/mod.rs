@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod c2pa;
 pub mod cli;
 pub mod pg;
 
@@ -387,6 +388,7 @@ pub async fn register(
         .register_claim(pb::RegisterClaimRequest {
             request_id: request_id.into(),
             claim: Some(claim),
+            ..Default::default()
         })
         .await
         .expect("register")

@@ -37,6 +37,7 @@ pub(crate) fn draft(text: &str) -> NewClaim {
         request_id,
         actor,
         near_distance: 31,
+        dihedral: false,
     }
 }
 

@@ -76,8 +76,14 @@ pub(super) enum ClaimCommand {
     /// or a near duplicate, nearest first, with their state and verdict.
     Similar(SimilarArgs),
     /// A resolved claim's ClaimReview and MediaReview (schema.org JSON-LD),
-    /// ready to publish.
+    /// ready to publish. Refused when the pre-publication checks find an
+    /// error (--force exports anyway).
     Review(ReviewArgs),
+    /// Check a verdict against the record before publishing it: content
+    /// credentials, the original context, the image's earliest sighting,
+    /// unanswered refutations. Without --rating/--media/--rationale, the
+    /// claim's current verdict. Exit status 1 when an error is found.
+    Check(Box<CheckArgs>),
     /// "Has this been checked before?" by text: search claims and imported
     /// fact-checks (words match their inflected forms; "quoted phrases";
     /// -word excludes), with filters; prints a table with the matched
@@ -202,6 +208,26 @@ pub(super) struct SimilarArgs {
     /// Most matches to show (the server allows up to 1,000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub(super) limit: i32,
+    /// Only copies in the same orientation (default: rotated and mirrored
+    /// copies too).
+    #[arg(long)]
+    pub(super) same_orientation_only: bool,
+}
+
+#[derive(Args)]
+pub(super) struct CheckArgs {
+    /// The claim: `claims/7` or `7`.
+    #[arg(value_parser = claim_name)]
+    pub(super) claim: String,
+    /// The claim rating to check (with --media and --rationale).
+    #[arg(long, value_enum, requires_all = ["media", "rationale"])]
+    pub(super) rating: Option<RatingArg>,
+    /// The media authenticity to check.
+    #[arg(long, value_enum, requires_all = ["rating", "rationale"])]
+    pub(super) media: Option<MediaArg>,
+    /// The rationale to check.
+    #[arg(long, requires_all = ["rating", "media"])]
+    pub(super) rationale: Option<String>,
 }
 
 /// The image `claim similar` asks about: exactly one of these.
@@ -228,6 +254,9 @@ pub(super) struct ReviewArgs {
     /// when there is one) into this directory instead of printing them.
     #[arg(long)]
     pub(super) out: Option<PathBuf>,
+    /// Export even when the pre-publication checks find an error.
+    #[arg(long)]
+    pub(super) force: bool,
 }
 
 #[derive(Args)]

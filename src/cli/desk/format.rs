@@ -99,6 +99,7 @@ pub(super) fn print_claim_body(claim: &pb::Claim) {
         field("appeared at", url);
     }
     time_field("first seen", claim.first_seen_time.as_ref());
+    time_field("event", claim.event_time.as_ref());
     field("tags", &claim.tags.join(", "));
     if let Some(image) = &claim.image {
         field("image", &image.source_url);
@@ -128,6 +129,9 @@ pub(super) fn print_claim_body(claim: &pb::Claim) {
         time_field("captured", image.captured_time.as_ref());
         field("location", &image.location);
         field("caption", &image.caption);
+        if let Some(c) = &image.content_credentials {
+            print_credentials(c);
+        }
     }
     time_field("registered", claim.create_time.as_ref());
     time_field("updated", claim.update_time.as_ref());
@@ -165,7 +169,103 @@ pub(super) fn print_status_body(status: &pb::VerificationStatus) {
             &format!("{} ({organization})", latest.name),
         );
     }
+    if let Some(s) = &status.earliest_sighting {
+        field("earliest seen", &sighting_words(s));
+    }
     field("etag", &status.etag);
+    print_findings(&status.verdict_findings);
+}
+
+/// `valid`, `trusted`, `invalid`.
+pub(super) fn credential_state_word(v: i32) -> String {
+    let name = pb::CredentialState::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "CREDENTIAL_STATE_", v)
+}
+
+/// `rotated-90`, `mirrored-horizontally`, `identity`.
+pub(super) fn transformation_word(v: i32) -> String {
+    let name = pb::ImageTransformation::try_from(v).ok();
+    word(name.map(|n| n.as_str_name()), "IMAGE_TRANSFORMATION_", v)
+}
+
+/// A sighting on one line: when, from what, of which copy.
+pub(super) fn sighting_words(s: &pb::Sighting) -> String {
+    let source = pb::SightingSource::try_from(s.source).ok();
+    let source = word(
+        source.map(|n| n.as_str_name()),
+        "SIGHTING_SOURCE_",
+        s.source,
+    );
+    let copy = if s.claim.is_empty() {
+        "this image".to_string()
+    } else if s.exact {
+        format!("{}, same image", s.claim)
+    } else {
+        format!(
+            "{}, near duplicate at distance {}{}",
+            s.claim,
+            s.distance,
+            match s.transformation {
+                0 | 1 => String::new(),
+                t => format!(", {}", transformation_word(t)),
+            }
+        )
+    };
+    format!("{} ({source}; {copy})", format_time(s.time.as_ref()))
+}
+
+/// Content Credentials as labelled fields.
+pub(super) fn print_credentials(c: &pb::ContentCredentials) {
+    let trust = match pb::CredentialState::try_from(c.state) {
+        Ok(pb::CredentialState::Trusted) => " (signer chains to a configured trust anchor)",
+        Ok(pb::CredentialState::Valid) => " (signed; signer not on the trust list)",
+        Ok(pb::CredentialState::Invalid) => " (do not rely on its statements)",
+        _ => "",
+    };
+    field(
+        "credentials",
+        &format!("{}{trust}", credential_state_word(c.state)),
+    );
+    field("  generator", &c.claim_generator);
+    field("  signer", &c.signer_subject);
+    field("  issuer", &c.signer_issuer);
+    time_field("  signed", c.signing_time.as_ref());
+    for a in &c.actions {
+        let source = a.digital_source_type.rsplit('/').next().unwrap_or_default();
+        field(
+            "  action",
+            &if source.is_empty() {
+                a.action.clone()
+            } else {
+                format!("{} ({source})", a.action)
+            },
+        );
+    }
+    for i in &c.ingredients {
+        field("  ingredient", &format!("{} ({})", i.title, i.relationship));
+    }
+    for code in c
+        .validation_codes
+        .iter()
+        .filter(|v| v.kind != pb::ValidationCodeKind::Success as i32)
+    {
+        field(
+            "  note",
+            &format!("{} {}", code.code, excerpt(&code.explanation, 80)),
+        );
+    }
+}
+
+/// Findings of the pre-publication checks, one a line, errors first.
+pub(super) fn print_findings(findings: &[pb::VerdictFinding]) {
+    for f in findings {
+        let severity = if f.severity == pb::FindingSeverity::Error as i32 {
+            "ERROR"
+        } else {
+            "warning"
+        };
+        crate::outln!("  {severity} {}: {}", f.code, f.message);
+    }
 }
 
 pub(super) fn print_response_body(response: &pb::OfficialResponse) {

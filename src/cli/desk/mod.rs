@@ -54,6 +54,7 @@ pub async fn run(args: ClaimArgs) -> Outcome {
         ClaimCommand::History { claim } => desk.history(claim).await,
         ClaimCommand::Watch(a) => desk.watch(a).await,
         ClaimCommand::Similar(a) => desk.similar(a).await,
+        ClaimCommand::Check(a) => desk.check(*a).await,
         ClaimCommand::Review(a) => desk.review(a).await,
         ClaimCommand::Search(a) => desk.search(*a).await,
     }
@@ -124,6 +125,7 @@ impl Desk {
             .register_claim(self.request(pb::RegisterClaimRequest {
                 request_id: request_id.clone(),
                 claim: Some(claim),
+                ..Default::default()
             })?)
             .await
             .map_err(|s| in_flag_words(s, REGISTER_FLAGS))?
@@ -497,6 +499,7 @@ impl Desk {
                 max_distance: a.max_distance,
                 include_low_quality: a.include_low_quality,
                 page_size: a.limit,
+                same_orientation_only: a.same_orientation_only,
             })?)
             .await
             .map_err(|s| in_flag_words(s, SIMILAR_FLAGS))?
@@ -521,15 +524,23 @@ impl Desk {
                  matching: only exact copies are listed (--include-low-quality to match anyway)"
             );
         }
+        if let Some(c) = &reply.query_content_credentials {
+            outln!("this image");
+            format::print_credentials(c);
+        }
+        if let Some(s) = &reply.earliest_sighting {
+            outln!("earliest seen {}", format::sighting_words(s));
+        }
         if reply.matches.is_empty() {
             eprintln!("no claim on this image or a near duplicate");
             return Ok(());
         }
         outln!(
-            "{:<12} {:>8} {:<5} {:<12} {:<34} CLAIM",
+            "{:<12} {:>8} {:<5} {:<22} {:<12} {:<34} CLAIM",
             "NAME",
             "DISTANCE",
             "EXACT",
+            "ORIENTATION",
             "STATE",
             "RATING"
         );
@@ -537,14 +548,53 @@ impl Desk {
             let claim = m.claim.clone().unwrap_or_default();
             let status = claim.verification_status.clone().unwrap_or_default();
             outln!(
-                "{:<12} {:>8} {:<5} {:<12} {:<34} {}",
+                "{:<12} {:>8} {:<5} {:<22} {:<12} {:<34} {}",
                 claim.name,
                 m.distance,
                 if m.exact { "yes" } else { "no" },
+                format::transformation_word(m.transformation),
                 state_word(status.state),
                 verdict_words(&status),
                 excerpt(&claim.claim_text, 60)
             );
+        }
+        Ok(())
+    }
+
+    async fn check(&mut self, a: CheckArgs) -> Outcome {
+        let reply = self
+            .client
+            .check_verdict(self.request(pb::CheckVerdictRequest {
+                claim: a.claim.clone(),
+                claim_rating: a.rating.map_or(0, |r| pb::ClaimRating::from(r) as i32),
+                media_authenticity: a.media.map_or(0, |m| pb::MediaAuthenticity::from(m) as i32),
+                rationale: a.rationale.unwrap_or_default(),
+            })?)
+            .await
+            .map_err(|s| in_flag_words(s, VERDICT_FLAGS))?
+            .into_inner();
+        let errors = reply
+            .findings
+            .iter()
+            .filter(|f| f.severity == pb::FindingSeverity::Error as i32)
+            .count();
+        if self.json {
+            self.print_json(&reply, "photoclaim.v1.CheckVerdictResponse");
+        } else {
+            outln!("{}", a.claim);
+            if let Some(s) = &reply.earliest_sighting {
+                format::field("earliest seen", &format::sighting_words(s));
+            }
+            if reply.findings.is_empty() {
+                outln!("  nothing in the record contradicts the verdict");
+            }
+            format::print_findings(&reply.findings);
+        }
+        if errors > 0 {
+            return Err(Failure::other(format!(
+                "{errors} error{} found: ExportClaimReview refuses this verdict without --force",
+                if errors == 1 { "" } else { "s" }
+            )));
         }
         Ok(())
     }
@@ -554,12 +604,19 @@ impl Desk {
             .client
             .export_claim_review(self.request(pb::ExportClaimReviewRequest {
                 claim: a.claim.clone(),
+                force: a.force,
             })?)
             .await
             .map_err(|s| {
+                let contradicted = s.message().contains("contradicts the record");
                 let unresolved = s.code() == tonic::Code::FailedPrecondition;
                 let failure = Failure::from(s);
-                if unresolved {
+                if contradicted {
+                    failure.hint(format!(
+                        "see `photoclaim claim check {}`; fix the verdict, or export anyway with --force",
+                        a.claim
+                    ))
+                } else if unresolved {
                     failure.hint(format!(
                         "set a verdict first: photoclaim claim verdict {} --rating ... --media ... \
                          --rationale ...",
@@ -579,6 +636,7 @@ impl Desk {
                 &pb::ExportClaimReviewResponse {
                     claim_review: documents[0].1.clone(),
                     media_review: documents[1].1.clone(),
+                    findings: reply.findings.clone(),
                 },
                 "photoclaim.v1.ExportClaimReviewResponse",
             ),

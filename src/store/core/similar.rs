@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::derived::PdqIndexes;
 use super::Core;
-use crate::domain::pdq::Pdq;
+use crate::domain::pdq::{Pdq, Transformation};
 use crate::domain::{Claim, Error, Result};
 use crate::store::engine::{span, Engine};
 use crate::store::schema::{is_reliable, sha_index_key, sha_key, stored_quality, u64_at, Table};
@@ -33,6 +33,7 @@ impl<E: Engine> Core<E> {
         &self,
         claim: &Claim,
         near_distance: u32,
+        dihedral: bool,
     ) -> Result<Vec<Similar>> {
         let Some(image) = &claim.image else {
             return Ok(Vec::new());
@@ -45,6 +46,8 @@ impl<E: Engine> Core<E> {
             include_low_quality: false,
             before: Some(claim.id),
             limit: MAX_SAME_IMAGE_CLAIMS,
+            dihedral,
+            variants: None,
         })
         .await
     }
@@ -99,13 +102,33 @@ impl<E: Engine> Core<E> {
             })
         });
         let (radius, low_quality) = (query.max_distance, query.include_low_quality);
+        // The hashes searched: the query's, and with `dihedral` its seven
+        // rotations and reflections (exact when given, else estimated).
+        let queries: Vec<Pdq> = match (pdq, query.dihedral) {
+            (None, _) => Vec::new(),
+            (Some(pdq), false) => vec![pdq],
+            (Some(pdq), true) => match query.variants {
+                Some(v) if query.pdq == Some(pdq) => v.to_vec(),
+                _ => pdq.variants().to_vec(),
+            },
+        };
         let search = move |indexes: &PdqIndexes| {
-            let Some(pdq) = pdq else {
-                return Vec::new();
-            };
-            let mut hits = indexes.reliable.query(&pdq, radius);
+            if let [one] = queries.as_slice() {
+                let mut hits: Vec<(u64, u32, usize)> = indexes
+                    .reliable
+                    .query(one, radius)
+                    .into_iter()
+                    .map(|(id, d)| (id, d, 0))
+                    .collect();
+                if low_quality {
+                    let low = indexes.low_quality.query(one, radius);
+                    hits.extend(low.into_iter().map(|(id, d)| (id, d, 0)));
+                }
+                return hits;
+            }
+            let mut hits = indexes.reliable.query_variants(&queries, radius);
             if low_quality {
-                hits.extend(indexes.low_quality.query(&pdq, radius));
+                hits.extend(indexes.low_quality.query_variants(&queries, radius));
             }
             hits
         };
@@ -113,10 +136,19 @@ impl<E: Engine> Core<E> {
             Some(_) => self.read_indexes(search).await?,
             None => Vec::new(),
         };
-        for (id, distance) in hits {
+        // id -> variant index of the nearest hit.
+        let mut turned: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (id, distance, variant) in hits {
             if id < before {
-                let entry = found.entry(id).or_insert(distance);
-                *entry = (*entry).min(distance);
+                let entry = found.entry(id).or_insert(u32::MAX);
+                if distance < *entry {
+                    *entry = distance;
+                    if variant == 0 {
+                        turned.remove(&id);
+                    } else {
+                        turned.insert(id, variant);
+                    }
+                }
             }
         }
         let rank = |&(id, distance): &(u64, u32)| (distance, std::cmp::Reverse(id));
@@ -137,10 +169,15 @@ impl<E: Engine> Core<E> {
                     let image = claim.view().claim.image.as_ref();
                     image.is_some_and(|i| i.sha256 == s)
                 });
+                let transformation = match turned.get(&claim.view().claim.id) {
+                    Some(&v) if !exact => Transformation::ALL[v],
+                    _ => Transformation::Identity,
+                };
                 out.push(Similar {
                     claim,
                     exact,
                     distance,
+                    transformation,
                 });
             }
         }

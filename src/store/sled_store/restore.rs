@@ -348,6 +348,7 @@ mod tests {
                     request_id: String::new(),
                     actor: "test".into(),
                     near_distance: 0,
+                    dihedral: false,
                 })
                 .await
                 .unwrap();

@@ -89,6 +89,7 @@ fn on_image(sha: &str, text: &str) -> NewClaim {
         request_id: String::new(),
         actor: "test".into(),
         near_distance: 31,
+        dihedral: false,
     }
 }
 
@@ -431,6 +432,7 @@ async fn a_store_opened_without_the_index_reads_but_refuses_searches_and_registr
             include_low_quality: false,
             before: None,
             limit: 10,
+            ..Default::default()
         })
         .await;
     assert!(refused(search.expect_err("no index to search")));
@@ -598,6 +600,7 @@ async fn a_write_whose_caller_gave_up_still_reaches_the_caches_the_index_and_wat
             include_low_quality: false,
             before: None,
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -621,6 +624,7 @@ async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() 
             request_id: String::new(),
             actor: "test".into(),
             near_distance: 0,
+            dihedral: false,
         };
         store.register_claim(claim).await.unwrap();
     }
@@ -726,7 +730,10 @@ async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped(
     assert_eq!(texts(&last.same_image)[0], newest);
     assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
     // Looking from an older claim sees only what came before it.
-    let again = store.same_image(&first.claim.claim, 31).await.unwrap();
+    let again = store
+        .same_image(&first.claim.claim, 31, true)
+        .await
+        .unwrap();
     assert!(again.is_empty());
 }
 
