@@ -125,6 +125,15 @@ fn bench_queries(c: &mut Criterion) {
                     black_box(index.query(black_box(&qs[i]), RADIUS))
                 })
             });
+            // All eight orientations (FindSimilarClaims' default).
+            let variants: Vec<[Pdq; 8]> = qs.iter().map(Pdq::variants).collect();
+            let mut i = 0;
+            group.bench_function(BenchmarkId::new("dihedral", &id), |b| {
+                b.iter(|| {
+                    i = (i + 1) % variants.len();
+                    black_box(index.query_variants(black_box(&variants[i]), RADIUS))
+                })
+            });
             let mut i = 0;
             group.bench_function(BenchmarkId::new("scan", &id), |b| {
                 b.iter(|| {

@@ -298,6 +298,7 @@ async fn call_rpc(
         "GetVerificationStatus" => claims
             .get_verification_status(pb::GetVerificationStatusRequest {
                 claim: claim.into(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -829,6 +830,7 @@ async fn the_record_names_the_key_that_made_each_change_whatever_the_request_say
     let status = reader
         .get_verification_status(pb::GetVerificationStatusRequest {
             claim: claim.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -87,6 +87,7 @@ async fn bad_inputs_get_the_right_code_name_the_field_and_change_nothing() {
         let mut client = c.clone();
         let request = pb::GetVerificationStatusRequest {
             claim: claim_name.into(),
+            ..Default::default()
         };
         Box::pin(async move { client.get_verification_status(request).await.map(|_| ()) })
     };

@@ -403,6 +403,29 @@ fn an_edit_names_its_parent_ingredient() {
     assert_eq!(parent.state, CredentialState::Unspecified as i32);
 }
 
+#[test]
+fn a_remote_manifest_is_reported_not_fetched() {
+    // An address nothing listens on: a fetch attempt would fail or hang,
+    // and the result would then not carry the URL as "not fetched".
+    let url = "http://127.0.0.1:9/manifests/remote.c2pa";
+    for format in ["jpeg", "png"] {
+        let mut spec = ManifestSpec::captured("remote");
+        spec.remote_url = Some(url.into());
+        let bytes = sign(&base_image(format), format, signer(), spec);
+        let credentials = read(&CredentialReader::new(), &bytes, format)
+            .unwrap_or_else(|| panic!("{format}: the remote reference is reported"));
+        assert_well_formed(&credentials);
+        assert_eq!(credentials.remote_manifest_url, url);
+        assert_eq!(state(&credentials), CredentialState::Invalid);
+        assert!(
+            codes(&credentials, CodeKind::Informational)
+                .contains(&"photoclaim.remoteManifest.notFetched"),
+            "{credentials:#?}"
+        );
+        assert!(credentials.manifest_label.is_empty());
+    }
+}
+
 /// Where the manifest store sits in a signed JPEG: the APP11 segments'
 /// (start of the segment, end of the segment, start of its JUMBF payload).
 fn app11_segments(jpeg: &[u8]) -> Vec<(usize, usize, usize)> {
@@ -614,7 +637,7 @@ fn hostile_manifests_are_invalid_or_absent_and_never_hang_or_panic() {
 
     // Most of these damage a store that is still there: they must be
     // reported (not silently dropped).
-    println!("{invalid} hostile images reported invalid, the rest absent");
+    println!("{invalid} hostile images reported invalid, the rest absent or unchanged");
     assert!(
         invalid >= 20,
         "only {invalid} hostile images were reported invalid"
@@ -627,14 +650,14 @@ fn cost_per_read() {
     let signed = captured("jpeg");
     let unsigned = base_jpeg();
     let rounds = 200;
-    for (name, bytes) in [("signed", signed), ("unsigned", &unsigned[..])] {
+    for (name, bytes) in [("a signed", signed), ("an unsigned", &unsigned[..])] {
         let started = Instant::now();
         for _ in 0..rounds {
             std::hint::black_box(reader.read(bytes, "jpeg"));
         }
         let each = started.elapsed() / rounds;
         println!(
-            "read of a {name} 256x256 JPEG ({} bytes): {each:?} each (debug build)",
+            "read of {name} 256x256 JPEG ({} bytes): {each:?} each (debug build)",
             bytes.len()
         );
         assert!(each < Duration::from_secs(1), "{name}: {each:?} a read");

@@ -770,3 +770,124 @@ async fn search_can_be_turned_off() {
     args.extend(register_args("A claim", PHOTO_URL));
     succeeded(&run(&args));
 }
+
+/// docs/provenance.md's worked example: an old photo resurfaces mirrored;
+/// `claim similar` finds the original with its orientation and the earliest
+/// sighting, `claim check` flags a verdict calling it genuine (exit 1), and
+/// the corrected verdict exports.
+#[tokio::test]
+async fn the_provenance_walkthrough_flags_an_old_photo_called_new() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pdq/bridge-mods");
+    let original = fixtures.join("aaa-orig.jpg");
+    let mirrored = dir.path().join("bridge-mirrored.jpg");
+    image::open(&original)
+        .unwrap()
+        .fliph()
+        .save(&mirrored)
+        .unwrap();
+    let (original, mirrored) = (original.to_str().unwrap(), mirrored.to_str().unwrap());
+    succeeded(&server.claim(&[
+        "register",
+        "--text",
+        "Bridge, May 2011",
+        "--language",
+        "en",
+        "--image-file",
+        original,
+        "--published",
+        "2011-05-04T00:00:00Z",
+    ]));
+    let second = succeeded(&server.claim(&[
+        "register",
+        "--text",
+        "The bridge attacked this week",
+        "--language",
+        "en",
+        "--image-file",
+        mirrored,
+        "--first-seen",
+        "2022-01-08T00:00:00Z",
+        "--event",
+        "2022-01-07T00:00:00Z",
+    ]));
+    assert!(second.contains("mirrored-horizontally"), "{second}");
+    let similar = succeeded(&server.claim(&["similar", "--image-file", mirrored]));
+    assert!(
+        similar.contains("earliest seen 2011-05-04")
+            && similar.contains("image-published; claims/1"),
+        "{similar}"
+    );
+    let row = similar
+        .lines()
+        .find(|l| l.starts_with("claims/1 "))
+        .expect("claims/1 listed");
+    assert!(row.contains("mirrored-horizontally"), "{row}");
+    let same = succeeded(&server.claim(&[
+        "similar",
+        "--image-file",
+        mirrored,
+        "--same-orientation-only",
+    ]));
+    assert!(!same.contains("claims/1 "), "{same}");
+
+    let out = server.claim(&[
+        "check",
+        "claims/2",
+        "--rating",
+        "accurate",
+        "--media",
+        "original",
+        "--rationale",
+        "looks right",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stdout).contains("ERROR IMAGE_OLDER_THAN_EVENT"),
+        "{}",
+        show(&out)
+    );
+    // Half a verdict is refused naming the flag (clap: exit 2).
+    let out = server.claim(&["check", "claims/2", "--rating", "accurate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    // Recorded anyway by `claim verdict`, with the finding shown; the export refused.
+    let verdict = succeeded(&server.claim(&[
+        "verdict",
+        "claims/2",
+        "--rating",
+        "accurate",
+        "--media",
+        "original",
+        "--rationale",
+        "looks right",
+    ]));
+    assert!(
+        verdict.contains("ERROR IMAGE_OLDER_THAN_EVENT"),
+        "{verdict}"
+    );
+    let out = server.claim(&["review", "claims/2"]);
+    // FAILED_PRECONDITION: a conflict, exit 4.
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("--force"), "{}", show(&out));
+    succeeded(&server.claim(&["review", "claims/2", "--force"]));
+
+    succeeded(&server.claim(&[
+        "verdict",
+        "claims/2",
+        "--rating",
+        "false",
+        "--media",
+        "decontextualized",
+        "--rationale",
+        "Published in May 2011: https://example.org/bridge-2011",
+    ]));
+    let check = succeeded(&server.claim(&["check", "claims/2"]));
+    assert!(
+        check.contains("nothing in the record contradicts the verdict"),
+        "{check}"
+    );
+    let review = succeeded(&server.claim(&["review", "claims/2"]));
+    assert!(review.contains("ClaimReview"), "{review}");
+}

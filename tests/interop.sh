@@ -534,6 +534,41 @@ grep -q "InvalidArgument" <<<"$bad_image" && grep -q "content" <<<"$bad_image" |
     fail "non-image bytes did not get InvalidArgument naming content: $bad_image"
 pass "an unrelated PNG finds nothing; non-image bytes get InvalidArgument naming content"
 
+# --- provenance: turned copies, the pre-publication checks ------------------------
+# The bridge's hash with its 16 x 16 bits transposed (the photo reflected in
+# its diagonal) finds the bridge, saying how it is turned; CheckVerdict on
+# the reference case flags ACCURATE against its unanswered refutation.
+turned_pdq=$(python3 -c '
+import sys
+h = bytes.fromhex(sys.argv[1])
+bit = lambda k: (h[31 - k // 8] >> (k % 8)) & 1
+out = bytearray(32)
+for i in range(16):
+    for j in range(16):
+        k = i * 16 + j
+        if bit(j * 16 + i):
+            out[31 - k // 8] |= 1 << (k % 8)
+print(out.hex())' "$bridge_pdq")
+turned=$(gc -d "{\"pdq\": \"$turned_pdq\"}" "$ADDR" photoclaim.v1.ClaimService/FindSimilarClaims 2>&1) ||
+    fail "FindSimilarClaims with a transposed hash failed: $turned"
+grep -q "\"name\": \"$BRIDGE\"" <<<"$turned" && grep -q '"transformation": "IMAGE_TRANSFORMATION_TRANSPOSED"' <<<"$turned" ||
+    fail "FindSimilarClaims with the transposed hash did not find $BRIDGE as TRANSPOSED: $turned"
+same=$(gc -d "{\"pdq\": \"$turned_pdq\", \"same_orientation_only\": true}" "$ADDR" photoclaim.v1.ClaimService/FindSimilarClaims 2>&1) ||
+    fail "FindSimilarClaims same_orientation_only failed: $same"
+grep -q "\"name\": \"$BRIDGE\"" <<<"$same" && fail "same_orientation_only still found the turned $BRIDGE: $same"
+pass "FindSimilarClaims finds $BRIDGE by its transposed hash as IMAGE_TRANSFORMATION_TRANSPOSED, and not with same_orientation_only"
+checked=$(gc -d "{\"claim\": \"$UN\", \"claim_rating\": \"CLAIM_RATING_ACCURATE\", \"media_authenticity\": \"MEDIA_AUTHENTICITY_ORIGINAL\", \"rationale\": \"the UN said so\"}" \
+    "$ADDR" photoclaim.v1.ClaimService/CheckVerdict 2>&1) || fail "CheckVerdict failed: $checked"
+grep -q '"code": "ACCURATE_WITH_UNANSWERED_REFUTATION"' <<<"$checked" && grep -q '"severity": "FINDING_SEVERITY_ERROR"' <<<"$checked" ||
+    fail "CheckVerdict did not flag ACCURATE against the unanswered refutation of $UN: $checked"
+recorded=$(gc -d "{\"claim\": \"$UN\"}" "$ADDR" photoclaim.v1.ClaimService/CheckVerdict 2>&1) ||
+    fail "CheckVerdict of the recorded verdict failed: $recorded"
+grep -q '"findings"' <<<"$recorded" && fail "the reference case's recorded verdict has findings: $recorded"
+no_claim=$(gc -d '{"claim": "claims/999999"}' "$ADDR" photoclaim.v1.ClaimService/CheckVerdict 2>&1) &&
+    fail "CheckVerdict of a missing claim succeeded: $no_claim"
+grep -q "NotFound" <<<"$no_claim" || fail "CheckVerdict of a missing claim is not NotFound: $no_claim"
+pass "CheckVerdict flags ACCURATE on $UN (unanswered refutation), passes its recorded verdict, NotFound for a missing claim"
+
 # --- search and imported fact-checks --------------------------------------------
 # The walkthrough's claims are searchable by text; a ClaimReview DataFeed
 # imports its reviews and refuses its NewsArticle, once.

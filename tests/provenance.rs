@@ -234,7 +234,9 @@ async fn the_earliest_sighting_spans_the_copies_and_says_where_it_comes_from() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
     let (old, new) = old_photo_new_claim(&mut client).await;
-    let s = status(&mut client, &new.name).await;
+    // Only when asked: status polling stays cheap.
+    assert_eq!(status(&mut client, &new.name).await.earliest_sighting, None);
+    let s = status_with_sighting(&mut client, &new.name).await;
     let e = s.earliest_sighting.expect("an earliest sighting");
     assert_eq!(e.time, ts(MAY_2011));
     assert_eq!(e.source, pb::SightingSource::ImagePublished as i32);

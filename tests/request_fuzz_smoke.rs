@@ -523,6 +523,7 @@ fn field_mutations() -> Vec<Vec<u8>> {
     let k = Kind::GetVerificationStatus;
     let base = pb::GetVerificationStatusRequest {
         claim: "claims/1".into(),
+        ..Default::default()
     };
     inputs.vary(k, &base, &[()], |_, ()| {});
     inputs.vary(k, &base, &names, |r, v| r.claim = v);

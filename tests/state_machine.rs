@@ -417,6 +417,7 @@ impl Case {
             .client
             .get_verification_status(pb::GetVerificationStatusRequest {
                 claim: name.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| format!("GetVerificationStatus({name}): {s}"))?
@@ -509,6 +510,7 @@ impl Case {
                     .client
                     .get_verification_status(pb::GetVerificationStatusRequest {
                         claim: name.clone(),
+                        ..Default::default()
                     })
                     .await
                     .map(|r| r.into_inner());

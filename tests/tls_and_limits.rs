@@ -600,6 +600,7 @@ async fn calls_beyond_max_in_flight_are_refused_while_health_answers() {
     let err = probe
         .get_verification_status(pb::GetVerificationStatusRequest {
             claim: claim.name.clone(),
+            ..Default::default()
         })
         .await
         .expect_err("GetVerificationStatus beyond the limit");

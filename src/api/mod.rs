@@ -456,9 +456,11 @@ impl<S: Store> ClaimService for ClaimApi<S> {
             let view = self.store.get_status(id).await?;
             let view = view.ok_or_else(|| Error::NotFound(req.claim.clone()))?;
             let mut status = convert::status_out(view.status, view.latest_response.as_ref());
-            if let Some(claim) = self.store.get_claim(id).await? {
-                let earliest = self.earliest_sighting(&claim.claim).await?;
-                status.earliest_sighting = earliest.as_ref().map(provenance::sighting_out);
+            if req.include_earliest_sighting {
+                if let Some(claim) = self.store.get_claim(id).await? {
+                    let earliest = self.earliest_sighting(&claim.claim).await?;
+                    status.earliest_sighting = earliest.as_ref().map(provenance::sighting_out);
+                }
             }
             Ok(status)
         })

@@ -522,7 +522,10 @@ async fn send(
         }
         Rpc::Status => {
             let claim = random_claim(shared, rng);
-            let request = target.request(pb::GetVerificationStatusRequest { claim })?;
+            let request = target.request(pb::GetVerificationStatusRequest {
+                claim,
+                ..Default::default()
+            })?;
             clients
                 .call::<_, pb::VerificationStatus>(
                     "/photoclaim.v1.ClaimService/GetVerificationStatus",

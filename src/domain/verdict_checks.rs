@@ -10,7 +10,7 @@
 //! | `ORIGINAL_BUT_GENERATIVE_CREDENTIALS` | error | the image is rated ORIGINAL and its valid or trusted Content Credentials declare a generative-AI source |
 //! | `ORIGINAL_BUT_EDITED_CREDENTIALS` | warning | the image is rated ORIGINAL and its valid or trusted credentials record editing actions |
 //! | `ORIGINAL_BUT_INVALID_CREDENTIALS` | warning | the image is rated ORIGINAL and its credentials are invalid (tampered with or broken) |
-//! | `DECONTEXTUALIZED_WITHOUT_ORIGINAL` | error | the image is rated DECONTEXTUALIZED but the rationale links to no original (no http(s) URL) |
+//! | `DECONTEXTUALIZED_WITHOUT_ORIGINAL` | error | the image is rated DECONTEXTUALIZED but nothing links its original: no http(s) URL in the rationale, no image `source_url` (its first publication), no official response's `source_url` |
 //! | `FIRST_SEEN_BEFORE_IMAGE` | warning | the claim was first seen before its own image was taken or published |
 //! | `IMAGE_OLDER_THAN_EVENT` | error | the image's earliest sighting predates the event the claim says it shows (by more than a day), yet the claim is rated ACCURATE or PARTLY_ACCURATE, or the image ORIGINAL |
 //! | `ACCURATE_WITH_UNANSWERED_REFUTATION` | error | the claim is rated ACCURATE while an official response refutes it and no response answers that one |
@@ -254,11 +254,14 @@ pub fn check_verdict(input: &CheckInput<'_>) -> Vec<Finding> {
         }
     }
 
-    if media == Some(MediaAuthenticity::Decontextualized) && !has_link(&v.rationale) {
+    let original_linked = has_link(&v.rationale)
+        || image.is_some_and(|i| !i.source_url.is_empty())
+        || input.responses.iter().any(|r| !r.source_url.is_empty());
+    if media == Some(MediaAuthenticity::Decontextualized) && !original_linked {
         out.push(Finding {
             code: "DECONTEXTUALIZED_WITHOUT_ORIGINAL",
             severity: Severity::Error,
-            message: "the image is rated DECONTEXTUALIZED, but the rationale gives no original context: link the original publication (an http(s) URL) and say where and when it was taken".into(),
+            message: "the image is rated DECONTEXTUALIZED, but nothing links its original context: give the original publication's http(s) URL in the rationale (or as the image's source_url, or an official response's source_url), and say where and when it was taken".into(),
             field: "rationale",
         });
     }
@@ -611,6 +614,17 @@ mod tests {
             ["DECONTEXTUALIZED_WITHOUT_ORIGINAL"]
         );
         assert!(codes(&claim, &link, &[], None).is_empty());
+        // The image's first publication, or a response's source, links it too.
+        let published = claim_with(Image {
+            source_url: "https://apnews.com/hub/kazakhstan".into(),
+            ..Default::default()
+        });
+        assert!(codes(&published, &no_link, &[], None).is_empty());
+        let sourced = OfficialResponse {
+            source_url: "https://example.org/statement".into(),
+            ..Default::default()
+        };
+        assert!(codes(&claim, &no_link, &[sourced], None).is_empty());
     }
 
     #[test]

@@ -684,7 +684,7 @@ fn pem_certificate(der: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                base64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                base64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
             } else {
                 base64.push('=');
             }
@@ -776,6 +776,13 @@ mod tests {
         assert!(!reader.has_trust_anchors());
         assert_eq!(reader.read(&png(64, 48), "png"), None);
         assert_eq!(reader.read(&jpeg(64, 48), "jpeg"), None);
+        for format in [image::ImageFormat::Gif, image::ImageFormat::WebP] {
+            let image = image::RgbaImage::from_pixel(8, 8, image::Rgba([9, 200, 30, 255]));
+            let mut out = Cursor::new(Vec::new());
+            image.write_to(&mut out, format).unwrap();
+            let name = format.extensions_str()[0];
+            assert_eq!(reader.read(out.get_ref(), name), None, "{name}");
+        }
         // Not an image at all, or the wrong format name: still nothing.
         assert_eq!(reader.read(b"hello, not an image", "jpeg"), None);
         assert_eq!(reader.read(&png(16, 16), "jpeg"), None);
@@ -796,24 +803,24 @@ mod tests {
             jpeg_with_app11(&[&[0u8; 20][..], &STORE_MARKER, &[0xee; 50]].concat()),
         ];
         for (i, bytes) in cases.iter().enumerate() {
-            match reader.read(bytes, "jpeg") {
-                None => {}
-                Some(credentials) => {
-                    assert_eq!(
-                        credentials.state,
-                        CredentialState::Invalid as i32,
-                        "case {i}"
-                    );
-                    assert!(
-                        credentials
-                            .validation_codes
-                            .iter()
-                            .any(|c| c.kind == CodeKind::Failure as i32),
-                        "case {i}: {credentials:?}"
-                    );
-                    assert_bounded(&credentials);
-                }
-            }
+            // Each carries the store marker: a store is there, unreadable.
+            let credentials = reader
+                .read(bytes, "jpeg")
+                .unwrap_or_else(|| panic!("case {i}: a broken store is reported"));
+            assert_eq!(
+                credentials.state,
+                CredentialState::Invalid as i32,
+                "case {i}"
+            );
+            assert_eq!(
+                credentials.validation_codes[0].code, UNREADABLE,
+                "case {i}: {credentials:?}"
+            );
+            assert_eq!(
+                credentials.validation_codes[0].kind,
+                CodeKind::Failure as i32
+            );
+            assert_bounded(&credentials);
             // Truncated anywhere: no panic either.
             for cut in (0..bytes.len()).step_by(37) {
                 if let Some(credentials) = reader.read(&bytes[..cut], "jpeg") {

@@ -233,6 +233,9 @@ pub struct ManifestSpec {
     pub ingredient: Option<SpecIngredient>,
     /// Whether the signature gets an (in-process) RFC 3161 time stamp.
     pub time_stamp: bool,
+    /// A remote-only manifest: the image embeds no store, only this URL (in
+    /// its XMP), where the manifest would be published.
+    pub remote_url: Option<String>,
 }
 
 impl ManifestSpec {
@@ -244,6 +247,7 @@ impl ManifestSpec {
             actions: vec![action("c2pa.created", Some(DIGITAL_CAPTURE))],
             ingredient: None,
             time_stamp: true,
+            remote_url: None,
         }
     }
 
@@ -326,6 +330,10 @@ pub fn sign(image: &[u8], format: &str, signer: &TestSigner, manifest: ManifestS
             value["digitalSourceType"] = json!(source_type);
         }
         builder.add_action(value).expect("action");
+    }
+    if let Some(url) = &manifest.remote_url {
+        builder.set_remote_url(url.clone());
+        builder.set_no_embed(true);
     }
     let c2pa_signer = signer.c2pa_signer(manifest.time_stamp);
     let mut source = Cursor::new(image);
@@ -470,8 +478,8 @@ fn tamper_png(signed: &[u8]) -> Vec<u8> {
             break;
         }
     }
-    // Change a byte in the middle of the image data (257 of 769 bytes of a
-    // row are not filter bytes... any byte of a row but its first is a pixel).
+    // Change a byte in the middle of the image data: a pixel byte, not a
+    // row's first byte (its filter type).
     let (start, length) = data_ranges[data_ranges.len() / 2];
     let mut target = start + length / 2;
     let row = 1 + 256 * 3;

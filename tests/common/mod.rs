@@ -439,6 +439,7 @@ pub async fn status(client: &mut Client, claim: &str) -> pb::VerificationStatus 
     client
         .get_verification_status(pb::GetVerificationStatusRequest {
             claim: claim.into(),
+            ..Default::default()
         })
         .await
         .expect("status")

@@ -277,6 +277,10 @@ pub(super) struct RegisterArgs {
     #[arg(long, value_parser = timestamp)]
     pub(super) first_seen: Option<prost_types::Timestamp>,
     /// A tag (repeatable).
+    /// When the event the claim says the image shows took place (RFC 3339);
+    /// the pre-publication checks compare it with the image's earliest sighting.
+    #[arg(long, value_parser = timestamp)]
+    pub(super) event: Option<prost_types::Timestamp>,
     #[arg(long = "tag")]
     pub(super) tags: Vec<String>,
     /// Where the image was published.

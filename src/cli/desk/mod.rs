@@ -105,6 +105,7 @@ impl Desk {
             language: a.language,
             appearance_urls: a.appearance_urls,
             first_seen_time: a.first_seen,
+            event_time: a.event,
             tags: a.tags,
             image: Some(pb::Image {
                 source_url: a.image_url.unwrap_or_default(),
@@ -149,10 +150,14 @@ impl Desk {
             for m in &reply.same_image_claims {
                 let other = m.claim.clone().unwrap_or_default();
                 let status = other.verification_status.clone().unwrap_or_default();
-                let how = if m.exact {
-                    "exact".to_string()
-                } else {
-                    format!("distance {}", m.distance)
+                let how = match (m.exact, m.transformation) {
+                    (true, _) => "exact".to_string(),
+                    (false, 0 | 1) => format!("distance {}", m.distance),
+                    (false, t) => format!(
+                        "distance {}, {}",
+                        m.distance,
+                        format::transformation_word(t)
+                    ),
                 };
                 outln!(
                     "  {:<12} {:<12} {:<12} {}  {}",
@@ -246,15 +251,27 @@ impl Desk {
     }
 
     async fn get_status(&mut self, claim: String) -> Result<pb::VerificationStatus, Failure> {
+        self.status_of(claim, false).await
+    }
+
+    /// The status, with the image's earliest sighting when `sighting`.
+    async fn status_of(
+        &mut self,
+        claim: String,
+        sighting: bool,
+    ) -> Result<pb::VerificationStatus, Failure> {
         Ok(self
             .client
-            .get_verification_status(self.request(pb::GetVerificationStatusRequest { claim })?)
+            .get_verification_status(self.request(pb::GetVerificationStatusRequest {
+                claim,
+                include_earliest_sighting: sighting,
+            })?)
             .await?
             .into_inner())
     }
 
     async fn status(&mut self, claim: String) -> Outcome {
-        let status = self.get_status(claim).await?;
+        let status = self.status_of(claim, true).await?;
         if self.json {
             self.print_json(&status, "photoclaim.v1.VerificationStatus");
         } else {
