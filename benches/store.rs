@@ -69,6 +69,7 @@ fn new_claim(rng: &mut Rng, n: u64) -> NewClaim {
         actor: "bench".into(),
         near_distance: 31,
         dihedral: false,
+        variants: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn generate(dir: &Path, claims: u64) -> HashMap<Role, String> {
                                 actor: "generator".into(),
                                 near_distance: 31,
                                 dihedral: false,
+                                variants: None,
                             })
                             .await
                             .expect("register");

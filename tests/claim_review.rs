@@ -295,6 +295,7 @@ async fn a_claim_without_an_image_has_no_media_review() {
             actor: "test".into(),
             near_distance: 31,
             dihedral: false,
+            variants: None,
         })
         .await
         .expect("register without image");

@@ -527,6 +527,10 @@ fn similar_and_review_on_the_reference_case() {
             claim["language"].as_str().unwrap(),
             "--image-file",
             &original,
+            // Where the photo was first published: the original context a
+            // DECONTEXTUALIZED verdict needs (the pre-publication checks).
+            "--image-url",
+            image["source_url"].as_str().unwrap(),
             "--credit",
             image["credit"].as_str().unwrap(),
             "--publisher",

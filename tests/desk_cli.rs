@@ -128,7 +128,7 @@ async fn the_readme_cli_walkthrough_records_the_reference_case() {
     assert_eq!(similar.len(), 2, "{stdout}");
     for row in &similar {
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(&cells[1..4], ["0", "yes", "resolved"], "{row}");
+        assert_eq!(&cells[1..5], ["0", "yes", "identity", "resolved"], "{row}");
     }
     // The review to publish, as JSON-LD.
     assert!(
@@ -813,11 +813,13 @@ async fn the_provenance_walkthrough_flags_an_old_photo_called_new() {
         "2022-01-07T00:00:00Z",
     ]));
     assert!(second.contains("mirrored-horizontally"), "{second}");
-    let similar = succeeded(&server.claim(&["similar", "--image-file", mirrored]));
+    let out = server.claim(&["similar", "--image-file", mirrored]);
+    let similar = succeeded(&out);
+    let notes = similar.clone();
     assert!(
-        similar.contains("earliest seen 2011-05-04")
-            && similar.contains("image-published; claims/1"),
-        "{similar}"
+        notes.contains("earliest seen 2011-05-04") && notes.contains("image-published; claims/1"),
+        "{}",
+        show(&out)
     );
     let row = similar
         .lines()

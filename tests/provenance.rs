@@ -655,3 +655,14 @@ async fn original_against_generative_credentials_is_an_error() {
     .is_empty());
     server.stop().await;
 }
+
+async fn status_with_sighting(client: &mut Client, claim: &str) -> pb::VerificationStatus {
+    client
+        .get_verification_status(pb::GetVerificationStatusRequest {
+            claim: claim.into(),
+            include_earliest_sighting: true,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+}

@@ -534,6 +534,19 @@ fn field_mutations() -> Vec<Vec<u8>> {
     };
     inputs.vary(k, &base, &[()], |_, ()| {});
     inputs.vary(k, &base, &names, |r, v| r.claim = v);
+    inputs.vary(k, &base, &[true], |r, v| r.force = v);
+    let k = Kind::CheckVerdict;
+    let base = pb::CheckVerdictRequest {
+        claim: "claims/1".into(),
+        claim_rating: pb::ClaimRating::Misleading as i32,
+        media_authenticity: pb::MediaAuthenticity::Original as i32,
+        rationale: "Because.".into(),
+    };
+    inputs.vary(k, &base, &[()], |_, ()| {});
+    inputs.vary(k, &base, &names, |r, v| r.claim = v);
+    inputs.vary(k, &base, &enums, |r, v| r.claim_rating = v);
+    inputs.vary(k, &base, &enums, |r, v| r.media_authenticity = v);
+    inputs.vary(k, &base, &strings, |r, v| r.rationale = v);
 
     // Listings.
     let k = Kind::ListClaims;

@@ -125,8 +125,6 @@ pub struct ClaimApi<S> {
     search: Option<Arc<crate::search::SearchIndex>>,
     /// Reads Content Credentials from uploaded images; `None`: not read.
     credentials: Option<imaging::credentials::CredentialReader>,
-    /// Earliest sightings by claim, for GetVerificationStatus.
-    sightings: Arc<provenance::SightingCache>,
 }
 
 impl<S: Store> ClaimApi<S> {
@@ -155,7 +153,6 @@ impl<S: Store> ClaimApi<S> {
             publisher: Arc::new(Publisher::default()),
             search: None,
             credentials: Some(imaging::credentials::CredentialReader::new()),
-            sightings: Arc::default(),
         }
     }
 
@@ -253,8 +250,10 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                 return Err(Error::invalid("claim", "is required"));
             };
             let (mut draft, content) = convert::claim_draft(claim);
+            let mut variants = None;
             if !content.is_empty() {
                 let facts = self.analyze(content, "claim.image.content").await?;
+                variants = Some(facts.pdq_variants);
                 let image = draft.image.get_or_insert_with(Default::default);
                 if !image.sha256.is_empty() {
                     validate::validate_sha256(&image.sha256, "claim.image.sha256")?;
@@ -302,6 +301,7 @@ impl<S: Store> ClaimService for ClaimApi<S> {
                     actor,
                     near_distance: self.images.default_max_distance,
                     dihedral: !req.same_orientation_only,
+                    variants,
                 })
                 .await?;
             let checked_before = self.checked_before(&registered.claim).await;
@@ -568,6 +568,17 @@ impl<S: Store> ClaimService for ClaimApi<S> {
         &self,
         request: Request<pb::ExportClaimReviewRequest>,
     ) -> Result<Response<pb::ExportClaimReviewResponse>, Status> {
+        // Overriding the pre-publication checks is the desk's decision:
+        // readers may export, not force. (Without the guard, as when the
+        // service is embedded, there is no caller to check.)
+        let forcing_role = request.extensions().get::<Caller>().map(|c| c.role);
+        if request.get_ref().force
+            && forcing_role.is_some_and(|role| role < crate::domain::access::Role::Desk)
+        {
+            return Err(Status::permission_denied(
+                "ExportClaimReview with force (past the pre-publication checks) needs the desk role",
+            ));
+        }
         let req = request.into_inner();
         observe(&rpc::EXPORT_CLAIM_REVIEW, &req.claim, async {
             let id = parse_claim_name(&req.claim, "claim")?;

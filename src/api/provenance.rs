@@ -5,12 +5,9 @@
 //! ([`crate::domain::verdict_checks`]); this gathers their inputs from the
 //! store.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use super::ClaimApi;
 use crate::domain::pdq::{Pdq, Transformation};
-use crate::domain::verdict_checks::{self, CheckInput, Copy, Finding, Severity, Sighting};
+use crate::domain::verdict_checks::{self, CheckInput, CopyOf, Finding, Severity, Sighting};
 use crate::domain::{Claim, ClaimView, Error, OfficialResponse, Result, Verdict};
 use crate::pb;
 use crate::store::{Similar, SimilarQuery, Store};
@@ -21,38 +18,10 @@ use crate::wire::names::claim_name;
 pub const MAX_SIGHTING_COPIES: usize = 1_000;
 /// Most official responses the checks read.
 const MAX_CHECKED_RESPONSES: usize = 1_000;
-/// Earliest sightings remembered by claim (GetVerificationStatus is a hot
-/// path; a sighting changes only when a claim is registered).
-const SIGHTING_CACHE_ENTRIES: usize = 100_000;
-
-/// Earliest sightings by claim id, valid for one position of the store's
-/// log: any write clears it (claims never change their dates, but a new
-/// claim may be an earlier copy).
-#[derive(Debug, Default)]
-pub struct SightingCache {
-    inner: Mutex<(u64, HashMap<u64, Option<Sighting>>)>,
-}
-
-impl SightingCache {
-    fn get(&self, position: u64, claim: u64) -> Option<Option<Sighting>> {
-        let guard = self.inner.lock().ok()?;
-        (guard.0 == position).then(|| guard.1.get(&claim).copied())?
-    }
-
-    fn put(&self, position: u64, claim: u64, sighting: Option<Sighting>) {
-        if let Ok(mut guard) = self.inner.lock() {
-            if guard.0 != position || guard.1.len() >= SIGHTING_CACHE_ENTRIES {
-                guard.0 = position;
-                guard.1.clear();
-            }
-            guard.1.insert(claim, sighting);
-        }
-    }
-}
 
 /// The copy a similarity match is.
-pub fn copy_of(found: &Similar) -> Copy {
-    Copy {
+pub fn copy_of(found: &Similar) -> CopyOf {
+    CopyOf {
         exact: found.exact,
         distance: found.distance,
         transformation: found.transformation,
@@ -121,7 +90,7 @@ impl<S: Store> ClaimApi<S> {
     pub(super) async fn earliest_sighting(&self, claim: &Claim) -> Result<Option<Sighting>> {
         let own = verdict_checks::sightings_of(
             claim,
-            Copy {
+            CopyOf {
                 exact: true,
                 distance: 0,
                 transformation: Transformation::Identity,
@@ -130,10 +99,6 @@ impl<S: Store> ClaimApi<S> {
         let Some(image) = &claim.image else {
             return Ok(verdict_checks::earliest(own));
         };
-        let position = *self.store.durable_log().borrow();
-        if let Some(cached) = self.sightings.get(position, claim.id) {
-            return Ok(cached);
-        }
         let reliable = crate::domain::pdq::is_reliable(if image.pdq_quality_known {
             image.pdq_quality
         } else {
@@ -154,9 +119,7 @@ impl<S: Store> ClaimApi<S> {
         } else {
             Vec::new()
         };
-        let earliest = earliest_of(&found, own);
-        self.sightings.put(position, claim.id, earliest);
-        Ok(earliest)
+        Ok(earliest_of(&found, own))
     }
 
     /// The pre-publication checks of `verdict` on the claim in `view`.

@@ -195,6 +195,7 @@ async fn write_claim<S: Store>(store: &S, seed: u64, i: u64) -> crate::domain::R
             actor: "generator".into(),
             near_distance: 0,
             dihedral: false,
+            variants: None,
         })
         .await?;
     let id = registered.claim.claim.id;

@@ -125,7 +125,7 @@ impl Transformation {
     /// followed by a mirror.
     pub fn source(self, i: usize, j: usize) -> ((usize, usize), bool) {
         // Frequency u = index + 1: odd frequencies sit at even indexes.
-        let odd = |k: usize| k % 2 == 0;
+        let odd = |k: usize| k.is_multiple_of(2);
         match self {
             Transformation::Unspecified | Transformation::Identity => ((i, j), false),
             Transformation::Rotated90 => ((j, i), odd(j)),

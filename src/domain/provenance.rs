@@ -51,7 +51,7 @@ pub struct ValidationCode {
     /// Success, informational or failure.
     #[prost(enumeration = "CodeKind", tag = "2")]
     pub kind: i32,
-    /// The reader's explanation, if any (at most 500 characters).
+    /// The reader's explanation, if any (at most 256 characters).
     #[prost(string, tag = "3")]
     pub explanation: String,
 }
@@ -86,9 +86,9 @@ pub struct CredentialIngredient {
     /// `parentOf`, `componentOf` or `inputTo`.
     #[prost(string, tag = "3")]
     pub relationship: String,
-    /// Hashes the manifest records for it, as `algorithm:base64` or the
-    /// reader's own text (the ingredient's claim signature hash, its data
-    /// hash, or its thumbnail hash).
+    /// What identifies it, labelled: `manifest:<label>` (its own active
+    /// manifest), `hash:<value>` (the hash the manifest records),
+    /// `instanceId:`, `documentId:`; at most 8.
     #[prost(string, repeated, tag = "4")]
     pub hashes: Vec<String>,
     /// The ingredient's own validation state, when it had credentials.
@@ -104,7 +104,7 @@ pub struct ContentCredentials {
     #[prost(enumeration = "CredentialState", tag = "1")]
     pub state: i32,
     /// The validation codes the reader reported: failures first, then
-    /// informational codes, then successes; at most 100.
+    /// informational codes, then successes; at most 32.
     #[prost(message, repeated, tag = "2")]
     pub validation_codes: Vec<ValidationCode>,
     /// The active manifest's claim generator, e.g. `ExampleCam/1.0`.
@@ -122,10 +122,10 @@ pub struct ContentCredentials {
     /// When it was signed (from the signature's time stamp or signing time).
     #[prost(message, optional, tag = "7")]
     pub signing_time: Option<Timestamp>,
-    /// The active manifest's actions, at most 100.
+    /// The active manifest's actions, at most 32.
     #[prost(message, repeated, tag = "8")]
     pub actions: Vec<CredentialAction>,
-    /// The active manifest's ingredients, at most 100.
+    /// The active manifest's ingredients, at most 32.
     #[prost(message, repeated, tag = "9")]
     pub ingredients: Vec<CredentialIngredient>,
     /// The active manifest's label (a URN).
@@ -146,7 +146,7 @@ pub const GENERATIVE_SOURCE_TYPES: [&str; 3] = [
 ];
 
 /// Actions that change what an image shows (not merely open or re-save it).
-pub const EDITING_ACTIONS: [&str; 8] = [
+pub const EDITING_ACTIONS: [&str; 7] = [
     "c2pa.edited",
     "c2pa.cropped",
     "c2pa.filtered",
@@ -154,7 +154,6 @@ pub const EDITING_ACTIONS: [&str; 8] = [
     "c2pa.drawing",
     "c2pa.placed",
     "c2pa.removed",
-    "c2pa.resized",
 ];
 
 impl ContentCredentials {

@@ -50,9 +50,10 @@
 //!
 //! # Limits
 //!
-//! At most 100 validation codes (failures first, then informational codes,
-//! then successes, so truncation drops successes first), 100 actions and 100
-//! ingredients; every string at most 500 characters (cut on a character
+//! At most 32 validation codes (failures first, then informational codes,
+//! then successes, so truncation drops successes first), 32 actions and 32
+//! ingredients with at most 8 identifiers each; every string at most 256
+//! characters (so a claim's credentials stay well under 100 KB) (cut on a character
 //! boundary, control characters dropped). The caller caps the input (20 MiB).
 //! A read never panics: c2pa runs under `catch_unwind`, and a panic, like a
 //! parse error of a store that is present, becomes an Invalid result with the
@@ -101,9 +102,11 @@ use crate::domain::provenance::{
 use crate::domain::Timestamp;
 
 /// Most entries kept in each list (codes, actions, ingredients, hashes).
-const MAX_ITEMS: usize = 100;
+const MAX_ITEMS: usize = 32;
+/// Most identifiers kept per ingredient.
+const MAX_HASHES: usize = 8;
 /// Longest string kept, in characters.
-const MAX_TEXT: usize = 500;
+const MAX_TEXT: usize = 256;
 
 /// Failure code of a manifest store that is present but cannot be read.
 const UNREADABLE: &str = "photoclaim.unreadable";
@@ -316,7 +319,7 @@ impl CredentialReader {
             title: clean(ingredient.title().unwrap_or_default()),
             format: clean(ingredient.format().unwrap_or_default()),
             relationship: relationship.into(),
-            hashes: hashes.iter().take(MAX_ITEMS).map(|h| clean(h)).collect(),
+            hashes: hashes.iter().take(MAX_HASHES).map(|h| clean(h)).collect(),
             state: self.ingredient_state(reader, manifest, ingredient) as i32,
         }
     }
@@ -409,7 +412,11 @@ fn context(anchors: Option<&str>) -> Result<Context, C2paError> {
         "verify": {
             "verify_after_reading": true,
             "verify_trust": anchors.is_some(),
-            "verify_timestamp_trust": true,
+            // Without anchors a time stamp's authority cannot be trusted
+            // either; checking it would drop every time stamp and judge
+            // the signing certificate at today's date (an expired one
+            // would turn a sound manifest invalid).
+            "verify_timestamp_trust": anchors.is_some(),
             "ocsp_fetch": false,
             "remote_manifest_fetch": false,
         },
@@ -571,7 +578,7 @@ impl Codes {
         self.all().any(|c| c.code.starts_with(prefix))
     }
 
-    /// Failures, then informational codes, then successes; at most 100.
+    /// Failures, then informational codes, then successes; at most 32.
     fn into_list(self) -> Vec<ValidationCode> {
         self.failures
             .into_iter()

@@ -132,6 +132,9 @@ pub struct NewClaim {
     pub near_distance: u32,
     /// `same_image` also reports rotated and mirrored copies.
     pub dihedral: bool,
+    /// The exact hashes of the image's eight orientations when its bytes
+    /// were hashed here (see [`SimilarQuery::variants`]).
+    pub variants: Option<[Pdq; 8]>,
 }
 
 /// A claim as the claim cache holds it, shared with readers without a copy,

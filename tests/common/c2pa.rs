@@ -489,7 +489,7 @@ fn tamper_png(signed: &[u8]) -> Vec<u8> {
         .map(|&(_, l)| l)
         .sum::<usize>()
         + (target - start);
-    if offset_in_data % row == 0 {
+    if offset_in_data.is_multiple_of(row) {
         target += 1; // a filter-type byte: take the next, a pixel byte
     }
     zlib[target] ^= 0x55;

@@ -38,6 +38,7 @@ pub(crate) fn draft(text: &str) -> NewClaim {
         actor,
         near_distance: 31,
         dihedral: false,
+        variants: None,
     }
 }
 

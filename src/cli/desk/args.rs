@@ -276,11 +276,11 @@ pub(super) struct RegisterArgs {
     /// When the desk first saw the claim (RFC 3339, e.g. 2022-01-08T00:00:00Z).
     #[arg(long, value_parser = timestamp)]
     pub(super) first_seen: Option<prost_types::Timestamp>,
-    /// A tag (repeatable).
     /// When the event the claim says the image shows took place (RFC 3339);
     /// the pre-publication checks compare it with the image's earliest sighting.
     #[arg(long, value_parser = timestamp)]
     pub(super) event: Option<prost_types::Timestamp>,
+    /// A tag (repeatable).
     #[arg(long = "tag")]
     pub(super) tags: Vec<String>,
     /// Where the image was published.

@@ -216,6 +216,19 @@ pub(super) fn sighting_words(s: &pb::Sighting) -> String {
 
 /// Content Credentials as labelled fields.
 pub(super) fn print_credentials(c: &pb::ContentCredentials) {
+    for line in credentials_lines(c) {
+        crate::outln!("{line}");
+    }
+}
+
+/// [`print_credentials`]' lines.
+pub(super) fn credentials_lines(c: &pb::ContentCredentials) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut field = |label: &str, value: &str| {
+        if !value.is_empty() {
+            lines.push(format!("  {:<16} {value}", format!("{label}:")));
+        }
+    };
     let trust = match pb::CredentialState::try_from(c.state) {
         Ok(pb::CredentialState::Trusted) => " (signer chains to a configured trust anchor)",
         Ok(pb::CredentialState::Valid) => " (signed; signer not on the trust list)",
@@ -229,7 +242,9 @@ pub(super) fn print_credentials(c: &pb::ContentCredentials) {
     field("  generator", &c.claim_generator);
     field("  signer", &c.signer_subject);
     field("  issuer", &c.signer_issuer);
-    time_field("  signed", c.signing_time.as_ref());
+    if c.signing_time.is_some() {
+        field("  signed", &format_time(c.signing_time.as_ref()));
+    }
     for a in &c.actions {
         let source = a.digital_source_type.rsplit('/').next().unwrap_or_default();
         field(
@@ -254,6 +269,7 @@ pub(super) fn print_credentials(c: &pb::ContentCredentials) {
             &format!("{} {}", code.code, excerpt(&code.explanation, 80)),
         );
     }
+    lines
 }
 
 /// Findings of the pre-publication checks, one a line, errors first.

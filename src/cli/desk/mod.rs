@@ -541,17 +541,23 @@ impl Desk {
                  matching: only exact copies are listed (--include-low-quality to match anyway)"
             );
         }
+        if reply.matches.is_empty() {
+            eprintln!("no claim on this image or a near duplicate");
+        } else {
+            self.print_matches(&reply.matches);
+        }
+        // After the table, which scripts read from its first line.
+        if let Some(s) = &reply.earliest_sighting {
+            outln!("earliest seen {}", format::sighting_words(s));
+        }
         if let Some(c) = &reply.query_content_credentials {
             outln!("this image");
             format::print_credentials(c);
         }
-        if let Some(s) = &reply.earliest_sighting {
-            outln!("earliest seen {}", format::sighting_words(s));
-        }
-        if reply.matches.is_empty() {
-            eprintln!("no claim on this image or a near duplicate");
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    fn print_matches(&self, matches: &[pb::ImageMatch]) {
         outln!(
             "{:<12} {:>8} {:<5} {:<22} {:<12} {:<34} CLAIM",
             "NAME",
@@ -561,7 +567,7 @@ impl Desk {
             "STATE",
             "RATING"
         );
-        for m in &reply.matches {
+        for m in matches {
             let claim = m.claim.clone().unwrap_or_default();
             let status = claim.verification_status.clone().unwrap_or_default();
             outln!(
@@ -575,7 +581,6 @@ impl Desk {
                 excerpt(&claim.claim_text, 60)
             );
         }
-        Ok(())
     }
 
     async fn check(&mut self, a: CheckArgs) -> Outcome {
@@ -644,6 +649,16 @@ impl Desk {
                 }
             })?
             .into_inner();
+        // Findings (warnings, or errors overridden with --force) go to
+        // standard error: standard output is the documents.
+        for f in &reply.findings {
+            let severity = if f.severity == pb::FindingSeverity::Error as i32 {
+                "ERROR (exported with --force)"
+            } else {
+                "warning"
+            };
+            eprintln!("{severity} {}: {}", f.code, f.message);
+        }
         let documents = [
             ("claim-review", reply.claim_review),
             ("media-review", reply.media_review),

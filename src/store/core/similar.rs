@@ -34,6 +34,7 @@ impl<E: Engine> Core<E> {
         claim: &Claim,
         near_distance: u32,
         dihedral: bool,
+        variants: Option<[Pdq; 8]>,
     ) -> Result<Vec<Similar>> {
         let Some(image) = &claim.image else {
             return Ok(Vec::new());
@@ -47,7 +48,7 @@ impl<E: Engine> Core<E> {
             before: Some(claim.id),
             limit: MAX_SAME_IMAGE_CLAIMS,
             dihedral,
-            variants: None,
+            variants,
         })
         .await
     }

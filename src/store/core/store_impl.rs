@@ -159,7 +159,7 @@ impl<E: Engine> Store for Core<E> {
         let sha = cmd.claim.image.as_ref().and_then(|i| sha_key(&i.sha256));
         let pdq = pdq_entry(&cmd.claim);
         let near_distance = cmd.near_distance;
-        let dihedral = cmd.dihedral;
+        let (dihedral, variants) = (cmd.dihedral, cmd.variants);
         type Out = (u64, u64, Option<Claim>);
         let after = self.derived.after(
             move |derived, (id, _, claim): &Out| {
@@ -212,7 +212,9 @@ impl<E: Engine> Store for Core<E> {
                 .read_claim(id)?
                 .ok_or_else(|| Error::Internal(format!("claim {id} vanished after commit")))?,
         };
-        let same_image = self.same_image(&claim.claim, near_distance, dihedral).await;
+        let same_image = self
+            .same_image(&claim.claim, near_distance, dihedral, variants)
+            .await;
         // A replay's batch was made durable too, and that covers the first
         // call's commit.
         durable?;

@@ -349,6 +349,7 @@ mod tests {
                     actor: "test".into(),
                     near_distance: 0,
                     dihedral: false,
+                    variants: None,
                 })
                 .await
                 .unwrap();

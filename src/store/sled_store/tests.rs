@@ -90,6 +90,7 @@ fn on_image(sha: &str, text: &str) -> NewClaim {
         actor: "test".into(),
         near_distance: 31,
         dihedral: false,
+        variants: None,
     }
 }
 
@@ -625,6 +626,7 @@ async fn a_read_after_an_acknowledged_write_shows_it_under_eviction_and_races() 
             actor: "test".into(),
             near_distance: 0,
             dihedral: false,
+            variants: None,
         };
         store.register_claim(claim).await.unwrap();
     }
@@ -731,7 +733,7 @@ async fn same_image_lists_only_earlier_claims_on_that_image_newest_first_capped(
     assert!(texts(&last.same_image).iter().all(|t| t.starts_with('a')));
     // Looking from an older claim sees only what came before it.
     let again = store
-        .same_image(&first.claim.claim, 31, true)
+        .same_image(&first.claim.claim, 31, true, None)
         .await
         .unwrap();
     assert!(again.is_empty());
