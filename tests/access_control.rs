@@ -217,7 +217,7 @@ async fn events_of(client: &mut Claims, claim: &str) -> Vec<pb::ClaimEvent> {
 // 1. The role × RPC matrix
 // ---------------------------------------------------------------------------
 
-const RPCS: [&str; 13] = [
+const RPCS: [&str; 14] = [
     "GetClaim",
     "ListClaims",
     "ListOfficialResponses",
@@ -227,6 +227,7 @@ const RPCS: [&str; 13] = [
     "RegisterClaim",
     "AttachOfficialResponse",
     "SetVerdict",
+    "CheckVerdict",
     "CreateApiKey",
     "ListApiKeys",
     "RevokeApiKey",
@@ -245,7 +246,7 @@ fn needed(rpc: &str) -> (usize, &'static str) {
         | "ListClaimEvents"
         | "FindSimilarClaims" => "reader",
         "RegisterClaim" | "AttachOfficialResponse" => "ingest",
-        "SetVerdict" => "desk",
+        "SetVerdict" | "CheckVerdict" => "desk",
         "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" | "Backup" => "admin",
         other => panic!("unknown RPC {other}"),
     };
@@ -334,6 +335,15 @@ async fn call_rpc(
         }
         "SetVerdict" => claims
             .set_verdict(verdict_request(claim, &format!("verdict with {label}")))
+            .await
+            .map(drop),
+        "CheckVerdict" => claims
+            .check_verdict(pb::CheckVerdictRequest {
+                claim: claim.into(),
+                claim_rating: pb::ClaimRating::False as i32,
+                media_authenticity: pb::MediaAuthenticity::Decontextualized as i32,
+                rationale: format!("checked with {label}: https://example.org/original"),
+            })
             .await
             .map(drop),
         "CreateApiKey" => admin
@@ -1640,4 +1650,57 @@ async fn tokens_never_appear_in_text_debug_logs_or_errors() {
 #[tokio::test]
 async fn tokens_never_appear_in_json_logs_or_errors() {
     secrets_stay_out_of_logs_and_errors("json").await;
+}
+
+/// Any reader may export a review; only the desk may force one past the
+/// pre-publication checks.
+#[tokio::test]
+async fn forcing_an_export_past_the_checks_needs_the_desk_role() {
+    let (server, ch, admin_token) = secured_server().await;
+    let mut admin = admin_as(&ch, Auth::bearer(&admin_token));
+    let reader = create_key(&mut admin, "reader-key", pb::Role::Reader).await;
+    let desk = create_key(&mut admin, "desk-key", pb::Role::Desk).await;
+    let mut as_desk = claims_as(&ch, Auth::bearer(&desk));
+    let mut as_reader = claims_as(&ch, Auth::bearer(&reader));
+    let mut claim = sample_claim("an old photo said to be new");
+    // The image's URL is only where the claim circulated, not an original.
+    claim.appearance_urls = vec![claim.image.as_ref().unwrap().source_url.clone()];
+    let claim = as_desk
+        .register_claim(pb::RegisterClaimRequest {
+            claim: Some(claim),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .claim
+        .unwrap();
+    // DECONTEXTUALIZED with no original linked anywhere: an error finding.
+    as_desk
+        .set_verdict(verdict_request(&claim.name, "an old photo"))
+        .await
+        .unwrap();
+    let export = |force| pb::ExportClaimReviewRequest {
+        claim: claim.name.clone(),
+        force,
+    };
+    let refused = as_reader
+        .export_claim_review(export(false))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let denied = as_reader
+        .export_claim_review(export(true))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("desk role"), "{denied:?}");
+    let forced = as_desk
+        .export_claim_review(export(true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(forced.findings.len(), 1);
+    assert_eq!(forced.findings[0].code, "DECONTEXTUALIZED_WITHOUT_ORIGINAL");
+    server.stop().await;
 }

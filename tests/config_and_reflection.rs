@@ -225,3 +225,44 @@ async fn reflection_answers_in_v1_and_v1alpha() {
     }
     server.stop().await;
 }
+
+/// `--c2pa-trust-anchors` must name a readable PEM file holding at least
+/// one certificate: anything else stops `serve` at start, naming the flag.
+#[test]
+fn bad_trust_anchors_are_refused_at_start_naming_the_flag() {
+    let cwd = tempfile::tempdir().unwrap();
+    let no_cert = cwd.path().join("empty.pem");
+    std::fs::write(&no_cert, "not a certificate\n").unwrap();
+    let broken = cwd.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let missing = cwd.path().join("missing.pem");
+    for file in [&no_cert, &broken, &missing] {
+        let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+            .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
+            .arg("--c2pa-trust-anchors")
+            .arg(file)
+            .current_dir(cwd.path())
+            .output()
+            .expect("run photoclaim");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        assert!(stderr.contains("--c2pa-trust-anchors"), "{stderr}");
+    }
+    // Reading turned off and anchors given: a contradiction clap refuses.
+    let out = Command::new(env!("CARGO_BIN_EXE_photoclaim"))
+        .args([
+            "serve",
+            "--in-memory",
+            "--no-content-credentials",
+            "--c2pa-trust-anchors",
+        ])
+        .arg(&no_cert)
+        .current_dir(cwd.path())
+        .output()
+        .expect("run photoclaim");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -247,7 +247,7 @@ async fn the_earliest_sighting_spans_the_copies_and_says_where_it_comes_from() {
         pb::ImageTransformation::MirroredHorizontally as i32
     );
     // The old claim's own earliest is its publication too.
-    let e = status(&mut client, &old.name)
+    let e = status_with_sighting(&mut client, &old.name)
         .await
         .earliest_sighting
         .unwrap();
@@ -269,7 +269,9 @@ async fn the_earliest_sighting_spans_the_copies_and_says_where_it_comes_from() {
     // A claim without dates on an image nobody else has: none.
     let lone = new_claim(&mut client, "no image bytes, no dates").await;
     assert_eq!(
-        status(&mut client, &lone.name).await.earliest_sighting,
+        status_with_sighting(&mut client, &lone.name)
+            .await
+            .earliest_sighting,
         None
     );
     server.stop().await;

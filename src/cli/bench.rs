@@ -60,8 +60,11 @@ pub enum Rpc {
     /// `RegisterClaim` sending image bytes (one of 64 generated 640×480
     /// JPEGs): the server decodes, hashes and reads Content Credentials.
     RegisterImage,
-    /// `FindSimilarClaims` by the PDQ hash of a stored image, a few bits changed.
+    /// `FindSimilarClaims` by the PDQ hash of a stored image, a few bits
+    /// changed: all eight orientations (the default).
     Similar,
+    /// The same with `same_orientation_only`: the query's orientation alone.
+    SimilarSameOrientation,
     /// `SearchClaims` for 1-3 words: place names (each in about an eighth
     /// of a generated archive) and claimant handles (a few hundred claims
     /// each at 1M), so queries range from broad to narrow.
@@ -74,7 +77,7 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every RPC, in report order.
-    pub const ALL: [Rpc; 10] = [
+    pub const ALL: [Rpc; 11] = [
         Rpc::Health,
         Rpc::Register,
         Rpc::RegisterImage,
@@ -83,6 +86,7 @@ impl Rpc {
         Rpc::Attach,
         Rpc::Verdict,
         Rpc::Similar,
+        Rpc::SimilarSameOrientation,
         Rpc::Search,
         Rpc::SearchNarrow,
     ];
@@ -98,6 +102,7 @@ impl Rpc {
             Rpc::Attach => "attach",
             Rpc::Verdict => "verdict",
             Rpc::Similar => "similar",
+            Rpc::SimilarSameOrientation => "similar-same-orientation",
             Rpc::Search => "search",
             Rpc::SearchNarrow => "search-narrow",
         }
@@ -574,7 +579,7 @@ async fn send(
                 .await
                 .map_err(code)?;
         }
-        Rpc::Similar => {
+        Rpc::Similar | Rpc::SimilarSameOrientation => {
             let mut pdq = shared.pdqs[rng.below(shared.pdqs.len() as u64) as usize];
             for _ in 0..rng.below(9) {
                 let bit = rng.below(256) as usize;
@@ -582,6 +587,7 @@ async fn send(
             }
             let request = target.request(pb::FindSimilarClaimsRequest {
                 pdq: hex::encode(pdq),
+                same_orientation_only: rpc == Rpc::SimilarSameOrientation,
                 ..Default::default()
             })?;
             clients
@@ -985,7 +991,11 @@ pub async fn run(
     if config.mix.iter().any(|(rpc, _)| *rpc == Rpc::RegisterImage) {
         shared.images = (0..64).map(|i| bench_jpeg(config.seed ^ i)).collect();
     }
-    if config.mix.iter().any(|(rpc, _)| *rpc == Rpc::Similar) {
+    if config
+        .mix
+        .iter()
+        .any(|(rpc, _)| matches!(rpc, Rpc::Similar | Rpc::SimilarSameOrientation))
+    {
         shared.pdqs = sample_pdqs(&shared, &mut client, config.seed).await?;
     }
     let shared = Arc::new(shared);

@@ -389,20 +389,25 @@ impl PdqIndex {
         let qs: Vec<Words> = queries.iter().map(Pdq::words).collect();
         let mut hits: Vec<(u64, u32, usize)> = Vec::new();
         let mut one = Vec::new();
+        // Queries the slot tables would not serve cheaply are scanned with
+        // the tail: one pass over the entries for all of them.
+        let mut scanned: Vec<usize> = Vec::new();
         for (v, q) in qs.iter().enumerate() {
             one.clear();
             if scan || !self.probe(q, radius, false, &mut one) {
-                self.scan(q, radius, 0..self.indexed, &mut one);
+                scanned.push(v);
             }
             hits.extend(one.iter().map(|&(id, d)| (id, d, v)));
         }
-        // The tail, once: each entry against every query.
-        let start = self.indexed;
+        let all: Vec<usize> = (0..qs.len()).collect();
+        let start = if scanned.is_empty() { self.indexed } else { 0 };
         for (k, w) in self.words[start..].iter().enumerate() {
-            for (v, q) in qs.iter().enumerate() {
-                let d = hamming(w, q);
-                if d <= radius && self.is_live(start + k) {
-                    hits.push((self.ids[start + k], d, v));
+            let p = start + k;
+            let of = if p < self.indexed { &scanned } else { &all };
+            for &v in of {
+                let d = hamming(w, &qs[v]);
+                if d <= radius && self.is_live(p) {
+                    hits.push((self.ids[p], d, v));
                 }
             }
         }
