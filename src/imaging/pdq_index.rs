@@ -501,27 +501,27 @@ impl PdqIndex {
         }
         let s = s as i32;
         let qc: [u16; CHUNKS] = std::array::from_fn(|i| chunk(q, i));
-        let mut rho = [s; CHUNKS];
-        if a + 1 < CHUNKS {
-            // Candidates each chunk would contribute at sub-radius s and s - 1.
-            let mut cost_hi = [0usize; CHUNKS];
-            let mut cost_lo = [0usize; CHUNKS];
-            for i in 0..CHUNKS {
-                let slot = &self.slots[i];
-                for_each_probe(qc[i], s, |v| cost_hi[i] += slot.bucket_len(v));
-                for_each_probe(qc[i], s - 1, |v| cost_lo[i] += slot.bucket_len(v));
-            }
-            // Give sub-radius s to the a + 1 chunks where it costs least extra.
-            let mut order: [usize; CHUNKS] = std::array::from_fn(|i| i);
-            order.sort_by_key(|&i| cost_hi[i] - cost_lo[i]);
-            rho = [s - 1; CHUNKS];
-            for &i in &order[..=a] {
-                rho[i] = s;
-            }
+        // Candidates each chunk would contribute at sub-radius s and s - 1.
+        let mut cost_hi = [0usize; CHUNKS];
+        let mut cost_lo = [0usize; CHUNKS];
+        for i in 0..CHUNKS {
+            let slot = &self.slots[i];
+            for_each_probe(qc[i], s, |v| cost_hi[i] += slot.bucket_len(v));
+            for_each_probe(qc[i], s - 1, |v| cost_lo[i] += slot.bucket_len(v));
         }
-        // (With a + 1 = 16, as at the default r = 31, every chunk gets
-        // sub-radius s: nothing to choose, and the cost is known once the
-        // buckets are gathered, so no pass is spent estimating it.)
+        // Give sub-radius s to the a + 1 chunks where it costs least extra.
+        let mut order: [usize; CHUNKS] = std::array::from_fn(|i| i);
+        order.sort_by_key(|&i| cost_hi[i] - cost_lo[i]);
+        let mut rho = [s - 1; CHUNKS];
+        for &i in &order[..=a] {
+            rho[i] = s;
+        }
+        let total: usize = (0..CHUNKS)
+            .map(|i| if rho[i] == s { cost_hi[i] } else { cost_lo[i] })
+            .sum();
+        if !force && total > self.indexed / SCAN_FRACTION {
+            return false;
+        }
         // Gather the candidates first, then measure them in one tight loop:
         // each is a cache miss into `words`, and a loop without the
         // buckets' short inner loops lets the CPU overlap many of them.
@@ -529,19 +529,14 @@ impl PdqIndex {
         // before the first is copied, and each hash a few candidates ahead
         // of the one measured.
         let mut buckets: Vec<&[u32]> = Vec::with_capacity(CHUNKS * 17);
-        let mut total = 0;
         for (i, slot) in self.slots.iter().enumerate() {
             for_each_probe(qc[i], rho[i], |v| {
                 let bucket = slot.bucket(v);
                 if let Some(first) = bucket.first() {
                     prefetch(first);
                 }
-                total += bucket.len();
                 buckets.push(bucket);
             });
-        }
-        if !force && total > self.indexed / SCAN_FRACTION {
-            return false;
         }
         let mut candidates = Vec::with_capacity(total);
         for bucket in buckets {
