@@ -247,3 +247,54 @@ fn bad_settings_are_refused_naming_the_flag() {
         "{out}"
     );
 }
+
+/// The provenance mixes: registrations sending image bytes (the server
+/// decodes, hashes and reads Content Credentials) and similarity searches
+/// in one orientation, both measured and error-free.
+#[tokio::test]
+async fn the_image_and_one_orientation_mixes_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::spawn(dir.path());
+    let before = highest_claim_id(&server.addr).await;
+    let (ok, report, stderr) = bench(
+        &server.addr,
+        &[
+            "--connections",
+            "2",
+            "--in-flight",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--prepare",
+            "20",
+            "--no-baseline",
+            "--mix",
+            "register-image=1,similar-same-orientation=1",
+            "--fail-on-errors",
+        ],
+        None,
+    );
+    assert!(ok, "bench failed: {stderr}");
+    let mix = report["mix"]["rpcs"].as_object().unwrap();
+    for name in ["register-image", "similar-same-orientation"] {
+        assert!(mix[name]["ok"].as_u64().unwrap() > 0, "{name}: {report}");
+    }
+    // Registered with their bytes: the claims carry computed hashes.
+    let after = highest_claim_id(&server.addr).await;
+    assert!(after > before + 20, "{before} -> {after}");
+    let mut client = ClaimServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    let claim = client
+        .get_claim(pb::GetClaimRequest {
+            name: format!("claims/{after}"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let image = claim.image.unwrap();
+    assert_eq!(image.format, "jpeg");
+    assert_eq!((image.width, image.height), (640, 480));
+}

@@ -481,23 +481,10 @@ async fn send(
                 .await
                 .map_err(code)?;
         }
-        Rpc::Register => {
-            let request = target.request(pb::RegisterClaimRequest {
-                request_id: request_id(),
-                claim: Some(new_claim(rng, &shared.run, n * 4096 + worker as u64)),
-                ..Default::default()
-            })?;
-            clients
-                .call::<_, pb::RegisterClaimResponse>(
-                    "/photoclaim.v1.ClaimService/RegisterClaim",
-                    request,
-                )
-                .await
-                .map_err(code)?;
-        }
-        Rpc::RegisterImage => {
+        Rpc::Register | Rpc::RegisterImage => {
             let mut claim = new_claim(rng, &shared.run, n * 4096 + worker as u64);
-            if let Some(image) = claim.image.as_mut() {
+            if let (Rpc::RegisterImage, Some(image)) = (rpc, claim.image.as_mut()) {
+                // The bytes instead of the hashes: the server computes them.
                 image.sha256.clear();
                 image.pdq.clear();
                 image.pdq_quality = 0;
