@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::Cursor;
-use std::path::PathBuf;
 
 use common::c2pa::{base_jpeg, sign, tamper, ManifestSpec, TestSigner};
 use common::*;
@@ -17,11 +16,6 @@ use photoclaim::pb;
 use photoclaim::server::Options;
 use prost_types::Timestamp;
 use tonic::Code;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq")).join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn jpeg(picture: &DynamicImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
@@ -64,40 +58,24 @@ fn ts(seconds: i64) -> Option<Timestamp> {
 const JAN_2022: i64 = 1_641_513_600; // 2022-01-07
 const MAY_2011: i64 = 1_304_467_200; // 2011-05-04
 
-fn claim_on(text: &str, content: Vec<u8>) -> pb::Claim {
-    let mut claim = sample_claim(text);
-    claim.image = Some(pb::Image {
-        content,
-        ..Default::default()
-    });
-    claim
-}
-
-async fn find(
-    client: &mut Client,
-    request: pb::FindSimilarClaimsRequest,
-) -> pb::FindSimilarClaimsResponse {
-    client
-        .find_similar_claims(request)
-        .await
-        .expect("FindSimilarClaims")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn rotated_and_mirrored_copies_are_found_with_their_transformation() {
     let server = InProcess::in_memory().await;
     let mut client = server.client.clone();
-    let original_bytes = fixture("bridge-mods/aaa-orig.jpg");
+    let original_bytes = pdq_fixture("bridge-mods/aaa-orig.jpg");
     let original = image::load_from_memory(&original_bytes).unwrap();
-    let stored = register(&mut client, claim_on("the original", original_bytes), "")
-        .await
-        .claim
-        .unwrap();
+    let stored = register(
+        &mut client,
+        claim_with_content("the original", original_bytes),
+        "",
+    )
+    .await
+    .claim
+    .unwrap();
     let copies = turned(&original);
     let mut found_by_content = 0;
     for (what, bytes, want) in &copies {
-        let reply = find(
+        let reply = find_similar(
             &mut client,
             pb::FindSimilarClaimsRequest {
                 content: bytes.clone(),
@@ -116,7 +94,7 @@ async fn rotated_and_mirrored_copies_are_found_with_their_transformation() {
         found_by_content += 1;
 
         // The same by the rotated copy's hash (variants estimated from bits).
-        let by_hash = find(
+        let by_hash = find_similar(
             &mut client,
             pb::FindSimilarClaimsRequest {
                 pdq: reply.query_pdq.clone(),
@@ -135,7 +113,7 @@ async fn rotated_and_mirrored_copies_are_found_with_their_transformation() {
         );
 
         // The flag turns it off: the turned copy is far from the original.
-        let same = find(
+        let same = find_similar(
             &mut client,
             pb::FindSimilarClaimsRequest {
                 content: bytes.clone(),
@@ -149,7 +127,7 @@ async fn rotated_and_mirrored_copies_are_found_with_their_transformation() {
     assert_eq!(found_by_content, 7, "7 of 7 rotated and mirrored copies");
 
     // The original itself matches as itself.
-    let reply = find(
+    let reply = find_similar(
         &mut client,
         pb::FindSimilarClaimsRequest {
             pdq: stored.image.as_ref().unwrap().pdq.clone(),
@@ -168,16 +146,20 @@ async fn rotated_and_mirrored_copies_are_found_with_their_transformation() {
 async fn registration_lists_rotated_copies_unless_asked_not_to() {
     let server = InProcess::start().await;
     let mut client = server.client.clone();
-    let original_bytes = fixture("bridge-mods/aaa-orig.jpg");
+    let original_bytes = pdq_fixture("bridge-mods/aaa-orig.jpg");
     let original = image::load_from_memory(&original_bytes).unwrap();
-    let first = register(&mut client, claim_on("the original", original_bytes), "")
-        .await
-        .claim
-        .unwrap();
+    let first = register(
+        &mut client,
+        claim_with_content("the original", original_bytes),
+        "",
+    )
+    .await
+    .claim
+    .unwrap();
     let mirrored = jpeg(&original.fliph());
     let reply = register(
         &mut client,
-        claim_on("a mirrored repost", mirrored.clone()),
+        claim_with_content("a mirrored repost", mirrored.clone()),
         "",
     )
     .await;
@@ -191,7 +173,7 @@ async fn registration_lists_rotated_copies_unless_asked_not_to() {
 
     let reply = client
         .register_claim(pb::RegisterClaimRequest {
-            claim: Some(claim_on("another mirrored repost", mirrored)),
+            claim: Some(claim_with_content("another mirrored repost", mirrored)),
             same_orientation_only: true,
             ..Default::default()
         })
@@ -216,13 +198,13 @@ async fn registration_lists_rotated_copies_unless_asked_not_to() {
 /// Two claims: an old publication of the original, and a new claim on a
 /// mirrored copy that says it shows a 2022 event.
 async fn old_photo_new_claim(client: &mut Client) -> (pb::Claim, pb::Claim) {
-    let original_bytes = fixture("bridge-mods/aaa-orig.jpg");
+    let original_bytes = pdq_fixture("bridge-mods/aaa-orig.jpg");
     let original = image::load_from_memory(&original_bytes).unwrap();
-    let mut old = claim_on("a bridge, 2011", original_bytes);
+    let mut old = claim_with_content("a bridge, 2011", original_bytes);
     old.image.as_mut().unwrap().published_time = ts(MAY_2011);
     old.first_seen_time = ts(MAY_2011 + 86_400 * 30);
     let old = register(client, old, "").await.claim.unwrap();
-    let mut new = claim_on("the bridge attacked this week", jpeg(&original.fliph()));
+    let mut new = claim_with_content("the bridge attacked this week", jpeg(&original.fliph()));
     new.first_seen_time = ts(JAN_2022 + 86_400);
     new.event_time = ts(JAN_2022);
     let new = register(client, new, "").await.claim.unwrap();
@@ -254,7 +236,7 @@ async fn the_earliest_sighting_spans_the_copies_and_says_where_it_comes_from() {
     assert_eq!((e.claim.as_str(), e.exact), (old.name.as_str(), true));
 
     // FindSimilarClaims says the same, for any page size.
-    let reply = find(
+    let reply = find_similar(
         &mut client,
         pb::FindSimilarClaimsRequest {
             pdq: new.image.as_ref().unwrap().pdq.clone(),
@@ -538,7 +520,7 @@ async fn check_verdict_refuses_bad_input_and_changes_nothing() {
 }
 
 fn signed_claim(text: &str, bytes: Vec<u8>) -> pb::Claim {
-    claim_on(text, bytes)
+    claim_with_content(text, bytes)
 }
 
 #[tokio::test]
@@ -602,7 +584,7 @@ async fn content_credentials_are_read_at_registration_in_three_states() {
         .unwrap();
     assert_eq!(none.image.unwrap().content_credentials, None);
     // FindSimilarClaims with content reports the query's credentials.
-    let reply = find(
+    let reply = find_similar(
         &mut client,
         pb::FindSimilarClaimsRequest {
             content: signed.clone(),

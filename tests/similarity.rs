@@ -4,37 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use photoclaim::pb;
 use photoclaim::server::Options;
 use tonic::Code;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq")).join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn claim_with_content(text: &str, content: Vec<u8>) -> pb::Claim {
-    let mut claim = sample_claim(text);
-    claim.image = Some(pb::Image {
-        content,
-        ..Default::default()
-    });
-    claim
-}
-
-async fn find(
-    client: &mut Client,
-    request: pb::FindSimilarClaimsRequest,
-) -> pb::FindSimilarClaimsResponse {
-    client
-        .find_similar_claims(request)
-        .await
-        .expect("FindSimilarClaims")
-        .into_inner()
-}
 
 fn by_content(content: Vec<u8>) -> pb::FindSimilarClaimsRequest {
     pb::FindSimilarClaimsRequest {
@@ -63,7 +36,7 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     let mut client = server.client.clone();
     let original = register(
         &mut client,
-        claim_with_content("the bridge", fixture("bridge-mods/aaa-orig.jpg")),
+        claim_with_content("the bridge", pdq_fixture("bridge-mods/aaa-orig.jpg")),
         "",
     )
     .await
@@ -80,9 +53,9 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     rate_false(&mut client, &original.name, "old photo, new caption").await;
 
     for edit in EDITS {
-        let reply = find(
+        let reply = find_similar(
             &mut client,
-            by_content(fixture(&format!("bridge-mods/{edit}"))),
+            by_content(pdq_fixture(&format!("bridge-mods/{edit}"))),
         )
         .await;
         let hit = reply
@@ -102,10 +75,10 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
         assert_eq!(status.claim_rating, pb::ClaimRating::False as i32);
     }
     for unrelated in ["misc/c.png", "misc/small.jpg", "misc/wee.jpg"] {
-        let reply = find(
+        let reply = find_similar(
             &mut client,
             pb::FindSimilarClaimsRequest {
-                content: fixture(unrelated),
+                content: pdq_fixture(unrelated),
                 include_low_quality: true,
                 ..Default::default()
             },
@@ -119,7 +92,7 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     }
 
     // The exact image by SHA-256 and by its hash.
-    let reply = find(
+    let reply = find_similar(
         &mut client,
         pb::FindSimilarClaimsRequest {
             sha256: image.sha256.clone(),
@@ -131,7 +104,7 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
         reply.matches[0].exact && reply.matches[0].distance == 0,
         "{reply:?}"
     );
-    let reply = find(
+    let reply = find_similar(
         &mut client,
         pb::FindSimilarClaimsRequest {
             pdq: image.pdq.to_uppercase(),
@@ -146,7 +119,10 @@ async fn edits_of_a_checked_photo_find_its_claim_and_unrelated_images_find_nothi
     // Registering an edit reports the original as a near duplicate, rated.
     let edit = register(
         &mut client,
-        claim_with_content("the bridge again", fixture("bridge-mods/blur-a-lot.jpg")),
+        claim_with_content(
+            "the bridge again",
+            pdq_fixture("bridge-mods/blur-a-lot.jpg"),
+        ),
         "",
     )
     .await;
@@ -210,7 +186,7 @@ async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
         }
         // Twice: the second reply comes from the kept encoding.
         for _ in 0..2 {
-            let reply = find(&mut client, search.clone()).await;
+            let reply = find_similar(&mut client, search.clone()).await;
             assert_eq!(reply.matches.len(), 1, "step {step}: {reply:?}");
             let now = client
                 .get_claim(pb::GetClaimRequest { name: name.clone() })
@@ -224,7 +200,7 @@ async fn a_match_is_the_claim_as_get_claim_returns_it_after_every_change() {
     }
     let changes = |e: &[String]| e.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(changes(&etags), 2, "two changes, two new etags: {etags:?}");
-    let last = find(&mut client, search)
+    let last = find_similar(&mut client, search)
         .await
         .matches
         .remove(0)
@@ -252,7 +228,7 @@ async fn hostile_and_wrong_images_are_refused_and_change_nothing() {
     })
     .await;
     let mut client = server.client.clone();
-    let jpeg = fixture("bridge-mods/aaa-orig.jpg");
+    let jpeg = pdq_fixture("bridge-mods/aaa-orig.jpg");
     let mut bomb = png_declaring(50_000, 50_000);
     let mut wrong_sha = claim_with_content("wrong sha", jpeg.clone());
     wrong_sha.image.as_mut().unwrap().sha256 = "0".repeat(64);
@@ -354,14 +330,14 @@ async fn featureless_images_are_flagged_and_not_matched_unless_asked() {
         include_low_quality,
         ..Default::default()
     };
-    let reply = find(&mut client, by_hash(false)).await;
+    let reply = find_similar(&mut client, by_hash(false)).await;
     assert!(reply.matches.is_empty(), "{:?}", reply.matches);
-    let reply = find(&mut client, by_hash(true)).await;
+    let reply = find_similar(&mut client, by_hash(true)).await;
     assert_eq!(reply.matches.len(), 1, "{reply:?}");
     assert_eq!(reply.matches[0].distance, 0);
 
     // Another featureless image is flagged as a low-quality query.
-    let reply = find(&mut client, by_content(solid_png(120, 90, 30))).await;
+    let reply = find_similar(&mut client, by_content(solid_png(120, 90, 30))).await;
     assert!(reply.query_low_quality, "{reply:?}");
     assert!(reply.matches.is_empty(), "{:?}", reply.matches);
 
@@ -381,10 +357,10 @@ async fn featureless_images_are_flagged_and_not_matched_unless_asked() {
         include_low_quality,
         ..Default::default()
     };
-    let reply = find(&mut client, by_zeros(false)).await;
+    let reply = find_similar(&mut client, by_zeros(false)).await;
     assert!(reply.query_low_quality, "{reply:?}");
     assert!(reply.matches.is_empty(), "{:?}", reply.matches);
-    let reply = find(&mut client, by_zeros(true)).await;
+    let reply = find_similar(&mut client, by_zeros(true)).await;
     assert!(!reply.matches.is_empty(), "{reply:?}");
     server.stop().await;
 }

@@ -99,11 +99,7 @@ impl<S: Store> ClaimApi<S> {
         let Some(image) = &claim.image else {
             return Ok(verdict_checks::earliest(own));
         };
-        let reliable = crate::domain::pdq::is_reliable(if image.pdq_quality_known {
-            image.pdq_quality
-        } else {
-            100
-        });
+        let reliable = crate::store::image_hash_is_reliable(image);
         let query = SimilarQuery {
             sha256: (!image.sha256.is_empty()).then(|| image.sha256.clone()),
             pdq: Pdq::from_hex(&image.pdq).filter(|_| reliable),

@@ -137,20 +137,6 @@ impl Transformation {
             Transformation::Transversed => ((j, i), odd(i) != odd(j)),
         }
     }
-
-    /// Lower-case words for messages, e.g. "rotated 90° clockwise".
-    pub fn describe(self) -> &'static str {
-        match self {
-            Transformation::Unspecified | Transformation::Identity => "as is",
-            Transformation::Rotated90 => "rotated 90° clockwise",
-            Transformation::Rotated180 => "rotated 180°",
-            Transformation::Rotated270 => "rotated 90° anticlockwise",
-            Transformation::MirroredHorizontally => "mirrored left to right",
-            Transformation::FlippedVertically => "flipped upside down",
-            Transformation::Transposed => "reflected in the main diagonal",
-            Transformation::Transversed => "reflected in the anti-diagonal",
-        }
-    }
 }
 
 impl Pdq {

@@ -194,6 +194,13 @@ pub struct Similar {
     pub transformation: Transformation,
 }
 
+/// Whether a stored image's PDQ hash takes part in near-duplicate matching:
+/// a known quality of at least 50, or a caller's hash of unknown quality
+/// (the rule [`Store::find_similar`] applies to stored hashes).
+pub fn image_hash_is_reliable(image: &crate::domain::Image) -> bool {
+    schema::is_reliable(schema::stored_quality(image))
+}
+
 /// What to look for in [`Store::find_similar`].
 #[derive(Clone, Debug, Default)]
 pub struct SimilarQuery {

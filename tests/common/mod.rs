@@ -533,3 +533,31 @@ pub fn assert_gapless(events: &[pb::ClaimEvent]) {
         "event sequences must be gapless from 1"
     );
 }
+
+/// A file of the PDQ fixtures (tests/data/pdq), e.g. `bridge-mods/aaa-orig.jpg`.
+pub fn pdq_fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pdq")).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `sample_claim(text)` about the image `content` (bytes only).
+pub fn claim_with_content(text: &str, content: Vec<u8>) -> pb::Claim {
+    let mut claim = sample_claim(text);
+    claim.image = Some(pb::Image {
+        content,
+        ..Default::default()
+    });
+    claim
+}
+
+/// FindSimilarClaims, expected to succeed.
+pub async fn find_similar(
+    client: &mut Client,
+    request: pb::FindSimilarClaimsRequest,
+) -> pb::FindSimilarClaimsResponse {
+    client
+        .find_similar_claims(request)
+        .await
+        .expect("FindSimilarClaims")
+        .into_inner()
+}
